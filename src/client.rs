@@ -1,0 +1,338 @@
+//! The client side: [`upload`] sends one file over any `Read + Write` stream and returns the
+//! server's verdict.
+
+use std::io::{self, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::header::{HEADER_LEN, MsgType};
+use crate::message::{Body, FileRequest, MAX_DATA_LEN, Message, Outcome, Verdict};
+
+/// Bytes per data message unless told otherwise. Measured over loopback against both our
+/// server and the Python original (see the README's performance section).
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Most data messages the original Python server can take in one upload: it compares `seq`
+/// with an unbounded counter, so a wrapped `seq` fails there.
+pub const MAX_UNWRAPPED_CHUNKS: u64 = 1 << 16;
+/// The msgid of our request, which every data message repeats (as the Python client does).
+pub const REQUEST_ID: u32 = 1;
+
+/// How an upload ended, as far as the server said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The server accepted the request and reported success.
+    Stored,
+    /// The server denied the request; no data was sent.
+    Denied,
+    /// The server accepted the request but reported failure.
+    Failed,
+}
+
+/// The chunk size to use for a file of `size` bytes: `base`, grown just enough that the file
+/// fits in [`MAX_UNWRAPPED_CHUNKS`] messages so that the Python server can take it, and never
+/// above [`MAX_DATA_LEN`] (past 1 TiB, `seq` wraps, which only our server accepts).
+///
+/// ```
+/// use fup::client::auto_chunk_size;
+///
+/// assert_eq!(auto_chunk_size(1 << 20, 65_536), 65_536);
+/// assert_eq!(auto_chunk_size(8 << 30, 65_536), 131_072);
+/// ```
+pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
+    let needed = size.div_ceil(MAX_UNWRAPPED_CHUNKS);
+    u32::try_from(needed)
+        .unwrap_or(u32::MAX)
+        .max(base)
+        .clamp(1, MAX_DATA_LEN)
+}
+
+/// Uploads `size` bytes read from `file` under `name`, in data messages of `chunk_size` bytes
+/// (the last may be shorter), and calls `progress` with the total sent after each message.
+///
+/// Follows the original client byte for byte (PROTOCOL.md): request msgid 1; data messages
+/// repeat it with `seq` 0, 1, 2, … (wrapping modulo 2^16). Unlike the original, an empty file
+/// is sent as one empty last data message, so that every server completes.
+///
+/// # Errors
+///
+/// [`Error::Closed`] or [`Error::Truncated`] if the server hangs up early, [`Error::Unexpected`]
+/// and the other protocol errors if it sends something else than the exchange calls for,
+/// [`Error::FileChanged`] if `file` ends before `size` bytes, and [`Error::Io`] otherwise.
+///
+/// # Panics
+///
+/// If `chunk_size` is 0 or above [`MAX_DATA_LEN`].
+pub fn upload<S, F>(
+    mut stream: S,
+    mut file: F,
+    name: &str,
+    size: u64,
+    chunk_size: u32,
+    mut progress: impl FnMut(u64),
+) -> Result<Delivery>
+where
+    S: Read + Write,
+    F: Read,
+{
+    assert!(
+        (1..=MAX_DATA_LEN).contains(&chunk_size),
+        "chunk size {chunk_size} out of range"
+    );
+    Message::single(REQUEST_ID, Body::Request(FileRequest::new(size, name)))
+        .write_to(&mut stream)?;
+    stream.flush()?;
+    match expect(&mut stream, MsgType::Response)? {
+        Body::Response {
+            request_id: REQUEST_ID,
+            verdict: Verdict::Accepted,
+        } => {}
+        Body::Response {
+            request_id: REQUEST_ID,
+            verdict: Verdict::Denied,
+        } => return Ok(Delivery::Denied),
+        Body::Response { request_id, .. } => {
+            return Err(Error::MessageId {
+                expected: REQUEST_ID,
+                got: request_id,
+            });
+        }
+        _ => unreachable!("expect() returns only the asked-for type"),
+    }
+    if let Err(err) = send_data(&mut stream, &mut file, size, chunk_size, &mut progress) {
+        // A server that gives up mid-upload may have said why before closing.
+        return match (&err, Message::read_from(&mut stream)) {
+            (
+                Error::Io(_),
+                Ok(Some(Message {
+                    body:
+                        Body::Result {
+                            outcome: Outcome::Failure,
+                            ..
+                        },
+                    ..
+                })),
+            ) => Ok(Delivery::Failed),
+            _ => Err(err),
+        };
+    }
+    match expect(&mut stream, MsgType::Result)? {
+        Body::Result {
+            request_id: REQUEST_ID,
+            outcome: Outcome::Success,
+        } => Ok(Delivery::Stored),
+        Body::Result {
+            request_id: REQUEST_ID,
+            outcome: Outcome::Failure,
+        } => Ok(Delivery::Failed),
+        Body::Result { request_id, .. } => Err(Error::MessageId {
+            expected: REQUEST_ID,
+            got: request_id,
+        }),
+        _ => unreachable!("expect() returns only the asked-for type"),
+    }
+}
+
+/// Sends the file as data messages, each header and body in one write from one reused buffer.
+fn send_data<S: Write, F: Read>(
+    stream: &mut S,
+    file: &mut F,
+    size: u64,
+    chunk_size: u32,
+    progress: &mut impl FnMut(u64),
+) -> Result<()> {
+    let chunk = u64::from(chunk_size);
+    // Small files get a small buffer; the largest is HEADER_LEN + MAX_DATA_LEN.
+    let mut buf = vec![0; HEADER_LEN + chunk.min(size) as usize];
+    // "Fragmented" when the file takes more than one message.
+    let fragmented = size > chunk;
+    let mut sent: u64 = 0;
+    let mut seq: u16 = 0;
+    loop {
+        // At most chunk_size, so it fits in u32 and in the buffer.
+        let len = chunk.min(size - sent) as usize;
+        let got = read_full(file, &mut buf[HEADER_LEN..HEADER_LEN + len])?;
+        if got < len {
+            return Err(Error::FileChanged {
+                expected: size,
+                got: sent + got as u64,
+            });
+        }
+        let last = sent + len as u64 == size;
+        let msg = Message {
+            id: REQUEST_ID,
+            seq,
+            fragmented,
+            last,
+            body: Body::Data { len: len as u32 },
+        };
+        buf[..HEADER_LEN].copy_from_slice(&msg.header().encode());
+        stream.write_all(&buf[..HEADER_LEN + len])?;
+        sent += len as u64;
+        seq = seq.wrapping_add(1);
+        progress(sent);
+        if last {
+            stream.flush()?;
+            return Ok(());
+        }
+    }
+}
+
+/// Reads the next message, which must be of type `want`, and returns its body.
+fn expect<S: Read>(stream: &mut S, want: MsgType) -> Result<Body> {
+    let msg = Message::read_from(stream)?.ok_or(Error::Closed(want))?;
+    if msg.body.msg_type() != want {
+        return Err(Error::Unexpected {
+            expected: want,
+            got: msg.body.msg_type(),
+        });
+    }
+    Ok(msg.body)
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+
+    fn response(verdict: Verdict, request_id: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        Message::single(
+            0,
+            Body::Response {
+                request_id,
+                verdict,
+            },
+        )
+        .write_to(&mut out)
+        .unwrap();
+        out
+    }
+
+    fn send(file: &[u8], chunk: u32, server: &[&[u8]]) -> (Result<Delivery>, Vec<u8>) {
+        let mut duplex = Duplex::new(server);
+        let result = upload(&mut duplex, file, "f", file.len() as u64, chunk, |_| {});
+        (result, duplex.output)
+    }
+
+    #[test]
+    fn golden_upload_sends_exactly_the_captured_bytes() {
+        let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        let mut seen = Vec::new();
+        let delivery = upload(&mut duplex, &b"hi\n"[..], "hello.txt", 3, 4096, |n| {
+            seen.push(n)
+        })
+        .unwrap();
+        assert_eq!(delivery, Delivery::Stored);
+        assert_eq!(duplex.output, [GOLDEN_REQUEST, GOLDEN_DATA].concat());
+        assert_eq!(seen, [3]);
+    }
+
+    #[test]
+    fn denied_sends_no_data() {
+        let (result, output) = send(b"hi\n", 4096, &[&response(Verdict::Denied, 1)]);
+        assert_eq!(result.unwrap(), Delivery::Denied);
+        assert_eq!(output.len(), 16 + 8 + 1);
+    }
+
+    #[test]
+    fn failure_result_is_reported() {
+        let mut failure = GOLDEN_RESULT.to_vec();
+        failure[20] = 0;
+        let (result, _) = send(b"hi\n", 4096, &[GOLDEN_RESPONSE, &failure]);
+        assert_eq!(result.unwrap(), Delivery::Failed);
+    }
+
+    #[test]
+    fn empty_file_is_one_empty_last_data_message() {
+        let (result, output) = send(b"", 4096, &[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        assert_eq!(result.unwrap(), Delivery::Stored);
+        let data = &output[16 + 8 + 1..];
+        assert_eq!(data, [1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn chunks_follow_the_python_client_and_seq_wraps() {
+        let file: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let (result, output) = send(&file, 1, &[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        assert_eq!(result.unwrap(), Delivery::Stored);
+        let mut stream = &output[16 + 8 + 1..];
+        for (i, byte) in file.iter().enumerate() {
+            let msg = Message::read_from(&mut stream).unwrap().unwrap();
+            assert_eq!(msg.id, REQUEST_ID);
+            assert_eq!(msg.seq, i as u16, "wraps modulo 2^16");
+            assert!(msg.fragmented);
+            assert_eq!(msg.last, i + 1 == file.len());
+            assert_eq!(msg.body, Body::Data { len: 1 });
+            assert_eq!(stream[0], *byte);
+            stream = &stream[1..];
+        }
+        assert!(stream.is_empty());
+    }
+
+    #[test]
+    fn misbehaving_servers_give_errors_not_panics() {
+        let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+            ("closed before response", vec![]),
+            ("truncated response", vec![&GOLDEN_RESPONSE[..20]]),
+            ("result instead of response", vec![GOLDEN_RESULT]),
+            ("closed before result", vec![GOLDEN_RESPONSE]),
+            (
+                "response instead of result",
+                vec![GOLDEN_RESPONSE, GOLDEN_RESPONSE],
+            ),
+            ("garbage", vec![&[0xee; 40]]),
+        ];
+        for (what, script) in cases {
+            let (result, _) = send(b"hi\n", 4096, &script);
+            assert!(result.is_err(), "{what}: {result:?}");
+        }
+        let (result, _) = send(b"hi\n", 4096, &[&response(Verdict::Accepted, 9)]);
+        assert!(
+            matches!(
+                result,
+                Err(Error::MessageId {
+                    expected: 1,
+                    got: 9
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn file_shorter_than_announced_is_an_error() {
+        let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        let result = upload(&mut duplex, &b"hi"[..], "f", 3, 4096, |_| {});
+        assert!(
+            matches!(
+                result,
+                Err(Error::FileChanged {
+                    expected: 3,
+                    got: 2
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn chunk_size_grows_only_past_the_python_limit() {
+        assert_eq!(auto_chunk_size(0, 4096), 4096);
+        assert_eq!(auto_chunk_size(256 << 20, 4096), 4096);
+        assert_eq!(auto_chunk_size((256 << 20) + 1, 4096), 4097);
+        assert_eq!(auto_chunk_size(u64::MAX, 4096), MAX_DATA_LEN);
+    }
+}

@@ -1,0 +1,139 @@
+//! Safe, human-friendly text for the terminal: escaped names and byte counts and rates.
+//!
+//! Anything that came off the network goes through [`escape`] before it is printed, so that
+//! no byte can move the cursor, clear the screen, set a window title or start a new line.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Whether `c` would draw nothing, reorder text or break a line if printed raw: Unicode's
+/// format characters (bidi controls, zero-width spaces, the BOM, tag characters), the line
+/// and paragraph separators, and the fillers that render as blank.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{0600}'..='\u{0605}' | '\u{06DD}'
+        | '\u{070F}' | '\u{0890}' | '\u{0891}' | '\u{08E2}' | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Escapes text for one line of a terminal, Rust-style: `\n`, `\t`, `\r`, `\\`, `\"` and
+/// `\u{..}` for control and invisible characters. Printable text, Hangul included, is kept.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fup::display::escape("a\nb\u{1b}[2J\u{202e}"), r"a\nb\u{1b}[2J\u{202e}");
+/// assert_eq!(fup::display::escape("사진 1.jpg"), "사진 1.jpg");
+/// ```
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_escaped(&mut out, text);
+    out
+}
+
+/// Like [`escape`] for bytes that may not be UTF-8: invalid bytes show as `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        push_escaped(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() || is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A byte count in binary units with one decimal: `512 B`, `1.5 KiB`, `10.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A transfer rate, `bytes` moved in `elapsed`, in binary units per second.
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "- B/s".to_string();
+    }
+    let per_sec = bytes as f64 / secs;
+    format!("{}/s", self::bytes(per_sec.min(u64::MAX as f64) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_that_could_steer_a_terminal() {
+        let cases = [
+            ("plain name.txt", "plain name.txt"),
+            ("line\nbreak", r"line\nbreak"),
+            ("\u{1b}]0;title\u{7}", r"\u{1b}]0;title\u{7}"),
+            ("\u{1b}[2J", r"\u{1b}[2J"),
+            ("csi\u{9b}31m", r"csi\u{9b}31m"),
+            ("del\u{7f}", r"del\u{7f}"),
+            ("evil\u{202e}txt.exe", r"evil\u{202e}txt.exe"),
+            ("zero\u{200b}width", r"zero\u{200b}width"),
+            ("\u{feff}bom", r"\u{feff}bom"),
+            ("sep\u{2028}line", r"sep\u{2028}line"),
+            ("back\\slash \"q\"", r#"back\\slash \"q\""#),
+            ("한글 파일.txt", "한글 파일.txt"),
+            ("cr\rtab\t", r"cr\rtab\t"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(escape(raw), shown, "{raw:?}");
+            assert!(
+                !escape(raw)
+                    .chars()
+                    .any(|c| c.is_control() || is_invisible(c))
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_invalid_utf8_as_hex() {
+        assert_eq!(escape_bytes(b"ok\xff\xfe\n"), r"ok\xff\xfe\n");
+        assert_eq!(escape_bytes("한".as_bytes()), "한");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(10 * 1024 * 1024), "10.0 MiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+        assert_eq!(rate(2048, Duration::from_secs(2)), "1.0 KiB/s");
+        assert_eq!(rate(1, Duration::ZERO), "- B/s");
+    }
+}

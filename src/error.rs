@@ -1,0 +1,100 @@
+//! The library's error type: every way a peer, the disk or the network can fail an exchange.
+
+use std::io;
+
+use crate::header::MsgType;
+
+/// Everything that can go wrong while speaking FUP.
+///
+/// Messages are lowercase and never repeat their cause, so callers can print the whole chain
+/// with `{:#}` (anyhow) without saying anything twice.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The underlying stream or file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The stream ended part-way through a message.
+    #[error("connection closed in the middle of a message")]
+    Truncated,
+    /// The peer closed the connection where a message was required.
+    #[error("connection closed by peer while waiting for a {0} message")]
+    Closed(MsgType),
+    /// The header's `msgtype` is not one of the four defined kinds.
+    #[error("unknown message type {0:#x}")]
+    UnknownType(u32),
+    /// A fixed-size body has the wrong length.
+    #[error("{msg_type} body must be {expected} bytes, got {got}")]
+    BodyLength {
+        /// The kind of message.
+        msg_type: MsgType,
+        /// The only length allowed for this kind.
+        expected: u32,
+        /// The length the header announced.
+        got: u32,
+    },
+    /// A length is over the limit for its kind, checked before anything is allocated.
+    #[error("{what} of {got} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// The length claimed.
+        got: u64,
+        /// The limit it broke.
+        limit: u64,
+    },
+    /// A one-byte field holds a value the protocol does not define.
+    #[error("invalid {field} byte {value:#x}")]
+    BadByte {
+        /// The field's name.
+        field: &'static str,
+        /// The byte received.
+        value: u8,
+    },
+    /// A request's file name is not UTF-8.
+    #[error("file name is not valid UTF-8")]
+    NameNotUtf8,
+    /// A message of the wrong kind for this point of the exchange.
+    #[error("expected a {expected} message, got {got}")]
+    Unexpected {
+        /// What the exchange called for.
+        expected: MsgType,
+        /// What arrived.
+        got: MsgType,
+    },
+    /// A message carries the wrong message id.
+    #[error("expected message id {expected}, got {got}")]
+    MessageId {
+        /// The id this exchange uses.
+        expected: u32,
+        /// The id received.
+        got: u32,
+    },
+    /// A data message is out of order.
+    #[error("expected seq {expected}, got {got}")]
+    Sequence {
+        /// The next sequence number due.
+        expected: u16,
+        /// The sequence number received.
+        got: u16,
+    },
+    /// The data messages did not add up to the size the request announced.
+    #[error("announced {announced} bytes but the last data message came after {received}")]
+    SizeMismatch {
+        /// The size in the request.
+        announced: u64,
+        /// The bytes actually received.
+        received: u64,
+    },
+    /// The local file changed size while it was being sent.
+    #[error("file changed size while being sent ({expected} bytes expected, {got} read)")]
+    FileChanged {
+        /// The size when the upload started.
+        expected: u64,
+        /// The bytes that could be read.
+        got: u64,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

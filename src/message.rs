@@ -1,0 +1,670 @@
+//! The four FUP messages as one enum of bodies, with exact-length framing over any stream.
+//!
+//! Lengths and types are derived from the [`Body`] when encoding, so a header can never
+//! disagree with its body; every length read off the wire is checked against a named limit
+//! before anything is allocated, and data bodies are left on the stream for the caller to move.
+
+use std::io::{self, Read, Write};
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use crate::error::{Error, Result};
+use crate::header::{HEADER_LEN, Header, MsgType};
+
+/// Longest file name accepted, in bytes (the usual file-system limit for one path component).
+pub const MAX_NAME_LEN: usize = 255;
+/// Length of the `filesize` field that starts a request body.
+const FILESIZE_LEN: usize = 8;
+/// Longest request body: `filesize` plus the longest name.
+pub const MAX_REQUEST_BODY: u32 = (FILESIZE_LEN + MAX_NAME_LEN) as u32;
+/// Exact length of a response or result body: `msgid u32` + one byte.
+pub const VERDICT_BODY_LEN: u32 = 5;
+/// Largest data body accepted or sent. Data is streamed, so this bounds what one message may
+/// claim, not what is ever held in memory.
+pub const MAX_DATA_LEN: u32 = 16 * 1024 * 1024;
+
+/// The server's answer to a request. On the wire **0 means accepted** (PROTOCOL.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Verdict {
+    /// `0`: go ahead and send the data.
+    Accepted = 0,
+    /// `1`: the server refuses and closes the connection.
+    Denied = 1,
+}
+
+impl TryFrom<u8> for Verdict {
+    type Error = Error;
+
+    fn try_from(value: u8) -> Result<Verdict> {
+        match value {
+            0 => Ok(Verdict::Accepted),
+            1 => Ok(Verdict::Denied),
+            value => Err(Error::BadByte {
+                field: "response",
+                value,
+            }),
+        }
+    }
+}
+
+/// The server's result of an upload. On the wire **1 means success**, the opposite sense of
+/// [`Verdict`], which is why neither is a `bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outcome {
+    /// `0`: the file was not stored.
+    Failure = 0,
+    /// `1`: the file was stored whole.
+    Success = 1,
+}
+
+impl TryFrom<u8> for Outcome {
+    type Error = Error;
+
+    fn try_from(value: u8) -> Result<Outcome> {
+        match value {
+            0 => Ok(Outcome::Failure),
+            1 => Ok(Outcome::Success),
+            value => Err(Error::BadByte {
+                field: "result",
+                value,
+            }),
+        }
+    }
+}
+
+/// The body of a request: the file's size and its name.
+///
+/// The name is kept as the raw bytes from the wire, so that a server can answer a request with
+/// a bad name with a clean denial rather than dropping the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRequest {
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// The file's name, UTF-8 by contract but not yet checked.
+    pub name: Vec<u8>,
+}
+
+impl FileRequest {
+    /// A request for a file of `size` bytes called `name`.
+    pub fn new(size: u64, name: &str) -> FileRequest {
+        FileRequest {
+            size,
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    /// The name as UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NameNotUtf8`] if the peer sent bytes that are not UTF-8.
+    pub fn name_utf8(&self) -> Result<&str> {
+        std::str::from_utf8(&self.name).map_err(|_| Error::NameNotUtf8)
+    }
+}
+
+/// What a message carries, one variant per message type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// `0x01`: `filesize u64` followed by the name's bytes.
+    Request(FileRequest),
+    /// `0x02`: the request's msgid and the verdict.
+    Response {
+        /// The msgid of the request this answers.
+        request_id: u32,
+        /// Accepted or denied.
+        verdict: Verdict,
+    },
+    /// `0x03`: `len` bytes of file data. The bytes are not part of the value: after
+    /// [`Message::read_from`] they are the next `len` bytes on the stream, and
+    /// [`Message::write_to`] writes only the header, for the caller to follow with the bytes.
+    Data {
+        /// Number of file bytes in this message.
+        len: u32,
+    },
+    /// `0x04`: the request's msgid and the outcome.
+    Result {
+        /// The msgid the result refers to.
+        request_id: u32,
+        /// Success or failure.
+        outcome: Outcome,
+    },
+}
+
+impl Body {
+    /// The message type that carries this body.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Body::Request(_) => MsgType::Request,
+            Body::Response { .. } => MsgType::Response,
+            Body::Data { .. } => MsgType::Data,
+            Body::Result { .. } => MsgType::Result,
+        }
+    }
+
+    /// The body's length on the wire.
+    pub fn len(&self) -> u32 {
+        match self {
+            // A request is only ever built from a name of at most MAX_NAME_LEN bytes on the
+            // decoding side; on the encoding side `write_to` checks before using this.
+            Body::Request(req) => (FILESIZE_LEN + req.name.len()).min(u32::MAX as usize) as u32,
+            Body::Response { .. } | Body::Result { .. } => VERDICT_BODY_LEN,
+            Body::Data { len } => *len,
+        }
+    }
+
+    /// Whether the body is empty (only an empty data message is).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One message: the header fields that vary, plus the body.
+///
+/// The header's `msgtype` and `bodylen` are not stored: they are derived from the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The header's `msgid`.
+    pub id: u32,
+    /// The header's `seq`.
+    pub seq: u16,
+    /// The header's `frag` flag.
+    pub fragmented: bool,
+    /// The header's `last` flag.
+    pub last: bool,
+    /// What the message carries.
+    pub body: Body,
+}
+
+impl Message {
+    /// A single, unfragmented message (`frag` 0, `last` 1, `seq` 0), as every control message
+    /// of the original peer is.
+    pub fn single(id: u32, body: Body) -> Message {
+        Message {
+            id,
+            seq: 0,
+            fragmented: false,
+            last: true,
+            body,
+        }
+    }
+
+    /// The header this message is sent with.
+    pub fn header(&self) -> Header {
+        Header {
+            msg_id: self.id,
+            msg_type: self.body.msg_type(),
+            body_len: self.body.len(),
+            fragmented: self.fragmented,
+            last: self.last,
+            seq: self.seq,
+        }
+    }
+
+    /// Reads one message. Returns `Ok(None)` if the stream ended cleanly before the first byte
+    /// of a header.
+    ///
+    /// For a [`Body::Data`] message only the header is consumed: the next `len` bytes of the
+    /// stream are the data, and the caller must move them before reading the next message.
+    /// Pass `&mut stream` to keep using the stream afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`] if the stream ends inside a message; [`Error::UnknownType`],
+    /// [`Error::BadByte`], [`Error::BodyLength`] or [`Error::TooLarge`] for bytes that are
+    /// not a valid message (checked before any body is read); [`Error::Io`] otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fup::{Body, Message, Outcome};
+    ///
+    /// let bytes = [1, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1];
+    /// let msg = Message::read_from(&bytes[..])?.expect("one message");
+    /// assert_eq!(msg.body, Body::Result { request_id: 1, outcome: Outcome::Success });
+    /// # Ok::<(), fup::Error>(())
+    /// ```
+    pub fn read_from<R: Read>(mut r: R) -> Result<Option<Message>> {
+        let mut head = [0; HEADER_LEN];
+        if !read_exact_or_eof(&mut r, &mut head)? {
+            return Ok(None);
+        }
+        let header = Header::decode(&head)?;
+        let body = match header.msg_type {
+            MsgType::Request => {
+                let len = header.body_len;
+                if len > MAX_REQUEST_BODY {
+                    return Err(Error::TooLarge {
+                        what: "request body",
+                        got: len.into(),
+                        limit: MAX_REQUEST_BODY.into(),
+                    });
+                }
+                if (len as usize) < FILESIZE_LEN {
+                    return Err(Error::BodyLength {
+                        msg_type: MsgType::Request,
+                        expected: FILESIZE_LEN as u32,
+                        got: len,
+                    });
+                }
+                // Bounded by MAX_REQUEST_BODY just above.
+                let mut buf = vec![0; len as usize];
+                read_body(&mut r, &mut buf)?;
+                Body::Request(FileRequest {
+                    size: LE::read_u64(&buf[..FILESIZE_LEN]),
+                    name: buf.split_off(FILESIZE_LEN),
+                })
+            }
+            MsgType::Response | MsgType::Result => {
+                if header.body_len != VERDICT_BODY_LEN {
+                    return Err(Error::BodyLength {
+                        msg_type: header.msg_type,
+                        expected: VERDICT_BODY_LEN,
+                        got: header.body_len,
+                    });
+                }
+                let mut buf = [0; VERDICT_BODY_LEN as usize];
+                read_body(&mut r, &mut buf)?;
+                let request_id = LE::read_u32(&buf[..4]);
+                if header.msg_type == MsgType::Response {
+                    Body::Response {
+                        request_id,
+                        verdict: Verdict::try_from(buf[4])?,
+                    }
+                } else {
+                    Body::Result {
+                        request_id,
+                        outcome: Outcome::try_from(buf[4])?,
+                    }
+                }
+            }
+            MsgType::Data => {
+                if header.body_len > MAX_DATA_LEN {
+                    return Err(Error::TooLarge {
+                        what: "data message",
+                        got: header.body_len.into(),
+                        limit: MAX_DATA_LEN.into(),
+                    });
+                }
+                Body::Data {
+                    len: header.body_len,
+                }
+            }
+        };
+        Ok(Some(Message {
+            id: header.msg_id,
+            seq: header.seq,
+            fragmented: header.fragmented,
+            last: header.last,
+            body,
+        }))
+    }
+
+    /// Writes the message with a single `write_all`, so a small message never goes out as two
+    /// segments. For [`Body::Data`] only the header is written; the caller follows it with
+    /// exactly `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a request name over [`MAX_NAME_LEN`] or data over
+    /// [`MAX_DATA_LEN`] (nothing is written then), and [`Error::Io`] if writing fails.
+    pub fn write_to<W: Write>(&self, mut w: W) -> Result<()> {
+        let mut buf = [0; HEADER_LEN + MAX_REQUEST_BODY as usize];
+        let len = self.encode_into(&mut buf)?;
+        w.write_all(&buf[..len])?;
+        Ok(())
+    }
+
+    /// Encodes the header and, except for data, the body into `buf`; returns the length used.
+    fn encode_into(&self, buf: &mut [u8; HEADER_LEN + MAX_REQUEST_BODY as usize]) -> Result<usize> {
+        let body = &mut buf[HEADER_LEN..];
+        let body_len = match &self.body {
+            Body::Request(req) => {
+                if req.name.len() > MAX_NAME_LEN {
+                    return Err(Error::TooLarge {
+                        what: "file name",
+                        got: req.name.len() as u64,
+                        limit: MAX_NAME_LEN as u64,
+                    });
+                }
+                LE::write_u64(&mut body[..FILESIZE_LEN], req.size);
+                body[FILESIZE_LEN..FILESIZE_LEN + req.name.len()].copy_from_slice(&req.name);
+                FILESIZE_LEN + req.name.len()
+            }
+            Body::Response {
+                request_id,
+                verdict,
+            } => {
+                LE::write_u32(&mut body[..4], *request_id);
+                body[4] = *verdict as u8;
+                VERDICT_BODY_LEN as usize
+            }
+            Body::Result {
+                request_id,
+                outcome,
+            } => {
+                LE::write_u32(&mut body[..4], *request_id);
+                body[4] = *outcome as u8;
+                VERDICT_BODY_LEN as usize
+            }
+            Body::Data { len } => {
+                if *len > MAX_DATA_LEN {
+                    return Err(Error::TooLarge {
+                        what: "data message",
+                        got: (*len).into(),
+                        limit: MAX_DATA_LEN.into(),
+                    });
+                }
+                0
+            }
+        };
+        buf[..HEADER_LEN].copy_from_slice(&self.header().encode());
+        Ok(HEADER_LEN + body_len)
+    }
+}
+
+/// Fills `buf` from `r`. Returns `Ok(false)` if the stream was already at its end, and
+/// [`Error::Truncated`] if it ended part-way.
+fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(Error::Truncated),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// Fills `buf` with a body that must be there: any end of stream is a truncation.
+fn read_body<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<()> {
+    if buf.is_empty() || read_exact_or_eof(r, buf)? {
+        Ok(())
+    } else {
+        Err(Error::Truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use proptest::prelude::*;
+
+    fn encode(msg: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        msg.write_to(&mut out).unwrap();
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Option<Message>> {
+        Message::read_from(bytes)
+    }
+
+    #[test]
+    fn golden_request() {
+        let msg = Message::single(1, Body::Request(FileRequest::new(3, "hello.txt")));
+        assert_eq!(encode(&msg), GOLDEN_REQUEST);
+        assert_eq!(decode(GOLDEN_REQUEST).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn golden_response() {
+        let msg = Message::single(
+            0,
+            Body::Response {
+                request_id: 1,
+                verdict: Verdict::Accepted,
+            },
+        );
+        assert_eq!(encode(&msg), GOLDEN_RESPONSE);
+        assert_eq!(decode(GOLDEN_RESPONSE).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn golden_denied_response() {
+        let msg = Message::single(
+            0,
+            Body::Response {
+                request_id: 1,
+                verdict: Verdict::Denied,
+            },
+        );
+        let bytes = encode(&msg);
+        assert_eq!(&bytes[16..], &[0x01, 0x00, 0x00, 0x00, 0x01]);
+        assert_eq!(decode(&bytes).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn golden_data() {
+        let msg = Message::single(1, Body::Data { len: 3 });
+        let mut bytes = encode(&msg);
+        bytes.extend_from_slice(b"hi\n");
+        assert_eq!(bytes, GOLDEN_DATA);
+        let mut stream = GOLDEN_DATA;
+        assert_eq!(Message::read_from(&mut stream).unwrap(), Some(msg));
+        // The data is left on the stream for the caller.
+        assert_eq!(stream, b"hi\n");
+    }
+
+    #[test]
+    fn golden_result() {
+        let msg = Message::single(
+            1,
+            Body::Result {
+                request_id: 1,
+                outcome: Outcome::Success,
+            },
+        );
+        assert_eq!(encode(&msg), GOLDEN_RESULT);
+        assert_eq!(decode(GOLDEN_RESULT).unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn every_prefix_is_eof_or_truncated() {
+        for golden in [GOLDEN_REQUEST, GOLDEN_RESPONSE, GOLDEN_RESULT] {
+            assert!(matches!(decode(&golden[..0]), Ok(None)));
+            for cut in 1..golden.len() {
+                assert!(
+                    matches!(decode(&golden[..cut]), Err(Error::Truncated)),
+                    "prefix of {cut} bytes"
+                );
+            }
+        }
+        // A data header alone is complete: its bytes are the caller's to read.
+        for cut in 1..HEADER_LEN {
+            assert!(matches!(decode(&GOLDEN_DATA[..cut]), Err(Error::Truncated)));
+        }
+    }
+
+    #[test]
+    fn consecutive_messages_then_clean_eof() {
+        let mut bytes = GOLDEN_REQUEST.to_vec();
+        bytes.extend_from_slice(GOLDEN_RESULT);
+        let mut stream = &bytes[..];
+        assert!(matches!(
+            &Message::read_from(&mut stream).unwrap().unwrap().body,
+            Body::Request(_)
+        ));
+        assert!(matches!(
+            Message::read_from(&mut stream).unwrap().unwrap().body,
+            Body::Result { .. }
+        ));
+        assert!(Message::read_from(&mut stream).unwrap().is_none());
+    }
+
+    fn with_body_len(golden: &[u8], len: u32) -> Vec<u8> {
+        let mut bytes = golden.to_vec();
+        bytes[8..12].copy_from_slice(&len.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn fixed_bodies_must_be_exactly_five_bytes() {
+        for golden in [GOLDEN_RESPONSE, GOLDEN_RESULT] {
+            for len in [0, 4, 6, u32::MAX] {
+                let err = decode(&with_body_len(golden, len)).unwrap_err();
+                assert!(
+                    matches!(err, Error::BodyLength { expected: 5, got, .. } if got == len),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn request_body_limits_are_checked_before_reading() {
+        // Claims far more than is sent: refused from the header alone, no allocation.
+        let err = decode(&with_body_len(GOLDEN_REQUEST, u32::MAX)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "request body",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = decode(&with_body_len(GOLDEN_REQUEST, MAX_REQUEST_BODY + 1)).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        let err = decode(&with_body_len(GOLDEN_REQUEST, 7)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BodyLength {
+                    expected: 8,
+                    got: 7,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn data_length_limit() {
+        let err = decode(&with_body_len(GOLDEN_DATA, MAX_DATA_LEN + 1)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    what: "data message",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let ok = decode(&with_body_len(GOLDEN_DATA, MAX_DATA_LEN))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.body, Body::Data { len: MAX_DATA_LEN });
+    }
+
+    #[test]
+    fn verdict_and_outcome_bytes_are_checked() {
+        let mut bytes = GOLDEN_RESPONSE.to_vec();
+        bytes[20] = 2;
+        assert!(matches!(
+            decode(&bytes),
+            Err(Error::BadByte {
+                field: "response",
+                value: 2
+            })
+        ));
+        let mut bytes = GOLDEN_RESULT.to_vec();
+        bytes[20] = 0xff;
+        assert!(matches!(
+            decode(&bytes),
+            Err(Error::BadByte {
+                field: "result",
+                value: 0xff
+            })
+        ));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_still_decode() {
+        let mut bytes = GOLDEN_REQUEST.to_vec();
+        bytes[24] = 0xff;
+        let msg = decode(&bytes).unwrap().unwrap();
+        let Body::Request(req) = msg.body else {
+            panic!("not a request")
+        };
+        assert!(matches!(req.name_utf8(), Err(Error::NameNotUtf8)));
+    }
+
+    #[test]
+    fn oversized_values_are_not_encoded() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let msg = Message::single(1, Body::Request(FileRequest::new(0, &long)));
+        assert!(matches!(
+            msg.write_to(Vec::new()),
+            Err(Error::TooLarge { .. })
+        ));
+        let msg = Message::single(
+            1,
+            Body::Data {
+                len: MAX_DATA_LEN + 1,
+            },
+        );
+        assert!(matches!(
+            msg.write_to(Vec::new()),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+
+    fn any_body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..=MAX_NAME_LEN)
+            )
+                .prop_map(|(size, name)| Body::Request(FileRequest { size, name })),
+            (any::<u32>(), any::<bool>()).prop_map(|(request_id, yes)| Body::Response {
+                request_id,
+                verdict: if yes {
+                    Verdict::Accepted
+                } else {
+                    Verdict::Denied
+                },
+            }),
+            (0..=MAX_DATA_LEN).prop_map(|len| Body::Data { len }),
+            (any::<u32>(), any::<bool>()).prop_map(|(request_id, yes)| Body::Result {
+                request_id,
+                outcome: if yes {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(id: u32, seq: u16, fragmented: bool, last: bool, body in any_body()) {
+            let msg = Message { id, seq, fragmented, last, body };
+            let bytes = encode(&msg);
+            let expected_len = match msg.body {
+                Body::Data { .. } => HEADER_LEN,
+                _ => HEADER_LEN + msg.body.len() as usize,
+            };
+            prop_assert_eq!(bytes.len(), expected_len);
+            prop_assert_eq!(Header::decode(bytes[..16].try_into().unwrap()).unwrap(), msg.header());
+            let mut stream = &bytes[..];
+            prop_assert_eq!(Message::read_from(&mut stream).unwrap(), Some(msg));
+            prop_assert!(stream.is_empty());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The server side: one [`Session`] per connection, written over any `Read + Write` stream with
+//! the operator's decision injected, and [`Server::serve`], the thread-per-connection loop.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::approve::{Approve, Ask};
+use crate::display;
+use crate::error::{Error, Result};
+use crate::header::MsgType;
+use crate::message::{Body, FileRequest, Message, Outcome, Verdict};
+use crate::store::{Incoming, NameProblem, Store, check_name};
+
+/// Size of the buffer each accepted upload streams its data through. It bounds the server's
+/// memory per connection whatever the file or chunk size.
+pub const COPY_BUF_LEN: usize = 256 * 1024;
+/// Default per-read and per-write timeout on a connection.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The msgid of the server's response; its result uses the next one (PROTOCOL.md, steps 2 and 5).
+const RESPONSE_ID: u32 = 0;
+const RESULT_ID: u32 = 1;
+
+/// How one connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed the connection without sending a request.
+    NoRequest,
+    /// The name was refused without asking the operator.
+    Refused(NameProblem),
+    /// The operator (or policy) denied the request.
+    Denied,
+    /// The file was stored whole under this path.
+    Stored(PathBuf),
+    /// The exchange failed; nothing was stored.
+    Failed(Error),
+}
+
+/// What happened on one connection, for the server's log.
+#[derive(Debug)]
+pub struct Summary {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request, once one arrived.
+    pub request: Option<FileRequest>,
+    /// File bytes received.
+    pub received: u64,
+    /// Time from the connection's start to its end, operator's think time included.
+    pub elapsed: Duration,
+    /// Time spent receiving data, from acceptance to the end.
+    pub transfer: Duration,
+    /// How it ended.
+    pub end: End,
+}
+
+impl Summary {
+    /// Whether the upload was stored.
+    pub fn is_stored(&self) -> bool {
+        matches!(self.end, End::Stored(_))
+    }
+}
+
+impl fmt::Display for Summary {
+    /// One log line, with the name escaped: `stored "a.txt" 3 B (3 bytes) in 0.00 s (…/s) from …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(req) = &self.request else {
+            return match &self.end {
+                End::Failed(err) => write!(
+                    f,
+                    "{}: connection failed before a request: {err}",
+                    self.peer
+                ),
+                _ => write!(f, "{}: connection closed without a request", self.peer),
+            };
+        };
+        let name = display::escape_bytes(&req.name);
+        let size = format!("{} ({} bytes)", display::bytes(req.size), req.size);
+        match &self.end {
+            End::Stored(path) => {
+                let stored_as = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                write!(f, "stored \"{name}\"")?;
+                if stored_as.as_bytes() != req.name.as_slice() {
+                    write!(f, " as \"{}\"", display::escape(&stored_as))?;
+                }
+                write!(
+                    f,
+                    " {size} in {:.2} s ({}) from {}",
+                    self.transfer.as_secs_f64(),
+                    display::rate(self.received, self.transfer),
+                    self.peer
+                )
+            }
+            End::Refused(problem) => {
+                write!(f, "refused \"{name}\" {size} from {}: {problem}", self.peer)
+            }
+            End::Denied => write!(f, "denied \"{name}\" {size} from {}", self.peer),
+            End::Failed(err) => write!(
+                f,
+                "failed \"{name}\" after {} of {} bytes in {:.2} s from {}: {err}",
+                self.received,
+                req.size,
+                self.transfer.as_secs_f64(),
+                self.peer
+            ),
+            End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
+        }
+    }
+}
+
+/// What a running server reports to whoever prints its log.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection ended.
+    Finished(Summary),
+    /// Accepting a connection failed; the server goes on.
+    AcceptFailed(io::Error),
+    /// No thread could be started for a connection, which was closed; the server goes on.
+    SpawnFailed(SocketAddr, io::Error),
+}
+
+/// A FUP server: where files go, who approves them, and how long a quiet peer is waited for.
+pub struct Server {
+    store: Store,
+    approver: Box<dyn Approve>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("store", &self.store)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server storing into `store` and asking `approver` about each request, with
+    /// [`DEFAULT_TIMEOUT`] on every socket read and write.
+    pub fn new(store: Store, approver: impl Approve + 'static) -> Server {
+        Server {
+            store,
+            approver: Box::new(approver),
+            timeout: Some(DEFAULT_TIMEOUT),
+        }
+    }
+
+    /// Sets the per-read and per-write socket timeout (`None`: wait forever).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A session for one connection from `peer`.
+    pub fn session(&self, peer: SocketAddr) -> Session<'_> {
+        Session { server: self, peer }
+    }
+
+    /// Serves connections from an already bound `listener` forever, one thread each, and
+    /// reports every event to `report` (from the connection threads).
+    ///
+    /// # Errors
+    ///
+    /// Only if the listener itself stops yielding connections; single failed accepts are
+    /// reported and skipped.
+    pub fn serve<F>(self: Arc<Self>, listener: TcpListener, report: F) -> io::Result<()>
+    where
+        F: Fn(Event) + Send + Sync + 'static,
+    {
+        let report = Arc::new(report);
+        for conn in listener.incoming() {
+            let stream = match conn {
+                Ok(stream) => stream,
+                Err(err) => {
+                    report(Event::AcceptFailed(err));
+                    // Out of file descriptors and the like: don't spin on the error.
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let peer = match stream.peer_addr() {
+                Ok(peer) => peer,
+                Err(err) => {
+                    report(Event::AcceptFailed(err));
+                    continue;
+                }
+            };
+            let server = Arc::clone(&self);
+            let thread_report = Arc::clone(&report);
+            let spawned = thread::Builder::new()
+                .name(format!("fup {peer}"))
+                .spawn(move || thread_report(Event::Finished(server.handle(stream, peer))));
+            if let Err(err) = spawned {
+                report(Event::SpawnFailed(peer, err));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&self, stream: TcpStream, peer: SocketAddr) -> Summary {
+        let setup = stream
+            .set_read_timeout(self.timeout)
+            .and_then(|()| stream.set_write_timeout(self.timeout))
+            .and_then(|()| stream.set_nodelay(true));
+        if let Err(err) = setup {
+            return Summary::new(peer, End::Failed(err.into()));
+        }
+        self.session(peer).run(&stream)
+    }
+}
+
+/// One connection's exchange: request, verdict, data, result.
+#[derive(Debug)]
+pub struct Session<'a> {
+    server: &'a Server,
+    peer: SocketAddr,
+}
+
+impl Summary {
+    fn new(peer: SocketAddr, end: End) -> Summary {
+        Summary {
+            peer,
+            request: None,
+            received: 0,
+            elapsed: Duration::ZERO,
+            transfer: Duration::ZERO,
+            end,
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Serves one upload on `stream` to its end and says how it went. Never panics on what
+    /// the peer sends; on any failure nothing is stored.
+    pub fn run<S: Read + Write>(self, mut stream: S) -> Summary {
+        let started = Instant::now();
+        let mut summary = Summary::new(self.peer, End::NoRequest);
+        summary.end = self.exchange(&mut stream, &mut summary);
+        summary.elapsed = started.elapsed();
+        summary
+    }
+
+    fn exchange<S: Read + Write>(&self, stream: &mut S, summary: &mut Summary) -> End {
+        let msg = match Message::read_from(&mut *stream) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return End::NoRequest,
+            Err(err) => return End::Failed(err),
+        };
+        let request_id = msg.id;
+        let req = match msg.body {
+            Body::Request(req) => req,
+            other => {
+                return End::Failed(Error::Unexpected {
+                    expected: MsgType::Request,
+                    got: other.msg_type(),
+                });
+            }
+        };
+        let req = summary.request.insert(req);
+        let verdict = match check_name(&req.name) {
+            Ok(name) => self.server.approver.approve(&Ask {
+                peer: self.peer,
+                name,
+                size: req.size,
+            }),
+            Err(problem) => {
+                // Refused before anyone is asked; the client just sees a denial.
+                let _ = respond(stream, request_id, Verdict::Denied);
+                return End::Refused(problem);
+            }
+        };
+        if let Err(err) = respond(stream, request_id, verdict) {
+            return End::Failed(err);
+        }
+        if verdict == Verdict::Denied {
+            return End::Denied;
+        }
+        let size = req.size;
+        // check_name passed above, so the name is UTF-8 and safe.
+        let name = String::from_utf8_lossy(&req.name).into_owned();
+        let started = Instant::now();
+        let end = self.receive_and_store(stream, request_id, size, &name, &mut summary.received);
+        summary.transfer = started.elapsed();
+        end
+    }
+
+    fn receive_and_store<S: Read + Write>(
+        &self,
+        stream: &mut S,
+        request_id: u32,
+        size: u64,
+        name: &str,
+        received: &mut u64,
+    ) -> End {
+        let outcome = self
+            .server
+            .store
+            .incoming()
+            .map_err(Error::from)
+            .and_then(|mut incoming| {
+                let last_id = receive(stream, request_id, size, &mut incoming, received)?;
+                Ok((incoming.publish(name)?, last_id))
+            });
+        match outcome {
+            Ok((path, last_id)) => {
+                if let Err(err) = finish(stream, last_id, Outcome::Success) {
+                    // Stored, but the client never heard: keep the file, report the failure.
+                    return End::Failed(err);
+                }
+                if size == 0 {
+                    // A Python client sends no data for an empty file and waits for the result
+                    // it now has; ours sends one empty last data message, which we take quietly.
+                    let _ = Message::read_from(&mut *stream);
+                }
+                End::Stored(path)
+            }
+            Err(err) => {
+                let _ = finish(stream, request_id, Outcome::Failure);
+                End::Failed(err)
+            }
+        }
+    }
+}
+
+/// Receives the data messages of an accepted upload into `incoming`. Returns the msgid of the
+/// last data message, which the result echoes (PROTOCOL.md, step 5).
+fn receive<S: Read>(
+    stream: &mut S,
+    request_id: u32,
+    size: u64,
+    incoming: &mut Incoming,
+    received: &mut u64,
+) -> Result<u32> {
+    if size == 0 {
+        // Answer at once: see `receive_and_store`.
+        return Ok(request_id);
+    }
+    let mut buf = vec![0; COPY_BUF_LEN];
+    let mut next_seq: u16 = 0;
+    loop {
+        let msg = Message::read_from(&mut *stream)?.ok_or(Error::Closed(MsgType::Data))?;
+        let Body::Data { len } = msg.body else {
+            return Err(Error::Unexpected {
+                expected: MsgType::Data,
+                got: msg.body.msg_type(),
+            });
+        };
+        // Every data message carries the request's msgid (PROTOCOL.md, step 3).
+        if msg.id != request_id {
+            return Err(Error::MessageId {
+                expected: request_id,
+                got: msg.id,
+            });
+        }
+        // seq counts 0, 1, 2, … and wraps modulo 2^16, so uploads have no size limit.
+        if msg.seq != next_seq {
+            return Err(Error::Sequence {
+                expected: next_seq,
+                got: msg.seq,
+            });
+        }
+        next_seq = next_seq.wrapping_add(1);
+        let total = *received + u64::from(len);
+        if total > size {
+            return Err(Error::TooLarge {
+                what: "data beyond the announced size",
+                got: total,
+                limit: size,
+            });
+        }
+        copy_exact(stream, incoming.file(), len.into(), &mut buf)?;
+        *received = total;
+        if msg.last {
+            if *received != size {
+                return Err(Error::SizeMismatch {
+                    announced: size,
+                    received: *received,
+                });
+            }
+            return Ok(msg.id);
+        }
+    }
+}
+
+/// Moves exactly `len` bytes from `from` to `to` through `buf`.
+fn copy_exact<R: Read, W: Write>(from: &mut R, to: &mut W, len: u64, buf: &mut [u8]) -> Result<()> {
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) => return Err(Error::Truncated),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err.into()),
+        };
+        to.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn respond<S: Write>(stream: &mut S, request_id: u32, verdict: Verdict) -> Result<()> {
+    Message::single(
+        RESPONSE_ID,
+        Body::Response {
+            request_id,
+            verdict,
+        },
+    )
+    .write_to(&mut *stream)?;
+    stream.flush()?;
+    Ok(())
+}
+
+fn finish<S: Write>(stream: &mut S, request_id: u32, outcome: Outcome) -> Result<()> {
+    Message::single(
+        RESULT_ID,
+        Body::Result {
+            request_id,
+            outcome,
+        },
+    )
+    .write_to(&mut *stream)?;
+    stream.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approve::AcceptAll;
+    use crate::testing::*;
+    use std::fs;
+    use tempfile::TempDir;
+
+    fn server(approver: impl Approve + 'static) -> (TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Server::new(store, approver))
+    }
+
+    fn run(server: &Server, parts: &[&[u8]]) -> (Summary, Vec<u8>) {
+        let mut duplex = Duplex::new(parts);
+        let summary = server
+            .session("127.0.0.1:4000".parse().unwrap())
+            .run(&mut duplex);
+        (summary, duplex.output)
+    }
+
+    fn files(dir: &TempDir) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn data(id: u32, seq: u16, last: bool, bytes: &[u8]) -> Vec<u8> {
+        let msg = Message {
+            id,
+            seq,
+            fragmented: true,
+            last,
+            body: Body::Data {
+                len: bytes.len() as u32,
+            },
+        };
+        let mut out = Vec::new();
+        msg.write_to(&mut out).unwrap();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    fn request(id: u32, size: u64, name: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let req = FileRequest {
+            size,
+            name: name.to_vec(),
+        };
+        Message::single(id, Body::Request(req))
+            .write_to(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn result(outcome: Outcome) -> Vec<u8> {
+        let mut out = Vec::new();
+        Message::single(
+            RESULT_ID,
+            Body::Result {
+                request_id: 1,
+                outcome,
+            },
+        )
+        .write_to(&mut out)
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn golden_upload_answers_exactly_the_captured_bytes() {
+        let (dir, server) = server(AcceptAll);
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(output, [GOLDEN_RESPONSE, GOLDEN_RESULT].concat());
+        assert_eq!(files(&dir), [("hello.txt".to_string(), b"hi\n".to_vec())]);
+        assert!(
+            summary
+                .to_string()
+                .starts_with("stored \"hello.txt\" 3 B (3 bytes) in "),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn denied_upload_gets_the_denial_and_nothing_more() {
+        let (dir, server) = server(|_: &Ask<'_>| Verdict::Denied);
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(matches!(summary.end, End::Denied));
+        let mut expected = GOLDEN_RESPONSE.to_vec();
+        expected[20] = 1; // denied
+        assert_eq!(output, expected);
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn unsafe_name_is_refused_without_asking() {
+        let (dir, server) = server(|_: &Ask<'_>| panic!("the operator must not be asked"));
+        let (summary, output) = run(
+            &server,
+            &[&request(1, 3, b"../escape"), &data(1, 0, true, b"hi\n")],
+        );
+        assert!(
+            matches!(summary.end, End::Refused(NameProblem::Separator)),
+            "{summary:?}"
+        );
+        assert_eq!(output[20], Verdict::Denied as u8);
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn empty_file_from_python_client_is_answered_at_once() {
+        let (dir, server) = server(AcceptAll);
+        let (summary, output) = run(&server, &[&request(1, 0, b"empty")]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(&output[21..], result(Outcome::Success));
+        assert_eq!(files(&dir), [("empty".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn empty_file_with_trailing_empty_data_message() {
+        let (dir, server) = server(AcceptAll);
+        let (summary, output) = run(&server, &[&request(1, 0, b"empty"), &data(1, 0, true, b"")]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(&output[21..], result(Outcome::Success));
+        assert_eq!(files(&dir), [("empty".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn chunks_are_joined_and_seq_may_wrap() {
+        let (dir, server) = server(AcceptAll);
+        let chunks = 65_536 + 3;
+        let mut parts = vec![request(7, chunks as u64, b"wrap.bin")];
+        for i in 0..chunks {
+            parts.push(data(7, (i % 65_536) as u16, i + 1 == chunks, &[i as u8]));
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let (summary, output) = run(&server, &parts);
+        assert!(summary.is_stored(), "{summary}");
+        let expected: Vec<u8> = (0..chunks).map(|i| i as u8).collect();
+        assert_eq!(files(&dir), [("wrap.bin".to_string(), expected)]);
+        // The result echoes the data messages' msgid.
+        assert_eq!(&output[37..42], &[7, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn existing_name_is_kept_and_upload_stored_beside_it() {
+        let (dir, server) = server(AcceptAll);
+        fs::write(dir.path().join("hello.txt"), b"mine").unwrap();
+        let (summary, _) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(
+            summary
+                .to_string()
+                .starts_with("stored \"hello.txt\" as \"hello (1).txt\""),
+            "{summary}"
+        );
+        assert_eq!(
+            files(&dir),
+            [
+                ("hello (1).txt".to_string(), b"hi\n".to_vec()),
+                ("hello.txt".to_string(), b"mine".to_vec())
+            ]
+        );
+    }
+
+    /// Each case is a broken client script after an accepted request for 4 bytes; every one
+    /// must end in a failure result (when the stream allows it) and leave nothing behind.
+    #[test]
+    fn broken_uploads_fail_and_leave_nothing() {
+        let req = request(1, 4, b"f.bin");
+        let mut unknown = data(1, 0, true, b"abcd");
+        unknown[4] = 9;
+        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("disconnect before data", vec![]),
+            (
+                "disconnect mid data",
+                vec![data(1, 0, true, b"abcd")[..18].to_vec()],
+            ),
+            ("short then last", vec![data(1, 0, true, b"ab")]),
+            ("too many bytes", vec![data(1, 0, true, b"abcde")]),
+            (
+                "more after size",
+                vec![data(1, 0, false, b"abcd"), data(1, 1, true, b"e")],
+            ),
+            ("no last flag", vec![data(1, 0, false, b"abcd")]),
+            (
+                "seq gap",
+                vec![data(1, 0, false, b"ab"), data(1, 2, true, b"cd")],
+            ),
+            ("seq starts at 1", vec![data(1, 1, true, b"abcd")]),
+            (
+                "msgid change",
+                vec![data(1, 0, false, b"ab"), data(2, 1, true, b"cd")],
+            ),
+            ("request again", vec![req.clone()]),
+            ("unknown type", vec![unknown]),
+            ("result from client", vec![result(Outcome::Success)]),
+        ];
+        for (what, script) in cases {
+            let (dir, server) = server(AcceptAll);
+            let mut parts: Vec<&[u8]> = vec![&req];
+            parts.extend(script.iter().map(Vec::as_slice));
+            let (summary, output) = run(&server, &parts);
+            assert!(matches!(summary.end, End::Failed(_)), "{what}: {summary:?}");
+            assert_eq!(&output[21..], result(Outcome::Failure), "{what}");
+            assert!(files(&dir).is_empty(), "{what}: {:?}", files(&dir));
+            assert!(
+                summary.to_string().starts_with("failed \"f.bin\""),
+                "{what}: {summary}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_before_a_request_closes_without_reply() {
+        let (dir, server) = server(AcceptAll);
+        for script in [
+            &GOLDEN_DATA[..],
+            &GOLDEN_RESULT[..],
+            &[0xff; 16][..],
+            &GOLDEN_REQUEST[..10],
+        ] {
+            let (summary, output) = run(&server, &[script]);
+            assert!(matches!(summary.end, End::Failed(_)), "{summary:?}");
+            assert!(output.is_empty());
+        }
+        let (summary, _) = run(&server, &[]);
+        assert!(matches!(summary.end, End::NoRequest));
+        assert!(files(&dir).is_empty());
+    }
+}

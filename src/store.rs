@@ -1,0 +1,369 @@
+//! Where uploads land: the file-name check, and a temp file that is published under a free
+//! name only once it is complete, so nothing is ever overwritten and no partial file is left.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::display::is_invisible;
+use crate::message::MAX_NAME_LEN;
+
+/// Prefix of the temp files uploads are received into. Names starting with `.` are refused,
+/// so no upload can collide with one of these.
+pub const TEMP_PREFIX: &str = ".fup-";
+/// Suffix of those temp files.
+pub const TEMP_SUFFIX: &str = ".part";
+/// How many `stem (n).ext` names are tried before giving up on a crowded directory.
+pub const MAX_RENAMES: u32 = 10_000;
+
+/// Why a file name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    /// The name is empty.
+    Empty,
+    /// The name is `.` or `..`.
+    DotOrDotDot,
+    /// The name is not valid UTF-8.
+    NotUtf8,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    TooLong,
+    /// The name contains `/` or `\`, so it is not a single path component.
+    Separator,
+    /// The name contains a NUL byte.
+    Nul,
+    /// The name starts with `.` (a hidden file).
+    Hidden,
+    /// The name contains a control character (C0, DEL or C1).
+    Control,
+    /// The name contains an invisible or bidi formatting character.
+    Invisible,
+    /// The name contains `:` (a Windows drive or stream name).
+    Colon,
+    /// The name is a Windows device name such as `CON` or `nul.txt`.
+    Device,
+    /// The name ends in a dot or a space.
+    TrailingDotOrSpace,
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameProblem::Empty => "name is empty",
+            NameProblem::DotOrDotDot => "name is . or ..",
+            NameProblem::NotUtf8 => "name is not valid UTF-8",
+            NameProblem::TooLong => "name is longer than 255 bytes",
+            NameProblem::Separator => "name contains a path separator",
+            NameProblem::Nul => "name contains a NUL byte",
+            NameProblem::Hidden => "name starts with a dot",
+            NameProblem::Control => "name contains a control character",
+            NameProblem::Invisible => "name contains an invisible or bidi formatting character",
+            NameProblem::Colon => "name contains a colon",
+            NameProblem::Device => "name is a Windows device name",
+            NameProblem::TrailingDotOrSpace => "name ends in a dot or a space",
+        })
+    }
+}
+
+/// Checks that `raw` is a safe name for a new file: one plain path component that means the
+/// same on every common file system and prints harmlessly. Returns it as `&str`.
+///
+/// Odd but harmless names such as `-rf`, `$(x)`, names with spaces or in Hangul are accepted
+/// and must be stored under exactly those bytes.
+///
+/// # Errors
+///
+/// The first [`NameProblem`] found.
+///
+/// # Example
+///
+/// ```
+/// use fup::store::{check_name, NameProblem};
+///
+/// assert_eq!(check_name("사진 1.jpg".as_bytes()), Ok("사진 1.jpg"));
+/// assert_eq!(check_name(b"../etc/passwd"), Err(NameProblem::Separator));
+/// ```
+pub fn check_name(raw: &[u8]) -> Result<&str, NameProblem> {
+    if raw.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    if raw.len() > MAX_NAME_LEN {
+        return Err(NameProblem::TooLong);
+    }
+    if raw.contains(&0) {
+        return Err(NameProblem::Nul);
+    }
+    let name = std::str::from_utf8(raw).map_err(|_| NameProblem::NotUtf8)?;
+    if name == "." || name == ".." {
+        return Err(NameProblem::DotOrDotDot);
+    }
+    if name.contains(['/', '\\']) {
+        return Err(NameProblem::Separator);
+    }
+    if name.starts_with('.') {
+        return Err(NameProblem::Hidden);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameProblem::Control);
+    }
+    if name.chars().any(is_invisible) {
+        return Err(NameProblem::Invisible);
+    }
+    if name.contains(':') {
+        return Err(NameProblem::Colon);
+    }
+    if name.ends_with(['.', ' ']) {
+        return Err(NameProblem::TrailingDotOrSpace);
+    }
+    if is_device_name(name) {
+        return Err(NameProblem::Device);
+    }
+    Ok(name)
+}
+
+/// Windows reserves these names with any extension (`nul.txt`), in any case, and ignores
+/// trailing spaces before the extension (`CON .txt`).
+fn is_device_name(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    match upper.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
+        _ => {
+            let number = upper
+                .strip_prefix("COM")
+                .or_else(|| upper.strip_prefix("LPT"));
+            matches!(
+                number,
+                Some("0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
+            )
+        }
+    }
+}
+
+/// The `n`-th name tried for `name`: the name itself, then `stem (n).ext`, with the stem cut
+/// short if needed so the result still fits in [`MAX_NAME_LEN`] bytes.
+///
+/// ```
+/// use fup::store::candidate_name;
+///
+/// assert_eq!(candidate_name("a.txt", 0), "a.txt");
+/// assert_eq!(candidate_name("a.txt", 2), "a (2).txt");
+/// assert_eq!(candidate_name("README", 1), "README (1)");
+/// ```
+pub fn candidate_name(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let suffix = format!(" ({n}){ext}");
+    let mut keep = MAX_NAME_LEN.saturating_sub(suffix.len()).min(stem.len());
+    while !stem.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &stem[..keep])
+}
+
+/// The upload directory.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens `dir`, creating it (and its parents) if missing.
+    ///
+    /// # Errors
+    ///
+    /// If the directory cannot be created, or the path exists and is not a directory.
+    pub fn open(dir: &Path) -> io::Result<Store> {
+        fs::create_dir_all(dir)?;
+        if !fs::metadata(dir)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory files are stored in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts receiving a file: creates a new, exclusive temp file inside the directory.
+    ///
+    /// # Errors
+    ///
+    /// If the temp file cannot be created.
+    pub fn incoming(&self) -> io::Result<Incoming> {
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(&self.dir)?;
+        Ok(Incoming { temp })
+    }
+}
+
+/// A file being received. Dropping it without [`publish`](Incoming::publish) removes it.
+#[derive(Debug)]
+pub struct Incoming {
+    temp: NamedTempFile,
+}
+
+impl Incoming {
+    /// The file to write the data into.
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// Makes the complete file visible under `name`, or under the first free
+    /// [`candidate_name`] if `name` is taken by anything at all (a file, a directory, a
+    /// symlink, dangling or not). Never replaces an existing entry. Returns the path used.
+    ///
+    /// # Errors
+    ///
+    /// If flushing or renaming fails, or no free name is found within [`MAX_RENAMES`] tries;
+    /// the temp file is removed then.
+    pub fn publish(self, name: &str) -> io::Result<PathBuf> {
+        self.temp.as_file().sync_all()?;
+        let dir = self
+            .temp
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut temp = self.temp;
+        for n in 0..MAX_RENAMES {
+            let path = dir.join(candidate_name(name, n));
+            match temp.persist_noclobber(&path) {
+                Ok(_) => {
+                    // Make the new directory entry itself durable.
+                    File::open(&dir)?.sync_all()?;
+                    return Ok(path);
+                }
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => temp = e.file,
+                Err(e) => return Err(e.error),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("no free name after {MAX_RENAMES} tries"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn accepts_odd_but_harmless_names() {
+        let long = "가".repeat(85); // 255 bytes
+        for name in [
+            "a",
+            "-rf",
+            "$(x)",
+            "a b c.txt",
+            "사진 1.jpg",
+            "*?<>|\"",
+            "a..b",
+            long.as_str(),
+            "COM10",
+            "console.log",
+            "nul_not",
+        ] {
+            assert_eq!(check_name(name.as_bytes()), Ok(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_dangerous_names() {
+        use NameProblem::*;
+        let cases: &[(&[u8], NameProblem)] = &[
+            (b"", Empty),
+            (b".", DotOrDotDot),
+            (b"..", DotOrDotDot),
+            (b"../x", Separator),
+            (b"/etc/passwd", Separator),
+            (b"a\\b", Separator),
+            (b"a\0b", Nul),
+            (b"\xff\xfe", NotUtf8),
+            (&[b'a'; 256], TooLong),
+            (b".bashrc", Hidden),
+            (b".fup-x.part", Hidden),
+            (b"a\nb", Control),
+            (b"\x1b[2J", Control),
+            (b"a\x7f", Control),
+            ("a\u{9b}b".as_bytes(), Control),
+            ("evil\u{202e}txt.exe".as_bytes(), Invisible),
+            ("a\u{200b}".as_bytes(), Invisible),
+            ("\u{feff}a".as_bytes(), Invisible),
+            ("a\u{2028}b".as_bytes(), Invisible),
+            (b"CON", Device),
+            (b"nul.txt", Device),
+            (b"Com1.tar.gz", Device),
+            (b"lpt9", Device),
+            (b"CON .txt", Device),
+            (b"C:x", Colon),
+            (b"a:b", Colon),
+            (b"trailing.", TrailingDotOrSpace),
+            (b"trailing ", TrailingDotOrSpace),
+        ];
+        for (raw, problem) in cases {
+            assert_eq!(
+                check_name(raw),
+                Err(*problem),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn candidate_names_fit() {
+        assert_eq!(candidate_name("archive.tar.gz", 1), "archive.tar (1).gz");
+        let long = format!("{}.txt", "가".repeat(83)); // 253 bytes
+        let renamed = candidate_name(&long, 12);
+        assert!(renamed.len() <= MAX_NAME_LEN, "{}", renamed.len());
+        assert!(renamed.ends_with(" (12).txt"));
+        assert_eq!(check_name(renamed.as_bytes()), Ok(renamed.as_str()));
+    }
+
+    #[test]
+    fn publish_never_clobbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::write(dir.path().join("a.txt"), b"old").unwrap();
+        std::os::unix::fs::symlink("/nonexistent/target", dir.path().join("a (1).txt")).unwrap();
+        let mut incoming = store.incoming().unwrap();
+        incoming.file().write_all(b"new").unwrap();
+        let path = incoming.publish("a.txt").unwrap();
+        assert_eq!(path, dir.path().join("a (2).txt"));
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(
+            fs::symlink_metadata(dir.path().join("a (1).txt"))
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn dropped_incoming_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("new/sub")).unwrap();
+        let mut incoming = store.incoming().unwrap();
+        incoming.file().write_all(b"partial").unwrap();
+        drop(incoming);
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 0);
+    }
+}
