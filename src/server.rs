@@ -660,8 +660,8 @@ mod tests {
     fn garbage_before_a_request_closes_without_reply() {
         let (dir, server) = server(AcceptAll);
         for script in [
-            &GOLDEN_DATA[..],
-            &GOLDEN_RESULT[..],
+            GOLDEN_DATA,
+            GOLDEN_RESULT,
             &[0xff; 16][..],
             &GOLDEN_REQUEST[..10],
         ] {

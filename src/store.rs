@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -207,6 +208,8 @@ impl Store {
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
+            // Published files get the usual mode of a new file (umask applies), not 0600.
+            .permissions(fs::Permissions::from_mode(0o666))
             .tempfile_in(&self.dir)?;
         Ok(Incoming { temp })
     }
@@ -350,11 +353,23 @@ mod tests {
         assert_eq!(path, dir.path().join("a (2).txt"));
         assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
         assert_eq!(fs::read(&path).unwrap(), b"new");
+        // 0666 less the umask, never the temp file's 0600.
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o666 & 0o044 & !umask(), "mode {mode:o}");
         assert!(
             fs::symlink_metadata(dir.path().join("a (1).txt"))
                 .unwrap()
                 .is_symlink()
         );
+    }
+
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+            .unwrap_or(0o022)
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! `echo-client`: send a message to an echo server and time the echo, like ping.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use fup::display;
+use fup::echo::round_trip;
+
+/// Send a message to an echo server, check that exactly the same bytes come back, and print
+/// the round-trip time. Each round uses its own connection. Exit status 1 if any round failed.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Example:\n  echo-client 127.0.0.1 hello --count 5"
+)]
+struct Args {
+    /// Server host name or IP address
+    host: String,
+    /// Message to send
+    message: String,
+    /// Server TCP port
+    #[arg(long, default_value_t = fup::DEFAULT_PORT)]
+    port: u16,
+    /// Number of rounds
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+}
+
+/// How long one round may wait for a connection or for its echo.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("echo-client: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs every round; returns whether all of them echoed exactly.
+fn run(args: Args) -> anyhow::Result<bool> {
+    let addr = (args.host.as_str(), args.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", args.host))?
+        .next()
+        .with_context(|| format!("{} has no address", args.host))?;
+    let message = args.message.as_bytes();
+    let mut times = Vec::new();
+    for _ in 0..args.count {
+        match round(addr, message) {
+            Ok(Some(rtt)) => times.push(rtt),
+            Ok(None) => {}
+            Err(err) => eprintln!("echo-client: {addr}: {err:#}"),
+        }
+    }
+    if args.count > 1 {
+        println!("--- {addr} echo statistics ---");
+        println!("{} sent, {} ok, {}", args.count, times.len(), stats(&times));
+    }
+    Ok(times.len() == args.count as usize)
+}
+
+/// One round: prints its line and returns the round-trip time if the echo was exact.
+fn round(addr: SocketAddr, message: &[u8]) -> anyhow::Result<Option<Duration>> {
+    let stream = TcpStream::connect_timeout(&addr, ROUND_TIMEOUT).context("cannot connect")?;
+    stream
+        .set_read_timeout(Some(ROUND_TIMEOUT))
+        .context("cannot set up the connection")?;
+    stream
+        .set_write_timeout(Some(ROUND_TIMEOUT))
+        .context("cannot set up the connection")?;
+    let round = round_trip(&stream, message).context("echo failed")?;
+    let ms = round.rtt.as_secs_f64() * 1000.0;
+    let echo = display::escape_bytes(&round.echo);
+    if round.is_exact(message) {
+        println!(
+            "{} bytes from {addr}: time={ms:.2} ms echo=\"{echo}\"",
+            round.echo.len()
+        );
+        return Ok(Some(round.rtt));
+    }
+    if round.echo.len() < round.sent && message.starts_with(&round.echo) {
+        eprintln!(
+            "short echo from {addr}: {} of {} bytes came back, time={ms:.2} ms echo=\"{echo}\"",
+            round.echo.len(),
+            round.sent
+        );
+    } else {
+        eprintln!("wrong echo from {addr}: time={ms:.2} ms echo=\"{echo}\"");
+    }
+    Ok(None)
+}
+
+/// `min/avg/max/mdev = a/b/c/d ms`, as ping prints it.
+fn stats(times: &[Duration]) -> String {
+    if times.is_empty() {
+        return "no round-trip times".to_string();
+    }
+    let ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+    let n = ms.len() as f64;
+    let avg = ms.iter().sum::<f64>() / n;
+    let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ms.iter().copied().fold(0.0, f64::max);
+    let mdev = (ms.iter().map(|t| (t - avg).powi(2)).sum::<f64>() / n).sqrt();
+    format!("time min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms")
+}
