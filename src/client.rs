@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::header::{HEADER_LEN, MsgType};
 use crate::message::{Body, FileRequest, MAX_DATA_LEN, Message, Outcome, Verdict};
 
-/// Bytes per data message unless told otherwise. Measured over loopback against both our
-/// server and the Python original (see the README's performance section).
-pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Bytes per data message unless told otherwise. Measured over loopback, tmpfs to tmpfs, on
+/// 2 cores (README, performance): 1 MiB is the fastest into both our server (about 1.8 GiB/s,
+/// like 256 KiB; 64 KiB about 1.5) and the Python original (about 2 GiB/s; 4 KiB 0.5).
+pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Most data messages the original Python server can take in one upload: it compares `seq`
 /// with an unbounded counter, so a wrapped `seq` fails there.
 pub const MAX_UNWRAPPED_CHUNKS: u64 = 1 << 16;
@@ -46,7 +47,8 @@ pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
 }
 
 /// Uploads `size` bytes read from `file` under `name`, in data messages of `chunk_size` bytes
-/// (the last may be shorter), and calls `progress` with the total sent after each message.
+/// (the last may be shorter). Calls `progress(0)` once the server accepts, then `progress`
+/// with the total sent after each data message.
 ///
 /// Follows the original client byte for byte (PROTOCOL.md): request msgid 1; data messages
 /// repeat it with `seq` 0, 1, 2, … (wrapping modulo 2^16). Unlike the original, an empty file
@@ -97,6 +99,7 @@ where
         }
         _ => unreachable!("expect() returns only the asked-for type"),
     }
+    progress(0);
     if let Err(err) = send_data(&mut stream, &mut file, size, chunk_size, &mut progress) {
         // A server that gives up mid-upload may have said why before closing.
         return match (&err, Message::read_from(&mut stream)) {
@@ -237,7 +240,7 @@ mod tests {
         .unwrap();
         assert_eq!(delivery, Delivery::Stored);
         assert_eq!(duplex.output, [GOLDEN_REQUEST, GOLDEN_DATA].concat());
-        assert_eq!(seen, [3]);
+        assert_eq!(seen, [0, 3]);
     }
 
     #[test]
@@ -326,6 +329,17 @@ mod tests {
             ),
             "{result:?}"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever a server sends, the client returns an answer or an error, never panics.
+        #[test]
+        fn any_server_bytes_never_panic(
+            prefix in proptest::sample::select(vec![&[][..], GOLDEN_RESPONSE]),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let _ = send(b"hi\n", 2, &[prefix, &noise]);
+        }
     }
 
     #[test]

@@ -656,6 +656,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends after a valid request, the session ends without panicking,
+        /// and unless it stored the announced bytes exactly, nothing is left behind.
+        #[test]
+        fn any_client_bytes_never_panic_or_leave_partial_files(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            let (dir, server) = server(AcceptAll);
+            let (summary, _) = run(&server, &[&request(1, 4, b"f.bin"), &noise]);
+            let stored = files(&dir);
+            if summary.is_stored() {
+                proptest::prop_assert_eq!(stored.len(), 1);
+                proptest::prop_assert_eq!(stored[0].1.len(), 4);
+            } else {
+                proptest::prop_assert!(stored.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn garbage_before_a_request_closes_without_reply() {
         let (dir, server) = server(AcceptAll);

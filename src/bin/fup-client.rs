@@ -31,8 +31,8 @@ struct Args {
     #[arg(long, default_value_t = fup::DEFAULT_PORT)]
     port: u16,
     /// Bytes per data message, used exactly; seq wraps past 65,536 messages, which only fup
-    /// servers accept [default: 65536, grown for files over 4 GiB so that the original Python
-    /// server can take them]
+    /// servers accept [default: 1048576, grown for files over 64 GiB so that the original
+    /// Python server can take them]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DATA_LEN)))]
     chunk_size: Option<u32>,
 }
@@ -80,10 +80,13 @@ fn send(args: &Args, path: &Path) -> anyhow::Result<Delivery> {
     let chunk_size = args
         .chunk_size
         .unwrap_or_else(|| auto_chunk_size(size, DEFAULT_CHUNK_SIZE));
-    let started = Instant::now();
-    let delivery = upload(&stream, file, name, size, chunk_size, |_| {})
-        .with_context(|| format!("upload to {addr} failed"))?;
-    let elapsed = started.elapsed();
+    // Timed from acceptance, so the operator's think time does not count against the rate.
+    let mut accepted = None;
+    let delivery = upload(&stream, file, name, size, chunk_size, |_| {
+        accepted.get_or_insert_with(Instant::now);
+    })
+    .with_context(|| format!("upload to {addr} failed"))?;
+    let elapsed = accepted.map(|at| at.elapsed()).unwrap_or_default();
     let name = display::escape(name);
     match delivery {
         Delivery::Stored => println!(

@@ -1,0 +1,362 @@
+//! The binaries end to end, as a user or a script runs them.
+
+use std::fs;
+
+use crate::util::*;
+
+#[test]
+fn uploads_of_every_edge_size_and_odd_names_arrive_exactly() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let cases: &[(&str, usize)] = &[
+        ("empty.bin", 0),
+        ("one.bin", 1),
+        ("a4095.bin", 4095),
+        ("a4096.bin", 4096),
+        ("a4097.bin", 4097),
+        ("with space.txt", 65_537),
+        ("한글 이름.bin", 3_000_000),
+        ("-rf", 5),
+    ];
+    for (name, len) in cases {
+        let path = src.path().join(name);
+        fs::write(&path, pattern(*len)).unwrap();
+        let out = fup_client(&server.port(), &[path.to_str().unwrap()]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(
+            stdout.starts_with(&format!("sent \"{name}\" "))
+                && stdout.trim_end().ends_with(": stored"),
+            "{stdout}"
+        );
+        assert_eq!(
+            fs::read(dir.path().join(name)).unwrap(),
+            pattern(*len),
+            "{name}"
+        );
+        let log = server.line();
+        assert!(log.starts_with(&format!("stored \"{name}\" ")), "{log}");
+        assert!(log.contains(&format!("({len} bytes)")), "{log}");
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        cases.len(),
+        "no stray temp files"
+    );
+}
+
+#[test]
+fn several_files_in_order_and_existing_names_are_kept() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), b"theirs").unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let a = src.path().join("notes.txt");
+    fs::write(&a, b"first").unwrap();
+    let out = fup_client(&server.port(), &[a.to_str().unwrap(), a.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.ends_with("2 stored, 0 denied, 0 failed\n"),
+        "{stdout}"
+    );
+    assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"theirs");
+    assert_eq!(
+        fs::read(dir.path().join("notes (1).txt")).unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        fs::read(dir.path().join("notes (2).txt")).unwrap(),
+        b"first"
+    );
+    assert!(
+        server
+            .line()
+            .starts_with(r#"stored "notes.txt" as "notes (1).txt""#)
+    );
+    assert!(
+        server
+            .line()
+            .starts_with(r#"stored "notes.txt" as "notes (2).txt""#)
+    );
+}
+
+#[test]
+fn operator_answers_one_line_per_question() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let file = src.path().join("q.txt");
+    fs::write(&file, b"question").unwrap();
+    let file = file.to_str().unwrap();
+    for (answer, stored) in [
+        ("y", true),
+        ("", false),
+        ("no", false),
+        ("YES", true),
+        ("yess", false),
+    ] {
+        server.answer(answer);
+        let out = fup_client(&server.port(), &[file]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.success(), stored, "answer {answer:?}: {stderr}");
+        if !stored {
+            assert_eq!(out.status.code(), Some(1));
+            assert!(stderr.contains("\"q.txt\": denied by server"), "{stderr}");
+            assert!(
+                server
+                    .line()
+                    .starts_with(r#"denied "q.txt" 8 B (8 bytes) from 127.0.0.1:"#)
+            );
+        } else {
+            assert!(server.line().starts_with(r#"stored "q.txt""#));
+        }
+    }
+    assert!(dir.path().join("q.txt").exists());
+    assert!(dir.path().join("q (1).txt").exists());
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+#[test]
+fn closed_stdin_denies_and_mentions_yes() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &[], Input::Text(""));
+    let file = src.path().join("x.bin");
+    fs::write(&file, b"x").unwrap();
+    for _ in 0..2 {
+        let out = fup_client(&server.port(), &[file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(server.line().starts_with("denied \"x.bin\""));
+        let prompt = server.err_line();
+        assert!(
+            prompt.contains(r#"wants to send "x.bin" (1 B, 1 bytes). accept? [y/N]"#),
+            "{prompt}"
+        );
+        let note = server.err_line();
+        assert!(
+            note.contains("standard input is closed") && note.contains("--yes"),
+            "{note}"
+        );
+    }
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn seq_wraps_so_small_chunks_have_no_size_limit() {
+    // 70,000 chunks of 16 bytes: seq wraps past 65,535 and the server takes it.
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let file = src.path().join("wrap.bin");
+    fs::write(&file, pattern(16 * 70_000 + 5)).unwrap();
+    let out = fup_client(
+        &server.port(),
+        &["--chunk-size", "16", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(
+        fs::read(dir.path().join("wrap.bin")).unwrap(),
+        pattern(16 * 70_000 + 5)
+    );
+}
+
+#[test]
+fn client_errors_are_one_clear_line_each() {
+    let src = tempfile::tempdir().unwrap();
+    let missing = src.path().join("missing.bin");
+    let out = fup_client(
+        "9",
+        &[missing.to_str().unwrap(), src.path().to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].ends_with("missing.bin: cannot open file: No such file or directory (os error 2)"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].ends_with(": is a directory, not a file"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "0 stored, 0 denied, 2 failed\n");
+
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let file = src.path().join("f.txt");
+    fs::write(&file, b"data").unwrap();
+    let out = fup_client(&port, &[file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to 127.0.0.1:{port}: Connection refused"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_fup-client");
+    for args in [
+        &[][..],
+        &["127.0.0.1"],
+        &["--chunk-size", "0", "h", "f"],
+        &["--chunk-size", "16777217", "h", "f"],
+        &["--port", "x", "h", "f"],
+    ] {
+        let out = run(bin, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let out = run(env!("CARGO_BIN_EXE_fup-server"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn client_reports_a_server_that_closes_early_or_misbehaves() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f.txt");
+    fs::write(&file, b"data").unwrap();
+    let file = file.to_str().unwrap();
+    let mut accepted = GOLDEN_RESPONSE.to_vec();
+    accepted[20] = 0;
+    let cases: Vec<(Vec<Vec<u8>>, &str)> = vec![
+        (
+            vec![],
+            "connection closed by peer while waiting for a response message",
+        ),
+        (
+            vec![GOLDEN_RESPONSE[..10].to_vec()],
+            "connection closed in the middle of a message",
+        ),
+        (
+            vec![GOLDEN_RESULT.to_vec()],
+            "expected a response message, got result",
+        ),
+        (
+            vec![accepted.clone()],
+            "connection closed by peer while waiting for a result message",
+        ),
+        (vec![vec![0xee; 16]], "unknown message type 0xeeeeeeee"),
+    ];
+    for (script, message) in cases {
+        let (addr, fake) = fake_server(script);
+        let out = fup_client(&addr.port().to_string(), &[file]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(message), "want {message:?} in {stderr:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        fake.join().unwrap();
+    }
+}
+
+#[test]
+fn client_sends_exactly_the_captured_bytes() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("hello.txt");
+    fs::write(&file, b"hi\n").unwrap();
+    let (addr, fake) = fake_server(vec![GOLDEN_RESPONSE.to_vec(), GOLDEN_RESULT.to_vec()]);
+    let out = fup_client(&addr.port().to_string(), &[file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(fake.join().unwrap(), [GOLDEN_REQUEST, GOLDEN_DATA].concat());
+}
+
+#[test]
+fn server_reports_a_missing_or_bad_directory() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f");
+    fs::write(&file, b"").unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_fup-server"),
+        &["--port", "0", "--bind", "127.0.0.1", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.starts_with("fup-server: cannot use upload directory"),
+        "{stderr}"
+    );
+    // A directory that does not exist yet is created.
+    let dir = src.path().join("new/inbox");
+    let _server = Running::fup_server(&dir, &["--yes"], Input::Text(""));
+    assert!(dir.is_dir());
+}
+
+#[test]
+fn echo_pair_counts_and_summarises() {
+    let server = Running::echo_server();
+    let out = run(
+        env!("CARGO_BIN_EXE_echo-client"),
+        &[
+            "--port",
+            &server.port(),
+            "--count",
+            "3",
+            "127.0.0.1",
+            "안녕 \u{1b}[2J",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for line in &lines[..3] {
+        assert!(
+            line.starts_with(&format!("11 bytes from {}: time=", server.addr)),
+            "{line}"
+        );
+        assert!(line.ends_with(r#"echo="안녕 \u{1b}[2J""#), "{line}");
+    }
+    assert_eq!(lines[3], format!("--- {} echo statistics ---", server.addr));
+    assert!(
+        lines[4].starts_with("3 sent, 3 ok, time min/avg/max/mdev = "),
+        "{}",
+        lines[4]
+    );
+    for _ in 0..3 {
+        assert!(server.line().ends_with(": echoed 11 bytes"));
+    }
+}
+
+#[test]
+fn echo_client_reports_a_short_echo() {
+    // Like the original Python echo server: one read of at most 1024 bytes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let fake = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = vec![0; 1024];
+        let mut got = 0;
+        while got < buf.len() {
+            match stream.read(&mut buf[got..]).unwrap() {
+                0 => break,
+                n => got += n,
+            }
+        }
+        stream.write_all(&buf[..got]).unwrap();
+    });
+    let message = "x".repeat(3000);
+    let out = run(
+        env!("CARGO_BIN_EXE_echo-client"),
+        &["--port", &port, "127.0.0.1", &message],
+    );
+    fake.join().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("short echo from 127.0.0.1:")
+            && stderr.contains("1024 of 3000 bytes came back"),
+        "{stderr}"
+    );
+}
