@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use fup::approve::AcceptAll;
-use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, upload};
+use fup::client::{Delivery, Options, upload};
 use fup::display;
 use fup::server::{Event, Server};
 use fup::store::Store;
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         File::open(&path)?,
         "example.bin",
         SIZE as u64,
-        DEFAULT_CHUNK_SIZE,
+        &Options::default(),
         |_| {},
     )?;
     let elapsed = started.elapsed();

@@ -1,8 +1,10 @@
 //! The client side: [`upload`] sends one file over any `Read + Write` stream and returns the
 //! server's verdict.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::time::Duration;
 
+use crate::conn::{Conn, Deadline};
 use crate::error::{Error, Result};
 use crate::header::{HEADER_LEN, MsgType};
 use crate::message::{Body, FileRequest, MAX_DATA_LEN, Message, Outcome, Verdict};
@@ -16,6 +18,33 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 pub const MAX_UNWRAPPED_CHUNKS: u64 = 1 << 16;
 /// The msgid of our request, which every data message repeats (as the Python client does).
 pub const REQUEST_ID: u32 = 1;
+
+/// Default time allowed for connecting, for each write, and for the server's result.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time allowed for the server's answer to a request, which waits for its operator
+/// (and for any questions queued before it).
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How an upload is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes per data message, 1 to [`MAX_DATA_LEN`].
+    pub chunk_size: u32,
+    /// Time allowed for the server's result once all data is sent.
+    pub timeout: Duration,
+    /// Time allowed for the server's answer to the request.
+    pub answer_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            timeout: DEFAULT_TIMEOUT,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+        }
+    }
+}
 
 /// How an upload ended, as far as the server said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +75,9 @@ pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
         .clamp(1, MAX_DATA_LEN)
 }
 
-/// Uploads `size` bytes read from `file` under `name`, in data messages of `chunk_size` bytes
-/// (the last may be shorter). Calls `progress(0)` once the server accepts, then `progress`
-/// with the total sent after each data message.
+/// Uploads `size` bytes read from `file` under `name`, in data messages of
+/// `options.chunk_size` bytes (the last may be shorter). Calls `progress(0)` once the server
+/// accepts, then `progress` with the total sent after each data message.
 ///
 /// Follows the original client byte for byte (PROTOCOL.md): request msgid 1; data messages
 /// repeat it with `seq` 0, 1, 2, … (wrapping modulo 2^16). Unlike the original, an empty file
@@ -56,25 +85,27 @@ pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
 ///
 /// # Errors
 ///
-/// [`Error::Closed`] or [`Error::Truncated`] if the server hangs up early, [`Error::Unexpected`]
-/// and the other protocol errors if it sends something else than the exchange calls for,
+/// [`Error::Closed`] or [`Error::Truncated`] if the server hangs up early,
+/// [`Error::TimedOut`] if it stalls past the options' limits, [`Error::Unexpected`] and the
+/// other protocol errors if it sends something else than the exchange calls for,
 /// [`Error::FileChanged`] if `file` ends before `size` bytes, and [`Error::Io`] otherwise.
 ///
 /// # Panics
 ///
-/// If `chunk_size` is 0 or above [`MAX_DATA_LEN`].
+/// If the chunk size is 0 or above [`MAX_DATA_LEN`].
 pub fn upload<S, F>(
     mut stream: S,
     mut file: F,
     name: &str,
     size: u64,
-    chunk_size: u32,
+    options: &Options,
     mut progress: impl FnMut(u64),
 ) -> Result<Delivery>
 where
-    S: Read + Write,
+    S: Conn,
     F: Read,
 {
+    let chunk_size = options.chunk_size;
     assert!(
         (1..=MAX_DATA_LEN).contains(&chunk_size),
         "chunk size {chunk_size} out of range"
@@ -82,7 +113,12 @@ where
     Message::single(REQUEST_ID, Body::Request(FileRequest::new(size, name)))
         .write_to(&mut stream)?;
     stream.flush()?;
-    match expect(&mut stream, MsgType::Response)? {
+    match expect(
+        &mut stream,
+        MsgType::Response,
+        options.answer_timeout,
+        "the server's answer",
+    )? {
         Body::Response {
             request_id: REQUEST_ID,
             verdict: Verdict::Accepted,
@@ -102,7 +138,8 @@ where
     progress(0);
     if let Err(err) = send_data(&mut stream, &mut file, size, chunk_size, &mut progress) {
         // A server that gives up mid-upload may have said why before closing.
-        return match (&err, Message::read_from(&mut stream)) {
+        let said = Message::read_from(Deadline::new(&mut stream, options.timeout));
+        return match (&err, said) {
             (
                 Error::Io(_),
                 Ok(Some(Message {
@@ -117,7 +154,12 @@ where
             _ => Err(err),
         };
     }
-    match expect(&mut stream, MsgType::Result)? {
+    match expect(
+        &mut stream,
+        MsgType::Result,
+        options.timeout,
+        "the server's result",
+    )? {
         Body::Result {
             request_id: REQUEST_ID,
             outcome: Outcome::Success,
@@ -135,7 +177,7 @@ where
 }
 
 /// Sends the file as data messages, each header and body in one write from one reused buffer.
-fn send_data<S: Write, F: Read>(
+fn send_data<S: io::Write, F: Read>(
     stream: &mut S,
     file: &mut F,
     size: u64,
@@ -179,9 +221,16 @@ fn send_data<S: Write, F: Read>(
     }
 }
 
-/// Reads the next message, which must be of type `want`, and returns its body.
-fn expect<S: Read>(stream: &mut S, want: MsgType) -> Result<Body> {
-    let msg = Message::read_from(stream)?.ok_or(Error::Closed(want))?;
+/// Reads the next message within `limit`; it must be of type `want`. Returns its body.
+fn expect<S: Conn>(
+    stream: &mut S,
+    want: MsgType,
+    limit: Duration,
+    waiting_for: &'static str,
+) -> Result<Body> {
+    let msg = Message::read_from(Deadline::new(stream, limit))
+        .map_err(|e| e.or_timed_out(waiting_for, limit))?
+        .ok_or(Error::Closed(want))?;
     if msg.body.msg_type() != want {
         return Err(Error::Unexpected {
             expected: want,
@@ -226,7 +275,11 @@ mod tests {
 
     fn send(file: &[u8], chunk: u32, server: &[&[u8]]) -> (Result<Delivery>, Vec<u8>) {
         let mut duplex = Duplex::new(server);
-        let result = upload(&mut duplex, file, "f", file.len() as u64, chunk, |_| {});
+        let options = Options {
+            chunk_size: chunk,
+            ..Options::default()
+        };
+        let result = upload(&mut duplex, file, "f", file.len() as u64, &options, |_| {});
         (result, duplex.output)
     }
 
@@ -234,7 +287,11 @@ mod tests {
     fn golden_upload_sends_exactly_the_captured_bytes() {
         let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
         let mut seen = Vec::new();
-        let delivery = upload(&mut duplex, &b"hi\n"[..], "hello.txt", 3, 4096, |n| {
+        let options = Options {
+            chunk_size: 4096,
+            ..Options::default()
+        };
+        let delivery = upload(&mut duplex, &b"hi\n"[..], "hello.txt", 3, &options, |n| {
             seen.push(n)
         })
         .unwrap();
@@ -318,7 +375,7 @@ mod tests {
     #[test]
     fn file_shorter_than_announced_is_an_error() {
         let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
-        let result = upload(&mut duplex, &b"hi"[..], "f", 3, 4096, |_| {});
+        let result = upload(&mut duplex, &b"hi"[..], "f", 3, &Options::default(), |_| {});
         assert!(
             matches!(
                 result,

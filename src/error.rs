@@ -86,6 +86,14 @@ pub enum Error {
         /// The bytes actually received.
         received: u64,
     },
+    /// The peer sent nothing complete within the time allowed.
+    #[error("timed out after {} s waiting for {waiting_for}", .limit.as_secs_f64())]
+    TimedOut {
+        /// What was awaited, e.g. "a request".
+        waiting_for: &'static str,
+        /// The time allowed.
+        limit: std::time::Duration,
+    },
     /// The local file changed size while it was being sent.
     #[error("file changed size while being sent ({expected} bytes expected, {got} read)")]
     FileChanged {
@@ -98,3 +106,24 @@ pub enum Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Turns a read that ran out of time into [`Error::TimedOut`]; other errors pass through.
+    pub(crate) fn or_timed_out(
+        self,
+        waiting_for: &'static str,
+        limit: std::time::Duration,
+    ) -> Error {
+        match self {
+            Error::Io(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Error::TimedOut { waiting_for, limit }
+            }
+            other => other,
+        }
+    }
+}

@@ -35,10 +35,14 @@
 #![warn(missing_docs)]
 
 pub mod approve;
+pub mod cli;
 pub mod client;
+pub mod conn;
 pub mod display;
 pub mod echo;
 pub mod error;
+#[cfg(test)]
+mod golden;
 pub mod header;
 pub mod message;
 pub mod server;

@@ -1,15 +1,18 @@
-//! The server side: one [`Session`] per connection, written over any `Read + Write` stream with
-//! the operator's decision injected, and [`Server::serve`], the thread-per-connection loop.
+//! The server side: one [`Session`] per connection, written over any [`Conn`] with the
+//! operator's decision injected, and [`Server::serve`], the thread-per-connection loop.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::approve::{Approve, Ask};
+use crate::conn::{Conn, Deadline};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::header::MsgType;
@@ -19,8 +22,10 @@ use crate::store::{Incoming, NameProblem, Store, check_name};
 /// Size of the buffer each accepted upload streams its data through. It bounds the server's
 /// memory per connection whatever the file or chunk size.
 pub const COPY_BUF_LEN: usize = 256 * 1024;
-/// Default per-read and per-write timeout on a connection.
+/// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// The msgid of the server's response; its result uses the next one (PROTOCOL.md, steps 2 and 5).
 const RESPONSE_ID: u32 = 0;
@@ -35,6 +40,8 @@ pub enum End {
     Refused(NameProblem),
     /// The operator (or policy) denied the request.
     Denied,
+    /// The client hung up while its request waited for the operator.
+    Abandoned,
     /// The file was stored whole under this path.
     Stored(PathBuf),
     /// The exchange failed; nothing was stored.
@@ -59,6 +66,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn new(peer: SocketAddr, end: End) -> Summary {
+        Summary {
+            peer,
+            request: None,
+            received: 0,
+            elapsed: Duration::ZERO,
+            transfer: Duration::ZERO,
+            end,
+        }
+    }
+
     /// Whether the upload was stored.
     pub fn is_stored(&self) -> bool {
         matches!(self.end, End::Stored(_))
@@ -102,6 +120,13 @@ impl fmt::Display for Summary {
                 write!(f, "refused \"{name}\" {size} from {}: {problem}", self.peer)
             }
             End::Denied => write!(f, "denied \"{name}\" {size} from {}", self.peer),
+            End::Abandoned => {
+                write!(
+                    f,
+                    "dropped \"{name}\" {size} from {}: client hung up while waiting",
+                    self.peer
+                )
+            }
             End::Failed(err) => write!(
                 f,
                 "failed \"{name}\" after {} of {} bytes in {:.2} s from {}: {err}",
@@ -120,17 +145,21 @@ impl fmt::Display for Summary {
 pub enum Event {
     /// A connection ended.
     Finished(Summary),
+    /// A connection was closed at once: the server already serves its maximum.
+    TooMany(SocketAddr, usize),
     /// Accepting a connection failed; the server goes on.
     AcceptFailed(io::Error),
     /// No thread could be started for a connection, which was closed; the server goes on.
     SpawnFailed(SocketAddr, io::Error),
 }
 
-/// A FUP server: where files go, who approves them, and how long a quiet peer is waited for.
+/// A FUP server: where files go, who approves them, how long a quiet peer is waited for and
+/// how many are served at once.
 pub struct Server {
     store: Store,
     approver: Box<dyn Approve>,
-    timeout: Option<Duration>,
+    timeout: Duration,
+    max_connections: usize,
 }
 
 impl fmt::Debug for Server {
@@ -138,25 +167,41 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("store", &self.store)
             .field("timeout", &self.timeout)
-            .finish()
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
     }
 }
 
 impl Server {
     /// A server storing into `store` and asking `approver` about each request, with
-    /// [`DEFAULT_TIMEOUT`] on every socket read and write.
+    /// [`DEFAULT_TIMEOUT`] and [`DEFAULT_MAX_CONNECTIONS`].
     pub fn new(store: Store, approver: impl Approve + 'static) -> Server {
         Server {
             store,
             approver: Box::new(approver),
-            timeout: Some(DEFAULT_TIMEOUT),
+            timeout: DEFAULT_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
-    /// Sets the per-read and per-write socket timeout (`None`: wait forever).
-    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Server {
+    /// Sets the deadline per message: the request must arrive whole within `timeout` of the
+    /// connection's start, and each data message within `timeout` of the previous one's end.
+    /// Deadlines, not per-read timeouts: a peer trickling a byte at a time is cut off too.
+    /// Writes to a peer that does not read time out after the same time.
+    pub fn with_timeout(mut self, timeout: Duration) -> Server {
         self.timeout = timeout;
         self
+    }
+
+    /// Sets how many connections are served at once; more are closed as they arrive.
+    pub fn with_max_connections(mut self, max: usize) -> Server {
+        self.max_connections = max;
+        self
+    }
+
+    /// The upload directory.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A session for one connection from `peer`.
@@ -164,8 +209,8 @@ impl Server {
         Session { server: self, peer }
     }
 
-    /// Serves connections from an already bound `listener` forever, one thread each, and
-    /// reports every event to `report` (from the connection threads).
+    /// Serves connections from an already bound `listener` forever, one thread each, at most
+    /// the maximum at once, and reports every event to `report` (from the connection threads).
     ///
     /// # Errors
     ///
@@ -176,6 +221,7 @@ impl Server {
         F: Fn(Event) + Send + Sync + 'static,
     {
         let report = Arc::new(report);
+        let active = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
             let stream = match conn {
                 Ok(stream) => stream,
@@ -193,11 +239,22 @@ impl Server {
                     continue;
                 }
             };
+            // Only this thread increments, so the check cannot race past the maximum.
+            if active.load(Ordering::SeqCst) >= self.max_connections {
+                drop(stream);
+                report(Event::TooMany(peer, self.max_connections));
+                continue;
+            }
+            let slot = Slot::take(&active);
             let server = Arc::clone(&self);
             let thread_report = Arc::clone(&report);
             let spawned = thread::Builder::new()
                 .name(format!("fup {peer}"))
-                .spawn(move || thread_report(Event::Finished(server.handle(stream, peer))));
+                .spawn(move || {
+                    let _slot = slot;
+                    thread_report(Event::Finished(server.handle(stream, peer)));
+                });
+            // A failed spawn drops the closure, and with it the slot and the stream.
             if let Err(err) = spawned {
                 report(Event::SpawnFailed(peer, err));
             }
@@ -207,13 +264,28 @@ impl Server {
 
     fn handle(&self, stream: TcpStream, peer: SocketAddr) -> Summary {
         let setup = stream
-            .set_read_timeout(self.timeout)
-            .and_then(|()| stream.set_write_timeout(self.timeout))
+            .set_write_timeout(Some(self.timeout))
             .and_then(|()| stream.set_nodelay(true));
         if let Err(err) = setup {
             return Summary::new(peer, End::Failed(err.into()));
         }
         self.session(peer).run(&stream)
+    }
+}
+
+/// One counted connection; gives its place back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(active))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -224,23 +296,10 @@ pub struct Session<'a> {
     peer: SocketAddr,
 }
 
-impl Summary {
-    fn new(peer: SocketAddr, end: End) -> Summary {
-        Summary {
-            peer,
-            request: None,
-            received: 0,
-            elapsed: Duration::ZERO,
-            transfer: Duration::ZERO,
-            end,
-        }
-    }
-}
-
 impl Session<'_> {
     /// Serves one upload on `stream` to its end and says how it went. Never panics on what
     /// the peer sends; on any failure nothing is stored.
-    pub fn run<S: Read + Write>(self, mut stream: S) -> Summary {
+    pub fn run<S: Conn>(self, mut stream: S) -> Summary {
         let started = Instant::now();
         let mut summary = Summary::new(self.peer, End::NoRequest);
         summary.end = self.exchange(&mut stream, &mut summary);
@@ -248,11 +307,12 @@ impl Session<'_> {
         summary
     }
 
-    fn exchange<S: Read + Write>(&self, stream: &mut S, summary: &mut Summary) -> End {
-        let msg = match Message::read_from(&mut *stream) {
+    fn exchange<S: Conn>(&self, stream: &mut S, summary: &mut Summary) -> End {
+        let limit = self.server.timeout;
+        let msg = match Message::read_from(Deadline::new(&mut *stream, limit)) {
             Ok(Some(msg)) => msg,
             Ok(None) => return End::NoRequest,
-            Err(err) => return End::Failed(err),
+            Err(err) => return End::Failed(err.or_timed_out("a request", limit)),
         };
         let request_id = msg.id;
         let req = match msg.body {
@@ -265,34 +325,44 @@ impl Session<'_> {
             }
         };
         let req = summary.request.insert(req);
-        let verdict = match check_name(&req.name) {
-            Ok(name) => self.server.approver.approve(&Ask {
-                peer: self.peer,
-                name,
-                size: req.size,
-            }),
+        let name = match check_name(&req.name) {
+            Ok(name) => name,
             Err(problem) => {
                 // Refused before anyone is asked; the client just sees a denial.
                 let _ = respond(stream, request_id, Verdict::Denied);
                 return End::Refused(problem);
             }
         };
+        let save_as = self.server.store.free_name(name);
+        let verdict = {
+            let conn = RefCell::new(&mut *stream);
+            let gone = || conn.borrow_mut().peer_closed();
+            let ask = Ask {
+                peer: self.peer,
+                name,
+                size: req.size,
+                save_as: &save_as,
+                gone: &gone,
+            };
+            self.server.approver.approve(&ask)
+        };
+        if verdict == Verdict::Denied && stream.peer_closed() {
+            return End::Abandoned;
+        }
         if let Err(err) = respond(stream, request_id, verdict) {
             return End::Failed(err);
         }
         if verdict == Verdict::Denied {
             return End::Denied;
         }
-        let size = req.size;
-        // check_name passed above, so the name is UTF-8 and safe.
-        let name = String::from_utf8_lossy(&req.name).into_owned();
+        let (size, name) = (req.size, name.to_string());
         let started = Instant::now();
         let end = self.receive_and_store(stream, request_id, size, &name, &mut summary.received);
         summary.transfer = started.elapsed();
         end
     }
 
-    fn receive_and_store<S: Read + Write>(
+    fn receive_and_store<S: Conn>(
         &self,
         stream: &mut S,
         request_id: u32,
@@ -300,13 +370,14 @@ impl Session<'_> {
         name: &str,
         received: &mut u64,
     ) -> End {
+        let limit = self.server.timeout;
         let outcome = self
             .server
             .store
             .incoming()
             .map_err(Error::from)
             .and_then(|mut incoming| {
-                let last_id = receive(stream, request_id, size, &mut incoming, received)?;
+                let last_id = receive(stream, request_id, size, limit, &mut incoming, received)?;
                 Ok((incoming.publish(name)?, last_id))
             });
         match outcome {
@@ -318,7 +389,7 @@ impl Session<'_> {
                 if size == 0 {
                     // A Python client sends no data for an empty file and waits for the result
                     // it now has; ours sends one empty last data message, which we take quietly.
-                    let _ = Message::read_from(&mut *stream);
+                    let _ = Message::read_from(Deadline::new(&mut *stream, limit));
                 }
                 End::Stored(path)
             }
@@ -330,12 +401,13 @@ impl Session<'_> {
     }
 }
 
-/// Receives the data messages of an accepted upload into `incoming`. Returns the msgid of the
-/// last data message, which the result echoes (PROTOCOL.md, step 5).
-fn receive<S: Read>(
+/// Receives the data messages of an accepted upload into `incoming`, each within `limit`.
+/// Returns the msgid of the last data message, which the result echoes (PROTOCOL.md, step 5).
+fn receive<S: Conn>(
     stream: &mut S,
     request_id: u32,
     size: u64,
+    limit: Duration,
     incoming: &mut Incoming,
     received: &mut u64,
 ) -> Result<u32> {
@@ -346,7 +418,10 @@ fn receive<S: Read>(
     let mut buf = vec![0; COPY_BUF_LEN];
     let mut next_seq: u16 = 0;
     loop {
-        let msg = Message::read_from(&mut *stream)?.ok_or(Error::Closed(MsgType::Data))?;
+        let mut conn = Deadline::new(&mut *stream, limit);
+        let msg = Message::read_from(&mut conn)
+            .map_err(|e| e.or_timed_out("a data message", limit))?
+            .ok_or(Error::Closed(MsgType::Data))?;
         let Body::Data { len } = msg.body else {
             return Err(Error::Unexpected {
                 expected: MsgType::Data,
@@ -376,7 +451,8 @@ fn receive<S: Read>(
                 limit: size,
             });
         }
-        copy_exact(stream, incoming.file(), len.into(), &mut buf)?;
+        copy_exact(&mut conn, incoming.file(), len.into(), &mut buf)
+            .map_err(|e| e.or_timed_out("a data message", limit))?;
         *received = total;
         if msg.last {
             if *received != size {

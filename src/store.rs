@@ -1,11 +1,13 @@
 //! Where uploads land: the file-name check, and a temp file that is published under a free
 //! name only once it is complete, so nothing is ever overwritten and no partial file is left.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::NamedTempFile;
 
@@ -169,10 +171,11 @@ pub fn candidate_name(name: &str, n: u32) -> String {
     format!("{}{suffix}", &stem[..keep])
 }
 
-/// The upload directory.
+/// The upload directory, and the temp files of the uploads in flight there.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    in_flight: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Store {
@@ -191,6 +194,7 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
+            in_flight: Arc::default(),
         })
     }
 
@@ -199,11 +203,56 @@ impl Store {
         &self.dir
     }
 
-    /// Starts receiving a file: creates a new, exclusive temp file inside the directory.
+    /// Removes the temp files that a killed server left behind. A live upload holds an
+    /// exclusive lock on its temp file, so files of another server still running on the same
+    /// directory are left alone. Returns how many were removed.
     ///
     /// # Errors
     ///
-    /// If the temp file cannot be created.
+    /// If the directory cannot be listed.
+    pub fn sweep_stale(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir)? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+                continue;
+            }
+            // Only plain files: never follow a link, never open (and block on) a FIFO.
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let opened = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(entry.path());
+            if opened.is_ok_and(|file| file.try_lock().is_ok())
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The name a file called `name` would be stored under now: `name` itself, or the first
+    /// free [`candidate_name`]. Another upload may take it first; [`Incoming::publish`] picks
+    /// again then.
+    pub fn free_name(&self, name: &str) -> String {
+        (0..MAX_RENAMES)
+            .map(|n| candidate_name(name, n))
+            .find(|candidate| {
+                matches!(fs::symlink_metadata(self.dir.join(candidate)), Err(e) if e.kind() == io::ErrorKind::NotFound)
+            })
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// Starts receiving a file: creates a new, exclusive, locked temp file inside the directory.
+    ///
+    /// # Errors
+    ///
+    /// If the temp file cannot be created or locked.
     pub fn incoming(&self) -> io::Result<Incoming> {
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
@@ -211,7 +260,44 @@ impl Store {
             // Published files get the usual mode of a new file (umask applies), not 0600.
             .permissions(fs::Permissions::from_mode(0o666))
             .tempfile_in(&self.dir)?;
-        Ok(Incoming { temp })
+        // The lock tells `sweep_stale` of any server that this file is alive.
+        temp.as_file().try_lock().map_err(io::Error::from)?;
+        let path = temp.path().to_path_buf();
+        lock(&self.in_flight).insert(path.clone());
+        Ok(Incoming {
+            temp,
+            _registered: Registered {
+                path,
+                in_flight: Arc::clone(&self.in_flight),
+            },
+        })
+    }
+
+    /// Removes the temp files of every upload in flight, for a server that is about to exit on
+    /// a signal (destructors do not run then). Returns how many were removed.
+    pub fn remove_in_flight(&self) -> usize {
+        lock(&self.in_flight)
+            .drain()
+            .filter(|path| fs::remove_file(path).is_ok())
+            .count()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The set stays consistent even if a holder panicked: every operation is one call.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps a temp file's path in the in-flight set for as long as the upload lives.
+#[derive(Debug)]
+struct Registered {
+    path: PathBuf,
+    in_flight: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.in_flight).remove(&self.path);
     }
 }
 
@@ -219,6 +305,7 @@ impl Store {
 #[derive(Debug)]
 pub struct Incoming {
     temp: NamedTempFile,
+    _registered: Registered,
 }
 
 impl Incoming {
@@ -227,23 +314,24 @@ impl Incoming {
         self.temp.as_file_mut()
     }
 
-    /// Makes the complete file visible under `name`, or under the first free
-    /// [`candidate_name`] if `name` is taken by anything at all (a file, a directory, a
-    /// symlink, dangling or not). Never replaces an existing entry. Returns the path used.
+    /// Makes the complete file durable and visible under `name`, or under the first free
+    /// [`candidate_name`] if `name` is taken by anything at all (a file, a directory, a FIFO,
+    /// a symlink, dangling or not). Never replaces, opens or follows an existing entry. The
+    /// data and the directory entry are both flushed to disk before this returns.
     ///
     /// # Errors
     ///
     /// If flushing or renaming fails, or no free name is found within [`MAX_RENAMES`] tries;
     /// the temp file is removed then.
     pub fn publish(self, name: &str) -> io::Result<PathBuf> {
-        self.temp.as_file().sync_all()?;
-        let dir = self
-            .temp
+        let Incoming { temp, _registered } = self;
+        temp.as_file().sync_all()?;
+        let dir = temp
             .path()
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut temp = self.temp;
+        let mut temp = temp;
         for n in 0..MAX_RENAMES {
             let path = dir.join(candidate_name(name, n));
             match temp.persist_noclobber(&path) {
@@ -370,6 +458,68 @@ mod tests {
             .find_map(|l| l.strip_prefix("Umask:"))
             .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
             .unwrap_or(0o022)
+    }
+
+    #[test]
+    fn sweep_removes_only_stale_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.incoming().unwrap();
+        fs::write(dir.path().join(".fup-dead1.part"), b"stale").unwrap();
+        fs::write(dir.path().join("keep.part"), b"user file").unwrap();
+        fs::write(dir.path().join(".fup-not-ours"), b"no suffix").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join(".fup-link.part")).unwrap();
+        let fifo = std::ffi::CString::new(
+            dir.path()
+                .join(".fup-fifo.part")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        // A second server on the same directory must not take the live file.
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.sweep_stale().unwrap(), 1);
+        assert!(!dir.path().join(".fup-dead1.part").exists());
+        assert!(live.temp.path().exists());
+        for kept in [
+            "keep.part",
+            ".fup-not-ours",
+            ".fup-link.part",
+            ".fup-fifo.part",
+        ] {
+            assert!(
+                fs::symlink_metadata(dir.path().join(kept)).is_ok(),
+                "{kept}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_flight_files_are_tracked_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.incoming().unwrap();
+        let b = store.incoming().unwrap();
+        let b_path = b.temp.path().to_path_buf();
+        b.publish("b").unwrap();
+        assert!(!b_path.exists());
+        let a_path = a.temp.path().to_path_buf();
+        assert_eq!(store.remove_in_flight(), 1);
+        assert!(!a_path.exists());
+        drop(a);
+        assert_eq!(store.remove_in_flight(), 0);
+    }
+
+    #[test]
+    fn free_name_previews_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.free_name("a.txt"), "a.txt");
+        fs::create_dir(dir.path().join("a.txt")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("a (1).txt")).unwrap();
+        assert_eq!(store.free_name("a.txt"), "a (2).txt");
     }
 
     #[test]

@@ -12,10 +12,9 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 // PROTOCOL.md's captured bytes, shared with the unit tests rather than copied.
-#[allow(dead_code)]
-#[path = "../src/testing.rs"]
-mod testing;
-pub use testing::{GOLDEN_DATA, GOLDEN_REQUEST, GOLDEN_RESPONSE, GOLDEN_RESULT};
+#[path = "../src/golden.rs"]
+mod golden;
+pub use golden::{GOLDEN_DATA, GOLDEN_REQUEST, GOLDEN_RESPONSE, GOLDEN_RESULT};
 
 /// A server binary running in the background; killed when dropped.
 pub struct Running {

@@ -1,14 +1,14 @@
 //! `fup-client`: upload files to a FUP server and report its verdict on each.
 
 use std::fs::File;
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, auto_chunk_size, upload};
+use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, Options, auto_chunk_size, upload};
 use fup::display;
 use fup::message::MAX_DATA_LEN;
 
@@ -35,6 +35,12 @@ struct Args {
     /// Python server can take them]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DATA_LEN)))]
     chunk_size: Option<u32>,
+    /// Seconds allowed to connect, for each write, and for the server's result
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = fup::cli::seconds)]
+    timeout: Duration,
+    /// Seconds allowed for the server's operator to answer the request
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = fup::cli::seconds)]
+    answer_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -72,17 +78,22 @@ fn send(args: &Args, path: &Path) -> anyhow::Result<Delivery> {
     };
     let size = meta.len();
     let addr = format!("{}:{}", args.host, args.port);
-    let stream = TcpStream::connect((args.host.as_str(), args.port))
+    let stream = connect(&args.host, args.port, args.timeout)
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream
         .set_nodelay(true)
+        .and_then(|()| stream.set_write_timeout(Some(args.timeout)))
         .context("cannot set up the connection")?;
-    let chunk_size = args
-        .chunk_size
-        .unwrap_or_else(|| auto_chunk_size(size, DEFAULT_CHUNK_SIZE));
+    let options = Options {
+        chunk_size: args
+            .chunk_size
+            .unwrap_or_else(|| auto_chunk_size(size, DEFAULT_CHUNK_SIZE)),
+        timeout: args.timeout,
+        answer_timeout: args.answer_timeout,
+    };
     // Timed from acceptance, so the operator's think time does not count against the rate.
     let mut accepted = None;
-    let delivery = upload(&stream, file, name, size, chunk_size, |_| {
+    let delivery = upload(&stream, file, name, size, &options, |_| {
         accepted.get_or_insert_with(Instant::now);
     })
     .with_context(|| format!("upload to {addr} failed"))?;
@@ -101,6 +112,18 @@ fn send(args: &Args, path: &Path) -> anyhow::Result<Delivery> {
         }
     }
     Ok(delivery)
+}
+
+/// Connects to the first address of `host` that answers within `timeout`.
+fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address found");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
 }
 
 fn shown(path: &Path) -> String {

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,8 +17,9 @@ use fup::store::Store;
 ///
 /// Prints `listening on ADDR:PORT` once ready, then one line per connection. Answers are read
 /// from standard input, one line per question: `y` or `yes` accepts, anything else denies, and
-/// once standard input is closed every upload is denied. Files are never overwritten: a name
-/// that exists is stored as `name (1).ext`.
+/// once standard input is closed every upload is denied. Unsafe names (paths, hidden files,
+/// control characters…) are denied without asking. Files are never overwritten: a name that
+/// exists is stored as `name (1).ext`. Ctrl-C removes partial uploads and exits with 130.
 #[derive(Parser)]
 #[command(
     version,
@@ -35,6 +37,15 @@ struct Args {
     /// Accept every upload without asking
     #[arg(long)]
     yes: bool,
+    /// Seconds a client has to send each message whole (the request, then each data message)
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = fup::cli::seconds)]
+    timeout: Duration,
+    /// Seconds the operator has to answer a question before the upload is denied
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = fup::cli::seconds)]
+    prompt_timeout: Duration,
+    /// Connections served at once; more are closed as they arrive
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    max_connections: u16,
 }
 
 fn main() -> ExitCode {
@@ -48,26 +59,48 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // SAFETY: setting a signal's disposition to "ignore" is async-signal-safe and done before
+    // any thread starts. Past a file-size limit, writes then fail with EFBIG (a failed upload)
+    // instead of SIGXFSZ killing the server.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let store = Store::open(&args.dir)
         .with_context(|| format!("cannot use upload directory {}", args.dir.display()))?;
+    let swept = store
+        .sweep_stale()
+        .context("cannot list the upload directory")?;
+    if swept > 0 {
+        eprintln!("fup-server: removed {swept} partial upload(s) left by an earlier run");
+    }
     let listener = TcpListener::bind((args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let server = if args.yes {
         Server::new(store, AcceptAll)
     } else {
         // Questions go to stderr so that stdout stays one line per event, for scripts.
-        Server::new(
-            store,
-            TerminalApprover::new(io::BufReader::new(io::stdin()), io::stderr()),
-        )
+        let stdin = io::BufReader::new(io::stdin());
+        let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout))
+            .context("cannot read answers from standard input")?;
+        Server::new(store, approver)
     };
+    let server = Arc::new(
+        server
+            .with_timeout(args.timeout)
+            .with_max_connections(args.max_connections.into()),
+    );
+    let on_signal = Arc::clone(&server);
+    ctrlc::set_handler(move || {
+        let removed = on_signal.store().remove_in_flight();
+        eprintln!("\nfup-server: interrupted; removed {removed} partial upload(s)");
+        std::process::exit(130);
+    })
+    .context("cannot handle Ctrl-C")?;
     println!(
         "listening on {}",
         listener
             .local_addr()
             .context("cannot read the bound address")?
     );
-    Arc::new(server)
+    server
         .serve(listener, report)
         .context("cannot accept connections")
 }
@@ -76,10 +109,16 @@ fn report(event: Event) {
     // A closed stdout or stderr must not take a connection thread down with it.
     let _ = match event {
         Event::Finished(summary) => writeln!(io::stdout().lock(), "{summary}"),
-        Event::AcceptFailed(err) => writeln!(
-            io::stderr(),
-            "fup-server: cannot accept a connection: {err}"
+        Event::TooMany(peer, max) => writeln!(
+            io::stdout().lock(),
+            "{peer}: closed at once: already serving {max} connections (--max-connections)"
         ),
+        Event::AcceptFailed(err) => {
+            writeln!(
+                io::stderr(),
+                "fup-server: cannot accept a connection: {err}"
+            )
+        }
         Event::SpawnFailed(peer, err) => {
             writeln!(
                 io::stderr(),

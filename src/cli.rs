@@ -1,0 +1,40 @@
+//! Helpers the command-line programs share.
+
+use std::time::Duration;
+
+/// Parses a positive number of seconds such as `60` or `0.5`, for clap's `value_parser`.
+///
+/// # Errors
+///
+/// A message for clap to print if the text is not a positive, finite number of seconds.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(fup::cli::seconds("1.5"), Ok(Duration::from_millis(1500)));
+/// assert!(fup::cli::seconds("0").is_err());
+/// ```
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs <= 0.0 {
+        return Err("must be more than 0 seconds".to_string());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} seconds is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_seconds() {
+        assert_eq!(seconds("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(seconds(" 0.25 "), Ok(Duration::from_millis(250)));
+        for bad in ["", "x", "-1", "0", "0.0", "inf", "NaN", "1e300"] {
+            assert!(seconds(bad).is_err(), "{bad:?}");
+        }
+    }
+}
