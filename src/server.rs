@@ -27,6 +27,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
+/// How long to wait for the optional empty data message after an empty upload: our client
+/// sends it right behind the request's acceptance, and a Python client sends none.
+const EMPTY_TRAILER_GRACE: Duration = Duration::from_secs(1);
+
 /// The msgid of the server's response; its result uses the next one (PROTOCOL.md, steps 2 and 5).
 const RESPONSE_ID: u32 = 0;
 const RESULT_ID: u32 = 1;
@@ -389,7 +393,10 @@ impl Session<'_> {
                 if size == 0 {
                     // A Python client sends no data for an empty file and waits for the result
                     // it now has; ours sends one empty last data message, which we take quietly.
-                    let _ = Message::read_from(Deadline::new(&mut *stream, limit));
+                    // Reading it (rather than closing on it) keeps the kernel from answering
+                    // with a reset that could destroy the result before the client reads it.
+                    let grace = limit.min(EMPTY_TRAILER_GRACE);
+                    let _ = Message::read_from(Deadline::new(&mut *stream, grace));
                 }
                 End::Stored(path)
             }

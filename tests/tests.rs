@@ -1,5 +1,6 @@
 //! Integration tests: the real binaries on 127.0.0.1 with `--port 0`, real bytes, exact results.
 
 mod cli;
+mod hostile;
 mod util;
 mod wire;

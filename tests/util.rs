@@ -1,6 +1,6 @@
 //! Starting the real binaries and talking to them, every wait bounded by [`TIMEOUT`].
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -49,6 +49,13 @@ impl Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_echo-server"));
         cmd.args(["127.0.0.1", "--port", "0"]);
         Running::start(cmd, Input::Text(""))
+    }
+
+    /// Any command that starts a server printing `listening on` first.
+    pub fn command(cmd: &mut Command, input: Input<'_>) -> Running {
+        let mut owned = Command::new(cmd.get_program());
+        owned.args(cmd.get_args());
+        Running::start(owned, input)
     }
 
     fn start(mut cmd: Command, input: Input<'_>) -> Running {
@@ -102,6 +109,21 @@ impl Running {
             .expect("a line on the server's stderr in time")
     }
 
+    /// Skips standard-error lines until one contains `needle`, and returns it. Prompts end
+    /// without a newline, so a prompt arrives as the start of the next line.
+    pub fn err_line_containing(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut seen = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push_str(&line),
+                Err(_) => panic!("no stderr line with {needle:?}; saw {seen:?}"),
+            }
+        }
+    }
+
     /// Types an answer at the prompt.
     pub fn answer(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("started with Input::Pipe");
@@ -113,6 +135,26 @@ impl Running {
     pub fn is_alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process did not exit in time"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Running {
@@ -122,14 +164,25 @@ impl Drop for Running {
     }
 }
 
-/// Forwards each line of `pipe` to a channel, so reads can have a deadline.
+/// Forwards each line of `pipe` to a channel, so reads can have a deadline. A prompt, which
+/// waits for its answer without a newline, counts as a line of its own; empty lines are skipped.
 fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    const PROMPT_END: &[u8] = b"[y/N] ";
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+        let mut pipe = pipe;
+        let mut line = Vec::new();
+        let mut byte = [0; 1];
+        while let Ok(1) = pipe.read(&mut byte) {
+            if byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            if byte[0] == b'\n' || line.ends_with(PROMPT_END) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                line.clear();
+                if !text.is_empty() && tx.send(text).is_err() {
+                    break;
+                }
             }
         }
     });
@@ -179,9 +232,18 @@ pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     got
 }
 
-/// A fake server on 127.0.0.1 for one connection: records what the client sends until it
-/// closes, after replying `script` in order, one part per message the client sends.
+/// A fake server on 127.0.0.1 for one connection: replies `script`, closes its sending side,
+/// and records what the client sends until it closes.
 pub fn fake_server(script: Vec<Vec<u8>>) -> (SocketAddr, thread::JoinHandle<Vec<u8>>) {
+    fake_server_with(script, true)
+}
+
+/// Like [`fake_server`], but with `hang_up` false it then stalls: it keeps the connection open
+/// and silent until the client gives up.
+pub fn fake_server_with(
+    script: Vec<Vec<u8>>,
+    hang_up: bool,
+) -> (SocketAddr, thread::JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
@@ -190,7 +252,9 @@ pub fn fake_server(script: Vec<Vec<u8>>) -> (SocketAddr, thread::JoinHandle<Vec<
         for part in script {
             stream.write_all(&part).unwrap();
         }
-        let _ = stream.shutdown(std::net::Shutdown::Write);
+        if hang_up {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
         read_until_closed(&mut stream)
     });
     (addr, handle)
@@ -199,4 +263,47 @@ pub fn fake_server(script: Vec<Vec<u8>>) -> (SocketAddr, thread::JoinHandle<Vec<
 /// Deterministic test data of `len` bytes.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// A raw header, field by field, for building frames by hand (good and bad ones).
+pub fn header(id: u32, msg_type: u32, len: u32, frag: u8, last: u8, seq: u16) -> Vec<u8> {
+    let mut h = Vec::with_capacity(16);
+    h.extend_from_slice(&id.to_le_bytes());
+    h.extend_from_slice(&msg_type.to_le_bytes());
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(&[frag, last]);
+    h.extend_from_slice(&seq.to_le_bytes());
+    h
+}
+
+/// A request (msgid 1) for `size` bytes under a name given as raw bytes.
+pub fn request_bytes(size: u64, name: &[u8]) -> Vec<u8> {
+    let mut m = header(1, 1, 8 + name.len() as u32, 0, 1, 0);
+    m.extend_from_slice(&size.to_le_bytes());
+    m.extend_from_slice(name);
+    m
+}
+
+/// A request (msgid 1) for `size` bytes called `name`.
+pub fn request(size: u64, name: &str) -> Vec<u8> {
+    request_bytes(size, name.as_bytes())
+}
+
+/// A data message with msgid `id` carrying `body`.
+pub fn data(id: u32, seq: u16, last: bool, body: &[u8]) -> Vec<u8> {
+    [
+        header(id, 3, body.len() as u32, 0, u8::from(last), seq),
+        body.to_vec(),
+    ]
+    .concat()
+}
+
+/// The whole client side of an upload of `file` in chunks of `chunk` bytes.
+pub fn upload_bytes(name: &str, file: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = request(file.len() as u64, name);
+    let chunks: Vec<&[u8]> = file.chunks(chunk).collect();
+    for (i, part) in chunks.iter().enumerate() {
+        out.extend(data(1, i as u16, i + 1 == chunks.len(), part));
+    }
+    out
 }

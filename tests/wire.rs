@@ -7,23 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn header(id: u32, msg_type: u32, len: u32, frag: u8, last: u8, seq: u16) -> Vec<u8> {
-    let mut h = Vec::with_capacity(16);
-    h.extend_from_slice(&id.to_le_bytes());
-    h.extend_from_slice(&msg_type.to_le_bytes());
-    h.extend_from_slice(&len.to_le_bytes());
-    h.extend_from_slice(&[frag, last]);
-    h.extend_from_slice(&seq.to_le_bytes());
-    h
-}
-
-fn request(size: u64, name: &str) -> Vec<u8> {
-    let mut m = header(1, 1, 8 + name.len() as u32, 0, 1, 0);
-    m.extend_from_slice(&size.to_le_bytes());
-    m.extend_from_slice(name.as_bytes());
-    m
-}
-
 /// The server answers the captured client bytes with exactly the captured server bytes.
 #[test]
 fn captured_exchange_byte_for_byte() {
@@ -62,13 +45,6 @@ fn bad_input_closes_the_connection_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let req = request(4, "f.bin");
-    let data = |id, seq, last, body: &[u8]| {
-        [
-            header(id, 3, body.len() as u32, 0, last, seq),
-            body.to_vec(),
-        ]
-        .concat()
-    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "unknown type first",
@@ -77,7 +53,7 @@ fn bad_input_closes_the_connection_and_the_server_goes_on() {
         ),
         (
             "data first",
-            data(1, 0, 1, b"abcd"),
+            data(1, 0, true, b"abcd"),
             "expected a request message, got data",
         ),
         (
@@ -112,22 +88,27 @@ fn bad_input_closes_the_connection_and_the_server_goes_on() {
         ),
         (
             "more than announced",
-            [req.clone(), data(1, 0, 1, b"abcdef")].concat(),
+            [req.clone(), data(1, 0, true, b"abcdef")].concat(),
             "data beyond the announced size",
         ),
         (
             "last too early",
-            [req.clone(), data(1, 0, 1, b"ab")].concat(),
+            [req.clone(), data(1, 0, true, b"ab")].concat(),
             "announced 4 bytes but the last data message came after 2",
         ),
         (
             "seq out of order",
-            [req.clone(), data(1, 1, 1, b"abcd")].concat(),
+            [req.clone(), data(1, 1, true, b"abcd")].concat(),
             "expected seq 0, got 1",
         ),
         (
             "msgid changes",
-            [req.clone(), data(1, 0, 0, b"ab"), data(2, 1, 1, b"cd")].concat(),
+            [
+                req.clone(),
+                data(1, 0, false, b"ab"),
+                data(2, 1, true, b"cd"),
+            ]
+            .concat(),
             "expected message id 1, got 2",
         ),
         (
@@ -142,7 +123,7 @@ fn bad_input_closes_the_connection_and_the_server_goes_on() {
         ),
         (
             "truncated data",
-            [req.clone(), data(1, 0, 1, b"abcd")[..18].to_vec()].concat(),
+            [req.clone(), data(1, 0, true, b"abcd")[..18].to_vec()].concat(),
             "connection closed in the middle of a message",
         ),
         (
@@ -183,7 +164,7 @@ fn bad_input_closes_the_connection_and_the_server_goes_on() {
     // Still serving.
     let mut stream = connect(server.addr);
     stream
-        .write_all(&[request(4, "f.bin"), data(1, 0, 1, b"good")].concat())
+        .write_all(&[request(4, "f.bin"), data(1, 0, true, b"good")].concat())
         .unwrap();
     assert_eq!(&read_until_closed(&mut stream)[21..], GOLDEN_RESULT);
     assert_eq!(fs::read(dir.path().join("f.bin")).unwrap(), b"good");
