@@ -159,16 +159,21 @@ pub fn candidate_name(name: &str, n: u32) -> String {
     if n == 0 {
         return name.to_string();
     }
+    let number = format!(" ({n})");
     let (stem, ext) = match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
+        // Keep the extension only if a useful part of the stem still fits beside it.
+        Some(dot) if dot > 0 && name.len() - dot + number.len() < MAX_NAME_LEN / 2 => {
+            name.split_at(dot)
+        }
         _ => (name, ""),
     };
-    let suffix = format!(" ({n}){ext}");
-    let mut keep = MAX_NAME_LEN.saturating_sub(suffix.len()).min(stem.len());
+    let mut keep = MAX_NAME_LEN
+        .saturating_sub(number.len() + ext.len())
+        .min(stem.len());
     while !stem.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!("{}{suffix}", &stem[..keep])
+    format!("{}{number}{ext}", &stem[..keep])
 }
 
 /// The upload directory, and the temp files of the uploads in flight there.
@@ -417,6 +422,42 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    proptest::proptest! {
+        /// Whatever is accepted is one plain, printable path component, and so is every name
+        /// it may be renamed to.
+        #[test]
+        fn accepted_names_are_single_printable_components(name in "\\PC{0,90}|[a-zA-Z0-9. :\\\\/_-]{0,260}") {
+            if let Ok(ok) = check_name(name.as_bytes()) {
+                proptest::prop_assert_eq!(ok, name.as_str());
+                let parts: Vec<_> = Path::new(ok).components().collect();
+                proptest::prop_assert_eq!(parts, vec![std::path::Component::Normal(ok.as_ref())]);
+                proptest::prop_assert!(!ok.chars().any(|c| c.is_control() || is_invisible(c)));
+                proptest::prop_assert!(ok.len() <= MAX_NAME_LEN && !ok.starts_with('.'));
+                for n in [1, 2, 99, MAX_RENAMES - 1] {
+                    let renamed = candidate_name(ok, n);
+                    proptest::prop_assert_eq!(check_name(renamed.as_bytes()), Ok(renamed.as_str()), "{}", n);
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_checked_without_panicking(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = check_name(&raw);
+        }
+    }
+
+    #[test]
+    fn long_extensions_still_leave_room_for_the_number() {
+        let name = format!("a.{}", "e".repeat(253));
+        let renamed = candidate_name(&name, 10_000);
+        assert!(renamed.len() <= MAX_NAME_LEN, "{}", renamed.len());
+        assert!(
+            renamed.starts_with("a.eee") && renamed.ends_with(" (10000)"),
+            "{renamed}"
+        );
+        assert_eq!(check_name(renamed.as_bytes()), Ok(renamed.as_str()));
     }
 
     #[test]
