@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,16 +12,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::approve::{Approve, Ask};
-use crate::conn::{Conn, Deadline};
+use crate::conn::{Conn, Deadline, Scratch};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::header::MsgType;
 use crate::message::{Body, FileRequest, Message, Outcome, Verdict};
 use crate::store::{Incoming, NameProblem, Store, check_name};
 
-/// Size of the buffer each accepted upload streams its data through. It bounds the server's
-/// memory per connection whatever the file or chunk size.
-pub const COPY_BUF_LEN: usize = 256 * 1024;
 /// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of connections served at once.
@@ -422,11 +419,11 @@ fn receive<S: Conn>(
         // Answer at once: see `receive_and_store`.
         return Ok(request_id);
     }
-    let mut buf = vec![0; COPY_BUF_LEN];
+    let mut scratch = Scratch::default();
     let mut next_seq: u16 = 0;
     loop {
-        let mut conn = Deadline::new(&mut *stream, limit);
-        let msg = Message::read_from(&mut conn)
+        let until = Instant::now().checked_add(limit);
+        let msg = Message::read_from(Deadline::new(&mut *stream, limit))
             .map_err(|e| e.or_timed_out("a data message", limit))?
             .ok_or(Error::Closed(MsgType::Data))?;
         let Body::Data { len } = msg.body else {
@@ -458,8 +455,14 @@ fn receive<S: Conn>(
                 limit: size,
             });
         }
-        copy_exact(&mut conn, incoming.file(), len.into(), &mut buf)
-            .map_err(|e| e.or_timed_out("a data message", limit))?;
+        // The body shares the message's deadline with its header.
+        let until = until.unwrap_or_else(|| Instant::now() + limit);
+        stream
+            .recv_into_file(incoming.file(), len.into(), &mut scratch, until)
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::UnexpectedEof => Error::Truncated,
+                _ => Error::from(err).or_timed_out("a data message", limit),
+            })?;
         *received = total;
         if msg.last {
             if *received != size {
@@ -471,23 +474,6 @@ fn receive<S: Conn>(
             return Ok(msg.id);
         }
     }
-}
-
-/// Moves exactly `len` bytes from `from` to `to` through `buf`.
-fn copy_exact<R: Read, W: Write>(from: &mut R, to: &mut W, len: u64, buf: &mut [u8]) -> Result<()> {
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match from.read(&mut buf[..want]) {
-            Ok(0) => return Err(Error::Truncated),
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err.into()),
-        };
-        to.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 fn respond<S: Write>(stream: &mut S, request_id: u32, verdict: Verdict) -> Result<()> {

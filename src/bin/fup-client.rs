@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, Options, auto_chunk_size, upload};
+use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, Options, auto_chunk_size, upload_file};
 use fup::display;
 use fup::message::MAX_DATA_LEN;
 
@@ -93,7 +93,7 @@ fn send(args: &Args, path: &Path) -> anyhow::Result<Delivery> {
     };
     // Timed from acceptance, so the operator's think time does not count against the rate.
     let mut accepted = None;
-    let delivery = upload(&stream, file, name, size, &options, |_| {
+    let delivery = upload_file(&stream, &file, name, size, &options, |_| {
         accepted.get_or_insert_with(Instant::now);
     })
     .with_context(|| format!("upload to {addr} failed"))?;

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Upload throughput benchmark: fup against netcat, iperf3 and (when found) the original Python
+# pair, over loopback, tmpfs to tmpfs, alternating runs, medians and ratios, plus fup's peak RSS.
+#
+#   scripts/bench.sh            # 5 rounds
+#   ROUNDS=9 scripts/bench.sh   # more rounds
+#   SEED_PY=path/to/seed-py     # where the Python original is (default ../shared/seed-py)
+#   DISK_DIR=path               # a directory on a real disk for the durability row
+#                               # (default: target/bench-disk; set DISK_DIR= to skip)
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${ROUNDS:-5}
+seed=${SEED_PY:-$here/../shared/seed-py}
+disk_dir=${DISK_DIR-$here/target/bench-disk}
+cargo build --release --quiet --manifest-path "$here/Cargo.toml" || exit 2
+bin=$here/target/release
+
+# Tools: install what is missing when we can, else skip it with a line saying so.
+need() {
+  command -v "$1" >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null 2>&1
+  fi
+  command -v "$1" >/dev/null || { echo "skipped: $1 not found (install $2)"; return 1; }
+}
+have_nc=0; need nc netcat-openbsd && nc -h 2>&1 | grep -q OpenBSD && have_nc=1
+have_iperf=0; need iperf3 iperf3 && have_iperf=1
+have_py=0; [ -f "$seed/fup_server.py" ] && command -v python3 >/dev/null && have_py=1
+[ $have_py = 1 ] || echo "skipped: the Python original (set SEED_PY to its directory)"
+
+base=/dev/shm; [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+work=$(mktemp -d "$base/fup-bench.XXXXXX")
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; [ -n "$disk_dir" ] && rm -rf "$disk_dir/fup-bench"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Ready when listening: checked with ss, not by connecting (nc -l and iperf3 -1 would take the
+# probe for their one client).
+wait_port() { for _ in $(seq 250); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.02; done; return 1; }
+now() { date +%s.%N; }
+mib() { echo "$1" | awk '{ printf "%d", $1 / 1048576 }'; }
+rate() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f\n", b / 1048576 / t }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0 } else if (NR % 2) { print a[(NR + 1) / 2] } else { printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 } }'; }
+hwm() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); files on $(df --output=fstype "$work" | tail -1)"
+big=$work/big.bin; mid=$work/mid.bin; part=$work/part.bin
+head -c 1G /dev/urandom > "$big"; head -c 200M /dev/urandom > "$mid"; head -c 128M /dev/urandom > "$part"
+big_size=$(stat -c %s "$big"); mid_size=$(stat -c %s "$mid"); part_size=$(stat -c %s "$part")
+
+# One long-lived fup server for all fup runs: its VmHWM is the peak over all of them.
+port=$(free_port); inbox=$work/fup-in
+"$bin/fup-server" --yes --bind 127.0.0.1 --port "$port" "$inbox" > "$work/server.log" 2>&1 & server=$!; pids+=($server)
+wait_port "$port" || { echo "fup-server did not start"; exit 1; }
+echo 0 > "$work/client_rss"
+fup_run() {  # file -> seconds; keeps the client's peak RSS in $work/client_rss
+  rm -f "$inbox"/*
+  local t0 t1 rss
+  t0=$(now)
+  rss=$( { /usr/bin/time -f %M "$bin/fup-client" --port "$port" 127.0.0.1 "$1" > /dev/null; } 2>&1 | tail -1)
+  t1=$(now)
+  [ "$rss" -gt "$(cat "$work/client_rss")" ] 2>/dev/null && echo "$rss" > "$work/client_rss"
+  cmp -s "$1" "$inbox/$(basename "$1")" || echo "WARNING: fup stored a different file" >&2
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+nc_run() {  # file -> seconds until the receiving nc has written everything and exited
+  local p out t0 t1 rx
+  p=$(free_port); out=$work/nc.out; rm -f "$out"
+  nc -l 127.0.0.1 "$p" > "$out" & rx=$!
+  wait_port "$p"
+  t0=$(now); nc -N 127.0.0.1 "$p" < "$1"; wait $rx; t1=$(now)
+  cmp -s "$1" "$out" || echo "WARNING: nc delivered a different file" >&2
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+py_run() {  # file -> seconds, Python client -> Python server
+  local p dir t0 t1 srv
+  p=$(free_port); dir=$work/py-in; rm -rf "$dir"; mkdir -p "$dir"
+  (cd "$seed" && FUP_PORT=$p FUP_AUTO_ANSWER=yes exec python3 fup_server.py "$dir") > /dev/null 2>&1 & srv=$!
+  wait_port "$p"
+  t0=$(now); (cd "$seed" && FUP_PORT=$p python3 fup_client.py 127.0.0.1 "$1") > /dev/null 2>&1; t1=$(now)
+  kill $srv; wait $srv 2>/dev/null
+  cmp -s "$1" "$dir/$(basename "$1")" || echo "WARNING: the Python pair stored a different file" >&2
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+
+# Warm-up: on a VM, memory touched for the first time costs host page faults (a first 1 GiB
+# tmpfs write can run 8x slower than the next), which would land on whichever run allocates
+# it. Touch enough once, then run each contender once without counting.
+dd if=/dev/zero of="$work/warm" bs=1M count=4096 status=none; rm -f "$work/warm"
+fup_run "$big" > /dev/null; [ $have_nc = 1 ] && nc_run "$big" > /dev/null
+
+: > "$work/fup1g"; : > "$work/nc1g"; : > "$work/fup200"; : > "$work/py200"
+for r in $(seq "$rounds"); do
+  rate "$big_size" "$(fup_run "$big")" >> "$work/fup1g"
+  [ $have_nc = 1 ] && rate "$big_size" "$(nc_run "$big")" >> "$work/nc1g"
+  rate "$mid_size" "$(fup_run "$mid")" >> "$work/fup200"
+  [ $have_py = 1 ] && rate "$mid_size" "$(py_run "$mid")" >> "$work/py200"
+  printf 'round %s/%s: fup 1 GiB %s MiB/s' "$r" "$rounds" "$(tail -1 "$work/fup1g")"
+  [ $have_nc = 1 ] && printf ', nc %s MiB/s' "$(tail -1 "$work/nc1g")"
+  printf ', fup 200 MiB %s MiB/s' "$(tail -1 "$work/fup200")"
+  [ $have_py = 1 ] && printf ', python %s MiB/s' "$(tail -1 "$work/py200")"
+  echo
+done
+iperf=0
+if [ $have_iperf = 1 ]; then
+  p=$(free_port)
+  for _ in $(seq 3); do
+    iperf3 -s -1 -p "$p" > /dev/null 2>&1 & ip=$!
+    wait_port "$p"
+    iperf3 -c 127.0.0.1 -p "$p" -t 3 -J 2>/dev/null \
+      | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8 / 1048576))' >> "$work/iperf"
+    wait $ip 2>/dev/null
+  done
+  iperf=$(median < "$work/iperf")
+fi
+
+# 8 concurrent 128 MiB uploads against one alone, alternating.
+: > "$work/one"; : > "$work/eight"
+for i in $(seq 8); do cp "$part" "$work/part$i.bin"; done
+for r in $(seq 3); do
+  rate "$part_size" "$(fup_run "$part")" >> "$work/one"
+  rm -f "$inbox"/*
+  t0=$(now)
+  for i in $(seq 8); do "$bin/fup-client" --port "$port" 127.0.0.1 "$work/part$i.bin" > /dev/null & done
+  wait $(jobs -p | grep -v "^$server$") 2>/dev/null
+  t1=$(now)
+  rate $((8 * part_size)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/eight"
+done
+server_rss=$(hwm "$server")
+
+fup1g=$(median < "$work/fup1g"); fup200=$(median < "$work/fup200")
+echo
+echo "| what | MiB/s (median of $rounds) | ratio |"
+echo "|---|---:|---|"
+echo "| fup 1 GiB, fup-client → fup-server --yes | $fup1g | |"
+if [ $have_nc = 1 ]; then
+  nc1g=$(median < "$work/nc1g")
+  echo "| nc 1 GiB, nc < file → nc -l > file | $nc1g | fup/nc = $(awk -v a="$fup1g" -v b="$nc1g" 'BEGIN { printf "%.2f", a / b }') (target ≥ 2) |"
+fi
+[ "$iperf" != 0 ] && echo "| iperf3 loopback, memory to memory (median of 3) | $iperf | fup/iperf3 = $(awk -v a="$fup1g" -v b="$iperf" 'BEGIN { printf "%.2f", a / b }') (target ≥ 0.6) |"
+echo "| fup 200 MiB | $fup200 | |"
+if [ $have_py = 1 ]; then
+  py200=$(median < "$work/py200")
+  echo "| Python original pair 200 MiB | $py200 | fup/python = $(awk -v a="$fup200" -v b="$py200" 'BEGIN { printf "%.1f", a / b }') (target ≥ 5) |"
+fi
+one=$(median < "$work/one"); eight=$(median < "$work/eight")
+echo "| fup 128 MiB alone (median of 3) | $one | |"
+echo "| fup 8 × 128 MiB at once, aggregate (median of 3) | $eight | 8×/alone = $(awk -v a="$eight" -v b="$one" 'BEGIN { printf "%.2f", a / b }') (target ≥ 1) |"
+echo
+echo "peak RSS: fup-server $server_rss MiB over all runs, fup-client $(awk -v k="$(cat "$work/client_rss")" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target ≤ 16 each)"
+
+# Durability on a real disk: fup fsyncs the file and the directory before reporting success.
+if [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
+  fs=$(df --output=fstype "$disk_dir" | tail -1)
+  dport=$(free_port); dinbox=$disk_dir/fup-bench/in
+  "$bin/fup-server" --yes --bind 127.0.0.1 --port "$dport" "$dinbox" > /dev/null 2>&1 & dserver=$!; pids+=($dserver)
+  wait_port "$dport"
+  : > "$work/dfup"; : > "$work/dnc"; : > "$work/dncs"
+  for r in $(seq 3); do
+    rm -f "$dinbox"/*; sync
+    t0=$(now); "$bin/fup-client" --port "$dport" 127.0.0.1 "$mid" > /dev/null; t1=$(now)
+    rate "$mid_size" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/dfup"
+    if [ $have_nc = 1 ]; then
+      p=$(free_port); out=$disk_dir/fup-bench/nc.out; rm -f "$out"; sync
+      nc -l 127.0.0.1 "$p" > "$out" & rx=$!; wait_port "$p"
+      t0=$(now); nc -N 127.0.0.1 "$p" < "$mid"; wait $rx; t1=$(now); sync "$out"; t2=$(now)
+      rate "$mid_size" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/dnc"
+      rate "$mid_size" "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" >> "$work/dncs"
+    fi
+  done
+  kill $dserver; wait $dserver 2>/dev/null
+  echo
+  echo "real disk ($fs, $disk_dir), 200 MiB, median of 3: fup (fsync file + directory) $(median < "$work/dfup") MiB/s"
+  [ $have_nc = 1 ] && echo "  nc without fsync $(median < "$work/dnc") MiB/s, nc then sync $(median < "$work/dncs") MiB/s"
+fi
