@@ -41,6 +41,11 @@ now() { date +%s.%N; }
 mib() { echo "$1" | awk '{ printf "%d", $1 / 1048576 }'; }
 rate() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f\n", b / 1048576 / t }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0 } else if (NR % 2) { print a[(NR + 1) / 2] } else { printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 } }'; }
+# This VM's balloon reports freed memory to the host (free page reporting), which makes the
+# next touch of those pages fault: a 1 GiB tmpfs write then runs up to 8x slower. Before each
+# timed run, every contender alike gets memory made hot again: write and delete a scratch file
+# as large as the output, whose pages the run then reuses before they are reported.
+prewarm() { dd if=/dev/zero of="$work/warm" bs=1M count=$(( $1 / 1048576 + 64 )) status=none; rm -f "$work/warm"; }
 hwm() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); files on $(df --output=fstype "$work" | tail -1)"
@@ -56,11 +61,13 @@ echo 0 > "$work/client_rss"
 fup_run() {  # file -> seconds; keeps the client's peak RSS in $work/client_rss
   rm -f "$inbox"/*
   local t0 t1 rss
+  prewarm "$(stat -c %s "$1")"
   t0=$(now)
   rss=$( { /usr/bin/time -f %M "$bin/fup-client" --port "$port" 127.0.0.1 "$1" > /dev/null; } 2>&1 | tail -1)
   t1=$(now)
   [ "$rss" -gt "$(cat "$work/client_rss")" ] 2>/dev/null && echo "$rss" > "$work/client_rss"
   cmp -s "$1" "$inbox/$(basename "$1")" || echo "WARNING: fup stored a different file" >&2
+  rm -f "$inbox"/*
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 nc_run() {  # file -> seconds until the receiving nc has written everything and exited
@@ -68,8 +75,10 @@ nc_run() {  # file -> seconds until the receiving nc has written everything and 
   p=$(free_port); out=$work/nc.out; rm -f "$out"
   nc -l 127.0.0.1 "$p" > "$out" & rx=$!
   wait_port "$p"
+  prewarm "$(stat -c %s "$1")"
   t0=$(now); nc -N 127.0.0.1 "$p" < "$1"; wait $rx; t1=$(now)
   cmp -s "$1" "$out" || echo "WARNING: nc delivered a different file" >&2
+  rm -f "$out"
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 py_run() {  # file -> seconds, Python client -> Python server
@@ -77,15 +86,16 @@ py_run() {  # file -> seconds, Python client -> Python server
   p=$(free_port); dir=$work/py-in; rm -rf "$dir"; mkdir -p "$dir"
   (cd "$seed" && FUP_PORT=$p FUP_AUTO_ANSWER=yes exec python3 fup_server.py "$dir") > /dev/null 2>&1 & srv=$!
   wait_port "$p"
+  prewarm "$(stat -c %s "$1")"
   t0=$(now); (cd "$seed" && FUP_PORT=$p python3 fup_client.py 127.0.0.1 "$1") > /dev/null 2>&1; t1=$(now)
   kill $srv; wait $srv 2>/dev/null
   cmp -s "$1" "$dir/$(basename "$1")" || echo "WARNING: the Python pair stored a different file" >&2
+  rm -rf "$dir"
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-# Warm-up: on a VM, memory touched for the first time costs host page faults (a first 1 GiB
-# tmpfs write can run 8x slower than the next), which would land on whichever run allocates
-# it. Touch enough once, then run each contender once without counting.
+# Every run deletes its own output as soon as it is checked, so each starts from the same
+# state, memory is made hot before each (see prewarm), and each contender runs once uncounted.
 dd if=/dev/zero of="$work/warm" bs=1M count=4096 status=none; rm -f "$work/warm"
 fup_run "$big" > /dev/null; [ $have_nc = 1 ] && nc_run "$big" > /dev/null
 
@@ -119,12 +129,13 @@ fi
 for i in $(seq 8); do cp "$part" "$work/part$i.bin"; done
 for r in $(seq 3); do
   rate "$part_size" "$(fup_run "$part")" >> "$work/one"
-  rm -f "$inbox"/*
+  prewarm $((8 * part_size))
   t0=$(now)
   for i in $(seq 8); do "$bin/fup-client" --port "$port" 127.0.0.1 "$work/part$i.bin" > /dev/null & done
   wait $(jobs -p | grep -v "^$server$") 2>/dev/null
   t1=$(now)
   rate $((8 * part_size)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/eight"
+  rm -f "$inbox"/*
 done
 server_rss=$(hwm "$server")
 

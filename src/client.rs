@@ -188,22 +188,23 @@ fn exchange<S: Conn>(
     }
     progress(0);
     if let Err(err) = send(&mut stream, &mut progress) {
-        // A server that gives up mid-upload may have said why before closing.
-        let said = Message::read_from(Deadline::new(&mut stream, options.timeout));
-        return match (&err, said) {
-            (
-                Error::Io(_),
-                Ok(Some(Message {
-                    body:
-                        Body::Result {
-                            outcome: Outcome::Failure,
-                            ..
-                        },
-                    ..
-                })),
-            ) => Ok(Delivery::Failed),
-            _ => Err(err),
-        };
+        // A write that failed may mean the server gave up and said why before closing; a
+        // local failure (the file changed) has nothing to wait for.
+        if matches!(err, Error::Io(_)) {
+            let said = Message::read_from(Deadline::new(&mut stream, options.timeout));
+            if let Ok(Some(Message {
+                body:
+                    Body::Result {
+                        outcome: Outcome::Failure,
+                        ..
+                    },
+                ..
+            })) = said
+            {
+                return Ok(Delivery::Failed);
+            }
+        }
+        return Err(err);
     }
     match expect(
         &mut stream,
@@ -512,6 +513,40 @@ mod tests {
             assert!(server.join().unwrap() == expected, "{len} bytes");
             assert_eq!(seen.last(), Some(&(len as u64)));
         }
+    }
+
+    #[test]
+    fn upload_file_reports_a_file_shorter_than_announced() {
+        use std::io::Write as _;
+        use std::net::TcpListener;
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[1; 5000]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(GOLDEN_RESPONSE).unwrap();
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+        });
+        let stream = TcpStream::connect(addr).unwrap();
+        let options = Options {
+            chunk_size: 4096,
+            ..Options::default()
+        };
+        let result = upload_file(&stream, &file, "f", 9000, &options, |_| {});
+        assert!(
+            matches!(
+                result,
+                Err(Error::FileChanged {
+                    expected: 9000,
+                    got: 5000
+                })
+            ),
+            "{result:?}"
+        );
+        drop(stream);
+        server.join().unwrap();
     }
 
     #[test]
