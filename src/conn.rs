@@ -41,6 +41,10 @@ pub trait Conn: Read + Write {
 }
 
 /// Size of the buffer (or pipe) a data body moves through: it bounds the memory per upload.
+/// Measured on 2 cores with a 1 MiB L2 each, 1 GiB tmpfs to tmpfs: a 256 KiB pipe 1.8 GiB/s,
+/// 512 KiB and 1 MiB 2.4-2.6 GiB/s, 2 MiB and 4 MiB 1.2-1.3 GiB/s (what is in flight no
+/// longer fits in L2, so the copy into the page cache reads from memory). Also the default
+/// pipe-max-size, so unprivileged servers get it.
 pub const SCRATCH_LEN: usize = 1024 * 1024;
 
 /// Reusable space for moving data bodies: a buffer, and on Linux a pipe; each made on first
