@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use crate::display;
 use crate::message::Verdict;
+use crate::store::Store;
 
 /// How often a waiting question checks whether its client is still there.
 const POLL: Duration = Duration::from_millis(100);
+/// Answers that are neither yes nor no are asked again this many times in all, then denied.
+pub const MAX_TRIES: u32 = 3;
 
 /// What the operator is asked about: one upload request whose name has already passed
 /// [`check_name`](crate::store::check_name).
@@ -26,8 +29,10 @@ pub struct Ask<'a> {
     pub name: &'a str,
     /// The file's size in bytes, as announced.
     pub size: u64,
-    /// The name it will be stored under: `name`, or `name (1).ext`… when `name` exists.
-    pub save_as: &'a str,
+    /// Where it will be stored.
+    pub store: &'a Store,
+    /// Free space in the upload directory, if known.
+    pub free: Option<u64>,
     /// Whether the client has hung up; an approver that waits should give up then.
     pub gone: &'a dyn Fn() -> bool,
 }
@@ -38,20 +43,60 @@ impl fmt::Debug for Ask<'_> {
             .field("peer", &self.peer)
             .field("name", &self.name)
             .field("size", &self.size)
-            .field("save_as", &self.save_as)
+            .field("store", &self.store.dir())
+            .field("free", &self.free)
             .finish_non_exhaustive()
+    }
+}
+
+/// A verdict, and why when it was not the operator's own answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Accepted or denied.
+    pub verdict: Verdict,
+    /// Why, for a decision taken without the operator (a policy, a timeout…); `None` when the
+    /// operator answered.
+    pub reason: Option<String>,
+}
+
+impl Decision {
+    /// A decision taken automatically, for `reason`.
+    pub fn auto(verdict: Verdict, reason: impl Into<String>) -> Decision {
+        Decision {
+            verdict,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+impl From<Verdict> for Decision {
+    /// The operator's own answer.
+    fn from(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            reason: None,
+        }
+    }
+}
+
+impl Ask<'_> {
+    /// The name it would be stored under now: `name`, or `name (1).ext`… when `name` exists.
+    /// Asked when the question is shown, not when the request arrived, since uploads that
+    /// finish in between may take names.
+    pub fn save_as(&self) -> String {
+        self.store.free_name(self.name)
     }
 }
 
 /// Decides on upload requests. Called from many connection threads at once.
 pub trait Approve: Send + Sync {
-    /// Returns the verdict on one request; blocking here holds only that connection.
-    fn approve(&self, ask: &Ask<'_>) -> Verdict;
+    /// Decides on one request; blocking here holds only that connection.
+    fn approve(&self, ask: &Ask<'_>) -> Decision;
 }
 
 impl<F: Fn(&Ask<'_>) -> Verdict + Send + Sync> Approve for F {
-    fn approve(&self, ask: &Ask<'_>) -> Verdict {
-        self(ask)
+    fn approve(&self, ask: &Ask<'_>) -> Decision {
+        self(ask).into()
     }
 }
 
@@ -60,17 +105,18 @@ impl<F: Fn(&Ask<'_>) -> Verdict + Send + Sync> Approve for F {
 pub struct AcceptAll;
 
 impl Approve for AcceptAll {
-    fn approve(&self, _: &Ask<'_>) -> Verdict {
-        Verdict::Accepted
+    fn approve(&self, _: &Ask<'_>) -> Decision {
+        Decision::auto(Verdict::Accepted, "--yes")
     }
 }
 
 /// Asks an operator: writes a question to `W` and takes one line of answer from an input read
 /// by a thread of its own (so that a question can time out).
 ///
-/// `y` or `yes` in any case accepts; anything else, an empty line included, denies. Once the
-/// input is at end of file every request is denied, with a line pointing at `--yes`. Exactly
-/// one question is on screen at a time; the others wait in arrival order, and one whose
+/// `y`/`yes` in any case accepts; `n`/`no` or an empty line (Enter) denies; anything else is
+/// asked again, [`MAX_TRIES`] times in all, then denied. Once the input is at end of file
+/// every request is denied, with a line pointing at `--yes`. Exactly one question is on screen
+/// at a time, saying how many more wait; the others wait in arrival order, and one whose
 /// client hangs up leaves the queue. A question unanswered within the prompt timeout is
 /// denied, and an answer typed after that is not taken for the next question.
 pub struct TerminalApprover<W> {
@@ -139,6 +185,11 @@ impl<W: Write + Send> TerminalApprover<W> {
         })
     }
 
+    /// How many questions wait behind the one on screen.
+    fn waiting_behind(&self) -> usize {
+        lock(&self.queue).waiting.len().saturating_sub(1)
+    }
+
     /// Waits for this question's turn; `None` if the client hung up first.
     fn take_turn(&self, gone: &dyn Fn() -> bool) -> Option<Turn<'_, W>> {
         let mut queue = lock(&self.queue);
@@ -181,9 +232,9 @@ impl<W> Drop for Turn<'_, W> {
 }
 
 impl<W: Write + Send> Approve for TerminalApprover<W> {
-    fn approve(&self, ask: &Ask<'_>) -> Verdict {
+    fn approve(&self, ask: &Ask<'_>) -> Decision {
         let Some(_turn) = self.take_turn(ask.gone) else {
-            return Verdict::Denied;
+            return Decision::auto(Verdict::Denied, "client hung up while waiting");
         };
         let mut term = lock(&self.io);
         let term = &mut *term;
@@ -192,7 +243,7 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
             term.stale = false;
         }
         let out = &mut term.output;
-        let _ = write!(
+        let _ = writeln!(
             out,
             "{} wants to send \"{}\" ({}, {} bytes)",
             ask.peer,
@@ -200,67 +251,102 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
             display::bytes(ask.size),
             ask.size
         );
-        if ask.save_as != ask.name {
-            let _ = write!(
-                out,
-                ", to be saved as \"{}\" (exists, keeping both)",
-                display::escape(ask.save_as)
-            );
+        let save_as = ask.save_as();
+        let path = ask.store.dir().join(&save_as);
+        let _ = write!(out, "  to {}", display::escape(&path.to_string_lossy()));
+        if save_as != ask.name {
+            let _ = write!(out, " (exists, keeping both)");
         }
-        let _ = write!(out, ". accept? [y/N] ");
-        let _ = out.flush();
+        if let Some(free) = ask.free {
+            let _ = write!(out, "; {} free", display::bytes(free));
+        }
+        match self.waiting_behind() {
+            0 => {}
+            n => {
+                let _ = write!(out, "; {n} more waiting");
+            }
+        }
+        let _ = writeln!(out);
         let deadline = self
             .prompt_timeout
             .and_then(|t| Instant::now().checked_add(t));
-        let verdict = loop {
-            let wait = deadline.map_or(POLL, |d| {
-                d.saturating_duration_since(Instant::now()).min(POLL)
-            });
-            match term.answers.recv_timeout(wait) {
-                Ok(answer) => {
-                    break if is_yes(&answer) {
-                        Verdict::Accepted
-                    } else {
-                        Verdict::Denied
-                    };
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = writeln!(
-                        out,
-                        "\nno answer: standard input is closed, so the upload is denied \
-                         (start fup-server with --yes to accept every upload)"
-                    );
-                    break Verdict::Denied;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if (ask.gone)() {
-                        let _ = writeln!(out, "\n{} hung up; question withdrawn", ask.peer);
-                        term.stale = true;
-                        break Verdict::Denied;
+        let mut tries = 0;
+        let decision = loop {
+            let _ = write!(out, "accept? [y/N] ");
+            let _ = out.flush();
+            let answer =
+                match wait_for_answer(&term.answers, deadline, self.prompt_timeout, ask.gone) {
+                    Ok(answer) => answer,
+                    Err(why) => {
+                        let _ = writeln!(out, "\n{why}, so the upload is denied");
+                        if why != NO_INPUT {
+                            term.stale = true;
+                        }
+                        break Decision::auto(Verdict::Denied, why);
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        let secs = self.prompt_timeout.unwrap_or_default().as_secs_f64();
-                        let _ =
-                            writeln!(out, "\nno answer within {secs} s, so the upload is denied");
-                        term.stale = true;
-                        break Verdict::Denied;
+                };
+            match parse_answer(&answer) {
+                Some(verdict) => break verdict.into(),
+                None => {
+                    tries += 1;
+                    if tries == MAX_TRIES {
+                        let _ = writeln!(
+                            out,
+                            "no valid answer after {MAX_TRIES} tries, so the upload is denied"
+                        );
+                        break Decision::auto(Verdict::Denied, "no valid answer");
                     }
+                    let _ = writeln!(out, "please answer y (yes) or n (no)");
                 }
             }
         };
         let _ = out.flush();
-        verdict
+        decision
+    }
+}
+
+const NO_INPUT: &str =
+    "no answer: standard input is closed (start fup-server with --yes to accept every upload)";
+
+/// Waits for one line of answer; or says why none will come.
+fn wait_for_answer(
+    answers: &Receiver<String>,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    gone: &dyn Fn() -> bool,
+) -> Result<String, String> {
+    loop {
+        let wait = deadline.map_or(POLL, |d| {
+            d.saturating_duration_since(Instant::now()).min(POLL)
+        });
+        match answers.recv_timeout(wait) {
+            Ok(answer) => return Ok(answer),
+            Err(RecvTimeoutError::Disconnected) => return Err(NO_INPUT.to_string()),
+            Err(RecvTimeoutError::Timeout) => {
+                if gone() {
+                    return Err("client hung up; question withdrawn".to_string());
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let secs = timeout.unwrap_or_default().as_secs_f64();
+                    return Err(format!("no answer within {secs} s"));
+                }
+            }
+        }
+    }
+}
+
+/// `y`/`yes` accepts, `n`/`no`/empty denies, in any case; anything else is not an answer.
+fn parse_answer(answer: &str) -> Option<Verdict> {
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(Verdict::Accepted),
+        "" | "n" | "no" => Some(Verdict::Denied),
+        _ => None,
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A thread that panicked mid-question leaves the queue and terminal usable.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn is_yes(answer: &str) -> bool {
-    let answer = answer.trim();
-    answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes")
 }
 
 #[cfg(test)]
@@ -326,12 +412,25 @@ mod tests {
         })
     }
 
-    fn ask<'a>(name: &'a str, save_as: &'a str, gone: &'a dyn Fn() -> bool) -> Ask<'a> {
+    /// An upload directory for the questions to point at, shared by the tests.
+    fn store() -> &'static Store {
+        static STORE: std::sync::OnceLock<(tempfile::TempDir, Store)> = std::sync::OnceLock::new();
+        let (_, store) = STORE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.txt"), b"exists").unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            (dir, store)
+        });
+        store
+    }
+
+    fn ask<'a>(name: &'a str, _save_as: &'a str, gone: &'a dyn Fn() -> bool) -> Ask<'a> {
         Ask {
             peer: "127.0.0.1:4000".parse().unwrap(),
             name,
             size: 1536,
-            save_as,
+            store: store(),
+            free: Some(2048),
             gone,
         }
     }
@@ -341,7 +440,11 @@ mod tests {
         let approver =
             TerminalApprover::new(Cursor::new(input.to_string()), screen.clone(), None).unwrap();
         let verdicts = (0..questions)
-            .map(|_| approver.approve(&ask("a\u{1b}[2J.txt", "a\u{1b}[2J.txt", &never)))
+            .map(|_| {
+                approver
+                    .approve(&ask("a\u{1b}[2J.txt", "a\u{1b}[2J.txt", &never))
+                    .verdict
+            })
             .collect();
         (verdicts, screen.text())
     }
@@ -349,16 +452,35 @@ mod tests {
     #[test]
     fn answers_are_read_one_line_per_question() {
         use Verdict::*;
-        let (verdicts, output) = ask_all("y\nYES\n\nno\nyess\n Yes \n", 7);
+        // yess and the three after Yes are not answers: asked again, then denied.
+        let (verdicts, output) = ask_all("y\nYES\n\nno\nN\nyess\n Yes \nmaybe\nwhat\nhuh\n", 6);
         assert_eq!(
             verdicts,
-            [Accepted, Accepted, Denied, Denied, Denied, Accepted, Denied]
+            [Accepted, Accepted, Denied, Denied, Denied, Accepted]
         );
-        assert!(output.contains(
-            r#"127.0.0.1:4000 wants to send "a\u{1b}[2J.txt" (1.5 KiB, 1536 bytes). accept? [y/N] "#
-        ));
+        assert!(
+            output.contains(
+                "127.0.0.1:4000 wants to send \"a\\u{1b}[2J.txt\" (1.5 KiB, 1536 bytes)\n"
+            ),
+            "{output}"
+        );
+        assert!(
+            output.contains("[2J.txt; 2.0 KiB free\naccept? [y/N] "),
+            "{output}"
+        );
+        assert_eq!(
+            output.matches("please answer y (yes) or n (no)").count(),
+            1,
+            "{output}"
+        );
         assert!(!output.contains('\u{1b}'));
-        assert_eq!(output.matches("--yes").count(), 1, "{output}");
+        let (verdicts, output) = ask_all("maybe\nwhat\nhuh\ny\n", 1);
+        assert_eq!(verdicts, [Denied]);
+        assert!(
+            output.contains("no valid answer after 3 tries, so the upload is denied"),
+            "{output}"
+        );
+        assert_eq!(output.matches("accept? [y/N] ").count(), 3);
     }
 
     #[test]
@@ -373,8 +495,22 @@ mod tests {
         let screen = Screen::default();
         let approver =
             TerminalApprover::new(Cursor::new("y\n".to_string()), screen.clone(), None).unwrap();
-        approver.approve(&ask("a.txt", "a (1).txt", &never));
-        assert!(screen.text().contains(r#"wants to send "a.txt" (1.5 KiB, 1536 bytes), to be saved as "a (1).txt" (exists, keeping both). accept? [y/N] "#), "{}", screen.text());
+        let decision = approver.approve(&ask("a.txt", "a (1).txt", &never));
+        assert_eq!(decision, Verdict::Accepted.into());
+        assert!(
+            screen
+                .text()
+                .contains("wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  to "),
+            "{}",
+            screen.text()
+        );
+        assert!(
+            screen
+                .text()
+                .contains("/a (1).txt (exists, keeping both); 2.0 KiB free\naccept? [y/N] "),
+            "{}",
+            screen.text()
+        );
     }
 
     #[test]
@@ -391,7 +527,10 @@ mod tests {
             }),
             prompt_timeout: Some(Duration::from_millis(50)),
         };
-        assert_eq!(approver.approve(&ask("a", "a", &never)), Verdict::Denied);
+        assert_eq!(
+            approver.approve(&ask("a", "a", &never)).verdict,
+            Verdict::Denied
+        );
         assert!(
             screen.text().contains("no answer within 0.05 s"),
             "{}",
@@ -399,9 +538,15 @@ mod tests {
         );
         // "y" typed too late (no question on screen) must not accept the next question.
         tx.send("y\n".into()).unwrap();
-        assert_eq!(approver.approve(&ask("b", "b", &never)), Verdict::Denied);
+        assert_eq!(
+            approver.approve(&ask("b", "b", &never)).verdict,
+            Verdict::Denied
+        );
         let typist = answer_when_asked(&screen, &tx, "c", "y\n");
-        assert_eq!(approver.approve(&ask("c", "c", &never)), Verdict::Accepted);
+        assert_eq!(
+            approver.approve(&ask("c", "c", &never)).verdict,
+            Verdict::Accepted
+        );
         typist.join().unwrap();
     }
 
@@ -424,12 +569,14 @@ mod tests {
         let first = {
             let (approver, gone) = (Arc::clone(&approver), Arc::clone(&first_gone));
             thread::spawn(move || {
-                approver.approve(&ask("first", "first", &|| gone.load(Ordering::SeqCst)))
+                approver
+                    .approve(&ask("first", "first", &|| gone.load(Ordering::SeqCst)))
+                    .verdict
             })
         };
         wait_for(&screen, "\"first\"");
         // A second one queued behind it hangs up while waiting: it leaves without a question.
-        let second = approver.approve(&ask("second", "second", &|| true));
+        let second = approver.approve(&ask("second", "second", &|| true)).verdict;
         assert_eq!(second, Verdict::Denied);
         assert!(!screen.text().contains("\"second\""));
         first_gone.store(true, Ordering::SeqCst);
@@ -438,7 +585,7 @@ mod tests {
         // The next question gets the next answer.
         let typist = answer_when_asked(&screen, &tx, "third", "y\n");
         assert_eq!(
-            approver.approve(&ask("third", "third", &never)),
+            approver.approve(&ask("third", "third", &never)).verdict,
             Verdict::Accepted
         );
         typist.join().unwrap();
@@ -448,7 +595,16 @@ mod tests {
     fn closures_and_accept_all_approve() {
         let a = ask("x", "x", &never);
         let deny = |_: &Ask<'_>| Verdict::Denied;
-        assert_eq!(deny.approve(&a), Verdict::Denied);
-        assert_eq!(AcceptAll.approve(&a), Verdict::Accepted);
+        assert_eq!(
+            deny.approve(&a),
+            Decision {
+                verdict: Verdict::Denied,
+                reason: None
+            }
+        );
+        assert_eq!(
+            AcceptAll.approve(&a),
+            Decision::auto(Verdict::Accepted, "--yes")
+        );
     }
 }

@@ -45,6 +45,7 @@ pub mod error;
 mod golden;
 pub mod header;
 pub mod message;
+pub mod policy;
 pub mod server;
 pub mod store;
 #[cfg(test)]

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::approve::{Approve, Ask};
+use crate::approve::{Approve, Ask, Decision};
 use crate::conn::{Conn, Deadline, Scratch};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::header::MsgType;
 use crate::message::{Body, FileRequest, Message, Outcome, Verdict};
+use crate::policy::Cidr;
 use crate::store::{Incoming, NameProblem, Store, check_name};
 
 /// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
@@ -62,6 +63,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Time spent receiving data, from acceptance to the end.
     pub transfer: Duration,
+    /// Why the request was accepted or denied, when no operator answered it.
+    pub reason: Option<String>,
     /// How it ended.
     pub end: End,
 }
@@ -74,6 +77,7 @@ impl Summary {
             received: 0,
             elapsed: Duration::ZERO,
             transfer: Duration::ZERO,
+            reason: None,
             end,
         }
     }
@@ -115,12 +119,22 @@ impl fmt::Display for Summary {
                     self.transfer.as_secs_f64(),
                     display::rate(self.received, self.transfer),
                     self.peer
-                )
+                )?;
+                match &self.reason {
+                    Some(reason) => write!(f, " (accepted: {reason})"),
+                    None => Ok(()),
+                }
             }
             End::Refused(problem) => {
                 write!(f, "refused \"{name}\" {size} from {}: {problem}", self.peer)
             }
-            End::Denied => write!(f, "denied \"{name}\" {size} from {}", self.peer),
+            End::Denied => {
+                write!(f, "denied \"{name}\" {size} from {}", self.peer)?;
+                match &self.reason {
+                    Some(reason) => write!(f, ": {reason}"),
+                    None => Ok(()),
+                }
+            }
             End::Abandoned => {
                 write!(
                     f,
@@ -161,6 +175,8 @@ pub struct Server {
     approver: Box<dyn Approve>,
     timeout: Duration,
     max_connections: usize,
+    max_size: Option<u64>,
+    accept_from: Vec<Cidr>,
 }
 
 impl fmt::Debug for Server {
@@ -182,7 +198,21 @@ impl Server {
             approver: Box::new(approver),
             timeout: DEFAULT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_size: None,
+            accept_from: Vec::new(),
         }
+    }
+
+    /// Denies, without asking, files larger than `max` bytes.
+    pub fn with_max_size(mut self, max: Option<u64>) -> Server {
+        self.max_size = max;
+        self
+    }
+
+    /// Accepts, without asking, uploads from peers in these ranges (sizes are still checked).
+    pub fn with_accept_from(mut self, ranges: Vec<Cidr>) -> Server {
+        self.accept_from = ranges;
+        self
     }
 
     /// Sets the deadline per message: the request must arrive whole within `timeout` of the
@@ -334,19 +364,23 @@ impl Session<'_> {
                 return End::Refused(problem);
             }
         };
-        let save_as = self.server.store.free_name(name);
-        let verdict = {
+        let free = self.server.store.free_space();
+        let decision = self.decide(req.size, free, || {
             let conn = RefCell::new(&mut *stream);
             let gone = || conn.borrow_mut().peer_closed();
+            let store = &self.server.store;
             let ask = Ask {
                 peer: self.peer,
                 name,
                 size: req.size,
-                save_as: &save_as,
+                store,
+                free,
                 gone: &gone,
             };
             self.server.approver.approve(&ask)
-        };
+        });
+        let verdict = decision.verdict;
+        summary.reason = decision.reason;
         if verdict == Verdict::Denied && stream.peer_closed() {
             return End::Abandoned;
         }
@@ -361,6 +395,33 @@ impl Session<'_> {
         let end = self.receive_and_store(stream, request_id, size, &name, &mut summary.received);
         summary.transfer = started.elapsed();
         end
+    }
+
+    /// The server's own policies first (size limit, free space, trusted ranges), and only
+    /// then the approver.
+    fn decide(&self, size: u64, free: Option<u64>, ask: impl FnOnce() -> Decision) -> Decision {
+        if let Some(max) = self.server.max_size.filter(|&max| size > max) {
+            return Decision::auto(
+                Verdict::Denied,
+                format!("larger than --max-size {}", display::bytes(max)),
+            );
+        }
+        if let Some(free) = free.filter(|&free| size > free) {
+            return Decision::auto(
+                Verdict::Denied,
+                format!("not enough free space ({} free)", display::bytes(free)),
+            );
+        }
+        let peer = self.peer.ip();
+        if let Some(range) = self
+            .server
+            .accept_from
+            .iter()
+            .find(|range| range.contains(peer))
+        {
+            return Decision::auto(Verdict::Accepted, format!("--accept-from {range}"));
+        }
+        ask()
     }
 
     fn receive_and_store<S: Conn>(
@@ -605,6 +666,40 @@ mod tests {
         expected[20] = 1; // denied
         assert_eq!(output, expected);
         assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn policies_decide_before_the_operator_is_asked() {
+        let never = |_: &Ask<'_>| panic!("the operator must not be asked");
+        // Over --max-size: denied with the reason, even from a trusted range.
+        let (dir, server) = server(never);
+        let server = server
+            .with_max_size(Some(2))
+            .with_accept_from(vec!["127.0.0.0/8".parse().unwrap()]);
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert_eq!(output[20], Verdict::Denied as u8);
+        assert_eq!(
+            summary.to_string(),
+            "denied \"hello.txt\" 3 B (3 bytes) from 127.0.0.1:4000: larger than --max-size 2 B"
+        );
+        // From a trusted range and within limits: accepted, and the log says why.
+        let server = server.with_max_size(Some(3));
+        let (summary, _) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(summary.is_stored());
+        assert!(
+            summary
+                .to_string()
+                .ends_with("from 127.0.0.1:4000 (accepted: --accept-from 127.0.0.0/8)"),
+            "{summary}"
+        );
+        assert_eq!(files(&dir).len(), 1);
+        // More than the free space: denied with the reason.
+        let (_other_dir, plain) = super::tests::server(never);
+        let (summary, _) = run(&plain, &[&request(1, u64::MAX / 2, b"huge.bin")]);
+        assert!(
+            summary.to_string().contains(": not enough free space ("),
+            "{summary}"
+        );
     }
 
     #[test]

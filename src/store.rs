@@ -208,6 +208,23 @@ impl Store {
         &self.dir
     }
 
+    /// Free space in the directory for an unprivileged writer, if the file system says.
+    pub fn free_space(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: a NUL-terminated path and a struct for statvfs to fill.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: statvfs succeeded, so it filled the struct.
+        let stat = unsafe { stat.assume_init() };
+        // The field types are narrower than u64 on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+        Some(blocks.saturating_mul(size))
+    }
+
     /// Removes the temp files that a killed server left behind. A live upload holds an
     /// exclusive lock on its temp file, so files of another server still running on the same
     /// directory are left alone. Returns how many were removed.

@@ -95,7 +95,8 @@ fn operator_answers_one_line_per_question() {
         ("", false),
         ("no", false),
         ("YES", true),
-        ("yess", false),
+        // Not an answer: asked again, and the second line answers.
+        ("yess\nn", false),
     ] {
         server.answer(answer);
         let out = fup_client(&server.port(), &[file]);
@@ -131,9 +132,15 @@ fn closed_stdin_denies_and_mentions_yes() {
         assert!(server.line().starts_with("denied \"x.bin\""));
         let prompt = server.err_line();
         assert!(
-            prompt.contains(r#"wants to send "x.bin" (1 B, 1 bytes). accept? [y/N]"#),
+            prompt.contains(r#"wants to send "x.bin" (1 B, 1 bytes)"#),
             "{prompt}"
         );
+        let place = server.err_line();
+        assert!(
+            place.contains("x.bin;") && place.contains(" free"),
+            "{place}"
+        );
+        assert_eq!(server.err_line(), "accept? [y/N] ");
         let note = server.err_line();
         assert!(
             note.contains("standard input is closed") && note.contains("--yes"),
@@ -359,4 +366,48 @@ fn echo_client_reports_a_short_echo() {
             && stderr.contains("1024 of 3000 bytes came back"),
         "{stderr}"
     );
+}
+
+// See: #5
+#[test]
+fn policies_accept_from_and_max_size_decide_unasked_with_reasons() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // No --yes and no answers: only a policy can decide without the prompt timing out.
+    let server = Running::fup_server(
+        dir.path(),
+        &["--accept-from", "10.0.0.0/8,127.0.0.1", "--max-size", "1K"],
+        Input::Pipe,
+    );
+    let small = src.path().join("small.txt");
+    fs::write(&small, b"fits").unwrap();
+    let out = fup_client(&server.port(), &[small.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let log = server.line();
+    assert!(
+        log.ends_with("(accepted: --accept-from 127.0.0.1/32)"),
+        "{log}"
+    );
+    let big = src.path().join("big.bin");
+    fs::write(&big, pattern(2000)).unwrap();
+    let out = fup_client(&server.port(), &[big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = server.line();
+    assert!(
+        log.starts_with("denied \"big.bin\"") && log.ends_with(": larger than --max-size 1.0 KiB"),
+        "{log}"
+    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    for bad in [
+        &["--accept-from", "10.0.0.0/33"][..],
+        &["--max-size", "10XB"],
+    ] {
+        let mut args = vec!["--port", "0", dir.path().to_str().unwrap()];
+        args.extend_from_slice(bad);
+        assert_eq!(
+            run(env!("CARGO_BIN_EXE_fup-server"), &args).status.code(),
+            Some(2),
+            "{bad:?}"
+        );
+    }
 }

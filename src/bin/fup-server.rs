@@ -16,14 +16,16 @@ use fup::store::Store;
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
 ///
 /// Prints `listening on ADDR:PORT` once ready, then one line per connection. Answers are read
-/// from standard input, one line per question: `y` or `yes` accepts, anything else denies, and
-/// once standard input is closed every upload is denied. Unsafe names (paths, hidden files,
+/// from standard input, one line per question: `y`/`yes` accepts, `n`/`no` or Enter denies,
+/// anything else asks again (3 times, then denies); once standard input is closed every
+/// upload is denied. Decisions taken without asking (--yes, --accept-from, --max-size, too
+/// little free space, a timeout) are logged with their reason. Unsafe names (paths, hidden files,
 /// control characters…) are denied without asking. Files are never overwritten: a name that
 /// exists is stored as `name (1).ext`. Ctrl-C removes partial uploads and exits with 130.
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  fup-server ./uploads\n  fup-server --yes --port 6000 --bind 127.0.0.1 /tmp/inbox"
+    after_help = "Examples:\n  fup-server ./uploads\n  fup-server --accept-from 192.168.1.0/24 --max-size 10GiB ./uploads\n  fup-server --yes --port 6000 --bind 127.0.0.1 /tmp/inbox"
 )]
 struct Args {
     /// Directory to store accepted files in (created if missing)
@@ -43,6 +45,12 @@ struct Args {
     /// Seconds the operator has to answer a question before the upload is denied
     #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = fup::cli::seconds)]
     prompt_timeout: Duration,
+    /// Accept uploads from these address ranges without asking (e.g. 10.0.0.0/8,192.168.1.7)
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = str::parse::<fup::policy::Cidr>)]
+    accept_from: Vec<fup::policy::Cidr>,
+    /// Deny, without asking, files larger than this (e.g. 500M, 10GiB; K/M/G/T are powers of 1024)
+    #[arg(long, value_name = "SIZE", value_parser = fup::policy::parse_size)]
+    max_size: Option<u64>,
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
@@ -85,7 +93,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let server = Arc::new(
         server
             .with_timeout(args.timeout)
-            .with_max_connections(args.max_connections.into()),
+            .with_max_connections(args.max_connections.into())
+            .with_max_size(args.max_size)
+            .with_accept_from(args.accept_from),
     );
     let on_signal = Arc::clone(&server);
     ctrlc::set_handler(move || {
