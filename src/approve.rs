@@ -94,6 +94,12 @@ pub trait Approve: Send + Sync {
     fn approve(&self, ask: &Ask<'_>) -> Decision;
 }
 
+impl<A: Approve + ?Sized> Approve for std::sync::Arc<A> {
+    fn approve(&self, ask: &Ask<'_>) -> Decision {
+        (**self).approve(ask)
+    }
+}
+
 impl<F: Fn(&Ask<'_>) -> Verdict + Send + Sync> Approve for F {
     fn approve(&self, ask: &Ask<'_>) -> Decision {
         self(ask).into()
@@ -124,6 +130,10 @@ pub struct TerminalApprover<W> {
     turn: Condvar,
     io: Mutex<Terminal<W>>,
     prompt_timeout: Option<Duration>,
+    /// Whether `accept? [y/N] ` is on screen waiting, so that [`print_above`] can redraw it.
+    ///
+    /// [`print_above`]: TerminalApprover::print_above
+    prompting: Mutex<bool>,
 }
 
 #[derive(Default)]
@@ -182,7 +192,24 @@ impl<W: Write + Send> TerminalApprover<W> {
                 stale: false,
             }),
             prompt_timeout,
+            prompting: Mutex::new(false),
         })
+    }
+
+    /// Prints `line` to `out` (the log) without garbling a question waiting on the same
+    /// terminal: the prompt line is cleared, the line printed, and the prompt drawn again.
+    /// Use it only when `out` and the questions' output are the same terminal.
+    pub fn print_above(&self, out: &mut dyn Write, line: &str) {
+        let prompting = lock(&self.prompting);
+        // The escape sequences go to the log's stream, which is the same terminal.
+        if *prompting {
+            let _ = write!(out, "\r\x1b[K");
+        }
+        let _ = writeln!(out, "{line}");
+        if *prompting {
+            let _ = write!(out, "{PROMPT}");
+        }
+        let _ = out.flush();
     }
 
     /// How many questions wait behind the one on screen.
@@ -272,19 +299,24 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
             .and_then(|t| Instant::now().checked_add(t));
         let mut tries = 0;
         let decision = loop {
-            let _ = write!(out, "accept? [y/N] ");
-            let _ = out.flush();
-            let answer =
-                match wait_for_answer(&term.answers, deadline, self.prompt_timeout, ask.gone) {
-                    Ok(answer) => answer,
-                    Err(why) => {
-                        let _ = writeln!(out, "\n{why}, so the upload is denied");
-                        if why != NO_INPUT {
-                            term.stale = true;
-                        }
-                        break Decision::auto(Verdict::Denied, why);
+            {
+                let mut prompting = lock(&self.prompting);
+                let _ = write!(out, "{PROMPT}");
+                let _ = out.flush();
+                *prompting = true;
+            }
+            let answered = wait_for_answer(&term.answers, deadline, self.prompt_timeout, ask.gone);
+            *lock(&self.prompting) = false;
+            let answer = match answered {
+                Ok(answer) => answer,
+                Err(why) => {
+                    let _ = writeln!(out, "\n{why}, so the upload is denied");
+                    if why != NO_INPUT {
+                        term.stale = true;
                     }
-                };
+                    break Decision::auto(Verdict::Denied, why);
+                }
+            };
             match parse_answer(&answer) {
                 Some(verdict) => break verdict.into(),
                 None => {
@@ -304,6 +336,9 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
         decision
     }
 }
+
+/// The question itself, after the lines that describe the upload.
+const PROMPT: &str = "accept? [y/N] ";
 
 const NO_INPUT: &str =
     "no answer: standard input is closed (start fup-server with --yes to accept every upload)";
@@ -526,6 +561,7 @@ mod tests {
                 stale: false,
             }),
             prompt_timeout: Some(Duration::from_millis(50)),
+            prompting: Mutex::new(false),
         };
         assert_eq!(
             approver.approve(&ask("a", "a", &never)).verdict,
@@ -563,6 +599,7 @@ mod tests {
                 stale: false,
             }),
             prompt_timeout: None,
+            prompting: Mutex::new(false),
         });
         // The first question holds the screen until its client hangs up.
         let first_gone = Arc::new(AtomicBool::new(false));
@@ -589,6 +626,42 @@ mod tests {
             Verdict::Accepted
         );
         typist.join().unwrap();
+    }
+
+    #[test]
+    fn log_lines_are_printed_above_a_waiting_prompt() {
+        let (tx, rx) = mpsc::channel::<String>();
+        let screen = Screen::default();
+        let approver = Arc::new(TerminalApprover {
+            queue: Mutex::default(),
+            turn: Condvar::new(),
+            io: Mutex::new(Terminal {
+                answers: rx,
+                output: screen.clone(),
+                stale: false,
+            }),
+            prompt_timeout: None,
+            prompting: Mutex::new(false),
+        });
+        let mut log = screen.clone();
+        approver.print_above(&mut log, "before any question");
+        let asking = {
+            let approver = Arc::clone(&approver);
+            thread::spawn(move || approver.approve(&ask("q", "q", &never)).verdict)
+        };
+        wait_for(&screen, PROMPT);
+        approver.print_above(&mut log, "stored \"x\"");
+        tx.send("y\n".into()).unwrap();
+        assert_eq!(asking.join().unwrap(), Verdict::Accepted);
+        // Answered: nothing to redraw any more.
+        approver.print_above(&mut log, "after");
+        let text = screen.text();
+        assert!(text.starts_with("before any question\n"), "{text:?}");
+        assert!(text.ends_with("accept? [y/N] after\n"), "{text:?}");
+        assert!(
+            text.contains("accept? [y/N] \r\x1b[Kstored \"x\"\naccept? [y/N] "),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `fup-server`: receive files over FUP, asking the operator before accepting each one.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,14 +81,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind((args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let server = if args.yes {
-        Server::new(store, AcceptAll)
+    // On a terminal, log lines are printed above a waiting question instead of through it.
+    let one_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
+    let (server, screen) = if args.yes {
+        (Server::new(store, AcceptAll), None)
     } else {
         // Questions go to stderr so that stdout stays one line per event, for scripts.
         let stdin = io::BufReader::new(io::stdin());
         let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout))
             .context("cannot read answers from standard input")?;
-        Server::new(store, approver)
+        let approver = Arc::new(approver);
+        let screen = one_terminal.then(|| Arc::clone(&approver));
+        (Server::new(store, approver), screen)
     };
     let server = Arc::new(
         server
@@ -111,29 +115,37 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot read the bound address")?
     );
     server
-        .serve(listener, report)
+        .serve(listener, move |event| report(event, screen.as_deref()))
         .context("cannot accept connections")
 }
 
-fn report(event: Event) {
-    // A closed stdout or stderr must not take a connection thread down with it.
-    let _ = match event {
-        Event::Finished(summary) => writeln!(io::stdout().lock(), "{summary}"),
-        Event::TooMany(peer, max) => writeln!(
-            io::stdout().lock(),
-            "{peer}: closed at once: already serving {max} connections (--max-connections)"
-        ),
+/// Prints one event: connection summaries on stdout (above a waiting question when both are
+/// one terminal), server troubles on stderr.
+fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>) {
+    let line = match event {
+        Event::Finished(summary) => summary.to_string(),
+        Event::TooMany(peer, max) => {
+            format!("{peer}: closed at once: already serving {max} connections (--max-connections)")
+        }
         Event::AcceptFailed(err) => {
-            writeln!(
+            let _ = writeln!(
                 io::stderr(),
                 "fup-server: cannot accept a connection: {err}"
-            )
+            );
+            return;
         }
         Event::SpawnFailed(peer, err) => {
-            writeln!(
+            let _ = writeln!(
                 io::stderr(),
                 "fup-server: {peer}: closed, cannot start a thread: {err}"
-            )
+            );
+            return;
         }
     };
+    let mut out = io::stdout().lock();
+    match screen {
+        Some(screen) => screen.print_above(&mut out, &line),
+        // A closed stdout must not take a connection thread down with it.
+        None => drop(writeln!(out, "{line}")),
+    }
 }
