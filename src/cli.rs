@@ -25,6 +25,18 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} seconds is out of range"))
 }
 
+/// Parses a number of seconds that may be 0, such as an interval between rounds.
+///
+/// # Errors
+///
+/// A message for clap to print if the text is not a finite number of seconds, 0 or more.
+pub fn seconds_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    seconds(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +48,8 @@ mod tests {
         for bad in ["", "x", "-1", "0", "0.0", "inf", "NaN", "1e300"] {
             assert!(seconds(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(seconds_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds_or_zero("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds_or_zero("-1").is_err());
     }
 }

@@ -309,6 +309,8 @@ fn echo_pair_counts_and_summarises() {
             &server.port(),
             "--count",
             "3",
+            "--interval",
+            "0",
             "127.0.0.1",
             "안녕 \u{1b}[2J",
         ],

@@ -14,7 +14,7 @@ use fup::echo::round_trip;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Example:\n  echo-client 127.0.0.1 hello --count 5"
+    after_help = "Prints one line per round, like ping, and with --count a summary.\n\nExample:\n  echo-client 127.0.0.1 hello --count 5 --interval 0.5"
 )]
 struct Args {
     /// Server host name or IP address
@@ -27,6 +27,9 @@ struct Args {
     /// Number of rounds
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
+    /// Seconds to wait between rounds, as ping does
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = fup::cli::seconds_or_zero)]
+    interval: Duration,
 }
 
 /// How long one round may wait for a connection or for its echo.
@@ -52,7 +55,10 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .with_context(|| format!("{} has no address", args.host))?;
     let message = args.message.as_bytes();
     let mut times = Vec::new();
-    for _ in 0..args.count {
+    for i in 0..args.count {
+        if i > 0 {
+            std::thread::sleep(args.interval);
+        }
         match round(addr, message) {
             Ok(Some(rtt)) => times.push(rtt),
             Ok(None) => {}
