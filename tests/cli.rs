@@ -57,10 +57,7 @@ fn several_files_in_order_and_existing_names_are_kept() {
     let out = fup_client(&server.port(), &[a.to_str().unwrap(), a.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stdout.ends_with("2 stored, 0 denied, 0 failed\n"),
-        "{stdout}"
-    );
+    assert!(stdout.ends_with("\n2 stored\n"), "{stdout}");
     assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"theirs");
     assert_eq!(
         fs::read(dir.path().join("notes (1).txt")).unwrap(),
@@ -104,7 +101,10 @@ fn operator_answers_one_line_per_question() {
         assert_eq!(out.status.success(), stored, "answer {answer:?}: {stderr}");
         if !stored {
             assert_eq!(out.status.code(), Some(1));
-            assert!(stderr.contains("\"q.txt\": denied by server"), "{stderr}");
+            assert!(
+                stderr.contains("\"q.txt\" 8 B: denied by server"),
+                "{stderr}"
+            );
             assert!(
                 server
                     .line()
@@ -189,7 +189,7 @@ fn client_errors_are_one_clear_line_each() {
         lines[1].ends_with(": is a directory, not a file"),
         "{stderr}"
     );
-    assert_eq!(stdout, "0 stored, 0 denied, 2 failed\n");
+    assert_eq!(stdout, "0 stored, 2 failed\n");
 
     // A port nobody listens on: bind one, then free it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -412,4 +412,34 @@ fn policies_accept_from_and_max_size_decide_unasked_with_reasons() {
             "{bad:?}"
         );
     }
+}
+
+// See: #5
+#[test]
+fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes", "--max-size", "1K"], Input::Text(""));
+    let ok = src.path().join("ok.bin");
+    fs::write(&ok, pattern(3_000)).unwrap();
+    let small = src.path().join("small.bin");
+    fs::write(&small, pattern(10)).unwrap();
+    // Not a terminal: one line per file, no progress bar, nothing on stderr when all is well.
+    let out = fup_client(&server.port(), &[small.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.starts_with("sent \"small.bin\" 10 B in ") && stdout.ends_with(": stored\n"),
+        "{stdout}"
+    );
+    assert_eq!(stderr, "");
+    // Quiet: nothing for stored files, the denial still said.
+    let out = fup_client(
+        &server.port(),
+        &["-q", small.to_str().unwrap(), ok.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout, "");
+    assert_eq!(stderr, "fup-client: \"ok.bin\" 2.9 KiB: denied by server\n");
 }

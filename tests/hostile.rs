@@ -169,7 +169,7 @@ fn client_prints_names_escaped() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains(r#""a\u{1b}[2Jb": denied by server"#),
+        stderr.contains(r#""a\u{1b}[2Jb" 1 B: denied by server"#),
         "{stderr}"
     );
     assert!(!stdout.contains('\x1b') && !stderr.contains('\x1b'));
