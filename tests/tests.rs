@@ -2,5 +2,6 @@
 
 mod cli;
 mod hostile;
+mod pty;
 mod util;
 mod wire;

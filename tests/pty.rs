@@ -1,0 +1,106 @@
+//! The operator's side as a person sees it (issue #5): fup-server in a pseudo-terminal,
+//! answered by typing, with the real fup-client uploading.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::thread;
+
+use rexpect::session::{PtySession, spawn_command};
+
+use crate::util::*;
+
+/// fup-server in a pty on a free port; returns the session and the port.
+fn server_in_pty(dir: &std::path::Path) -> (PtySession, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-server"));
+    cmd.args(["--port", "0", "--bind", "127.0.0.1"]).arg(dir);
+    let mut pty =
+        spawn_command(cmd, Some(TIMEOUT.as_millis() as u64)).expect("spawn fup-server in a pty");
+    let (_, port) = pty.exp_regex(r"listening on 127\.0\.0\.1:\d+").unwrap();
+    let port = port.rsplit(':').next().unwrap().to_string();
+    (pty, port)
+}
+
+/// Uploads `path` with the real client in the background; returns its exit code when joined.
+fn upload(port: &str, path: &std::path::Path) -> thread::JoinHandle<Option<i32>> {
+    let (port, path) = (port.to_string(), path.to_path_buf());
+    thread::spawn(move || fup_client(&port, &[path.to_str().unwrap()]).status.code())
+}
+
+// See: #5
+#[test]
+fn operator_answers_at_a_real_terminal() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pty, port) = server_in_pty(dir.path());
+    let file = src.path().join("a.txt");
+    fs::write(&file, b"abc").unwrap();
+
+    // y stores.
+    let client = upload(&port, &file);
+    let shown = pty.exp_string("accept? [y/N] ").unwrap();
+    assert!(
+        shown.contains("wants to send \"a.txt\" (3 B, 3 bytes)"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("127.0.0.1:"), "the peer is shown: {shown:?}");
+    assert!(
+        shown.contains("a.txt; ") && shown.contains(" free"),
+        "{shown:?}"
+    );
+    pty.send_line("y").unwrap();
+    pty.exp_string("stored \"a.txt\" 3 B (3 bytes)").unwrap();
+    assert_eq!(client.join().unwrap(), Some(0));
+
+    // Enter denies; the prompt says the upload would be kept beside the first.
+    let client = upload(&port, &file);
+    let shown = pty.exp_string("accept? [y/N] ").unwrap();
+    assert!(
+        shown.contains("a (1).txt (exists, keeping both)"),
+        "{shown:?}"
+    );
+    pty.send_line("").unwrap();
+    pty.exp_string("denied \"a.txt\"").unwrap();
+    assert_eq!(client.join().unwrap(), Some(1));
+
+    // Anything else asks again.
+    let client = upload(&port, &file);
+    pty.exp_string("accept? [y/N] ").unwrap();
+    pty.send_line("maybe").unwrap();
+    pty.exp_string("please answer y (yes) or n (no)").unwrap();
+    pty.exp_string("accept? [y/N] ").unwrap();
+    pty.send_line("YES").unwrap();
+    pty.exp_string("stored \"a.txt\" as \"a (1).txt\"").unwrap();
+    assert_eq!(client.join().unwrap(), Some(0));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+// See: #5
+#[test]
+fn hostile_names_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pty, port) = server_in_pty(dir.path());
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    for name in [
+        "\x1b]0;pwned\x07",
+        "\x1b[2J\x1b[H",
+        "a\u{202e}gnp.exe",
+        "line\nbreak",
+    ] {
+        let mut stream = connect(addr);
+        stream.write_all(&request(1, name)).unwrap();
+        let mut response = [0; 21];
+        stream.read_exact(&mut response).unwrap();
+        assert_eq!(response[20], 1, "denied");
+        let shown = pty.exp_string("refused \"").unwrap();
+        let (rest, _) = pty
+            .exp_regex(r"from 127\.0\.0\.1:\d+: name contains")
+            .unwrap();
+        for text in [shown, rest] {
+            assert!(
+                !text.contains('\x1b') && !text.contains('\u{202e}') && !text.contains('\x07'),
+                "{text:?}"
+            );
+        }
+    }
+}
