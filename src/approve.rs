@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -92,11 +93,18 @@ impl Ask<'_> {
 pub trait Approve: Send + Sync {
     /// Decides on one request; blocking here holds only that connection.
     fn approve(&self, ask: &Ask<'_>) -> Decision;
+
+    /// The server is shutting down: questions waiting or on screen should be denied now.
+    fn stop(&self) {}
 }
 
 impl<A: Approve + ?Sized> Approve for std::sync::Arc<A> {
     fn approve(&self, ask: &Ask<'_>) -> Decision {
         (**self).approve(ask)
+    }
+
+    fn stop(&self) {
+        (**self).stop();
     }
 }
 
@@ -134,6 +142,8 @@ pub struct TerminalApprover<W> {
     ///
     /// [`print_above`]: TerminalApprover::print_above
     prompting: Mutex<bool>,
+    /// Set by [`Approve::stop`]: every question is denied from then on.
+    stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -193,6 +203,7 @@ impl<W: Write + Send> TerminalApprover<W> {
             }),
             prompt_timeout,
             prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -218,14 +229,19 @@ impl<W: Write + Send> TerminalApprover<W> {
     }
 
     /// Waits for this question's turn; `None` if the client hung up first.
-    fn take_turn(&self, gone: &dyn Fn() -> bool) -> Option<Turn<'_, W>> {
+    fn take_turn(&self, gone: &dyn Fn() -> bool) -> Result<Turn<'_, W>, &'static str> {
         let mut queue = lock(&self.queue);
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         queue.waiting.push_back(ticket);
         loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                queue.waiting.retain(|&t| t != ticket);
+                self.turn.notify_all();
+                return Err(SHUTTING_DOWN);
+            }
             if queue.waiting.front() == Some(&ticket) {
-                return Some(Turn {
+                return Ok(Turn {
                     approver: self,
                     ticket,
                 });
@@ -238,7 +254,7 @@ impl<W: Write + Send> TerminalApprover<W> {
             if gone() {
                 queue.waiting.retain(|&t| t != ticket);
                 self.turn.notify_all();
-                return None;
+                return Err("client hung up while waiting");
             }
         }
     }
@@ -259,9 +275,17 @@ impl<W> Drop for Turn<'_, W> {
 }
 
 impl<W: Write + Send> Approve for TerminalApprover<W> {
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the waiting questions so that they see it at once.
+        let _queue = lock(&self.queue);
+        self.turn.notify_all();
+    }
+
     fn approve(&self, ask: &Ask<'_>) -> Decision {
-        let Some(_turn) = self.take_turn(ask.gone) else {
-            return Decision::auto(Verdict::Denied, "client hung up while waiting");
+        let _turn = match self.take_turn(ask.gone) {
+            Ok(turn) => turn,
+            Err(why) => return Decision::auto(Verdict::Denied, why),
         };
         let mut term = lock(&self.io);
         let term = &mut *term;
@@ -305,7 +329,13 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
                 let _ = out.flush();
                 *prompting = true;
             }
-            let answered = wait_for_answer(&term.answers, deadline, self.prompt_timeout, ask.gone);
+            let answered = wait_for_answer(
+                &term.answers,
+                deadline,
+                self.prompt_timeout,
+                &|| self.stopping.load(Ordering::SeqCst),
+                ask.gone,
+            );
             *lock(&self.prompting) = false;
             let answer = match answered {
                 Ok(answer) => answer,
@@ -337,6 +367,8 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 }
 
+const SHUTTING_DOWN: &str = "server is shutting down";
+
 /// The question itself, after the lines that describe the upload.
 const PROMPT: &str = "accept? [y/N] ";
 
@@ -348,6 +380,7 @@ fn wait_for_answer(
     answers: &Receiver<String>,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
+    stopping: &dyn Fn() -> bool,
     gone: &dyn Fn() -> bool,
 ) -> Result<String, String> {
     loop {
@@ -358,6 +391,9 @@ fn wait_for_answer(
             Ok(answer) => return Ok(answer),
             Err(RecvTimeoutError::Disconnected) => return Err(NO_INPUT.to_string()),
             Err(RecvTimeoutError::Timeout) => {
+                if stopping() {
+                    return Err(SHUTTING_DOWN.to_string());
+                }
                 if gone() {
                     return Err("client hung up; question withdrawn".to_string());
                 }
@@ -562,6 +598,7 @@ mod tests {
             }),
             prompt_timeout: Some(Duration::from_millis(50)),
             prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
         };
         assert_eq!(
             approver.approve(&ask("a", "a", &never)).verdict,
@@ -600,6 +637,7 @@ mod tests {
             }),
             prompt_timeout: None,
             prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
         });
         // The first question holds the screen until its client hangs up.
         let first_gone = Arc::new(AtomicBool::new(false));
@@ -642,6 +680,7 @@ mod tests {
             }),
             prompt_timeout: None,
             prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
         });
         let mut log = screen.clone();
         approver.print_above(&mut log, "before any question");
@@ -661,6 +700,43 @@ mod tests {
         assert!(
             text.contains("accept? [y/N] \r\x1b[Kstored \"x\"\naccept? [y/N] "),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn stop_denies_the_question_on_screen_and_those_waiting() {
+        let (_tx, rx) = mpsc::channel::<String>();
+        let screen = Screen::default();
+        let approver = Arc::new(TerminalApprover {
+            queue: Mutex::default(),
+            turn: Condvar::new(),
+            io: Mutex::new(Terminal {
+                answers: rx,
+                output: screen.clone(),
+                stale: false,
+            }),
+            prompt_timeout: None,
+            prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
+        });
+        let asking: Vec<_> = ["one", "two", "three"]
+            .into_iter()
+            .map(|name| {
+                let approver = Arc::clone(&approver);
+                thread::spawn(move || approver.approve(&ask(name, name, &never)))
+            })
+            .collect();
+        wait_for(&screen, PROMPT);
+        approver.stop();
+        for asked in asking {
+            assert_eq!(
+                asked.join().unwrap(),
+                Decision::auto(Verdict::Denied, SHUTTING_DOWN)
+            );
+        }
+        assert_eq!(
+            approver.approve(&ask("late", "late", &never)).verdict,
+            Verdict::Denied
         );
     }
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -177,6 +177,7 @@ pub struct Server {
     max_connections: usize,
     max_size: Option<u64>,
     accept_from: Vec<Cidr>,
+    stopping: AtomicBool,
 }
 
 impl fmt::Debug for Server {
@@ -200,7 +201,15 @@ impl Server {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_size: None,
             accept_from: Vec::new(),
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Starts shutting down: every request from now on, and every one waiting for the
+    /// operator, is denied with that reason. Uploads already accepted go on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.approver.stop();
     }
 
     /// Denies, without asking, files larger than `max` bytes.
@@ -400,6 +409,9 @@ impl Session<'_> {
     /// The server's own policies first (size limit, free space, trusted ranges), and only
     /// then the approver.
     fn decide(&self, size: u64, free: Option<u64>, ask: impl FnOnce() -> Decision) -> Decision {
+        if self.server.stopping.load(Ordering::SeqCst) {
+            return Decision::auto(Verdict::Denied, "server is shutting down");
+        }
         if let Some(max) = self.server.max_size.filter(|&max| size > max) {
             return Decision::auto(
                 Verdict::Denied,

@@ -656,3 +656,24 @@ fn client_gives_up_on_a_stalling_server() {
     );
     fake.join().unwrap();
 }
+
+// See: #5
+#[test]
+fn interrupt_denies_requests_waiting_for_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let mut first = connect(server.addr);
+    first.write_all(&request(10, "first")).unwrap();
+    server.err_line_containing("accept? [y/N]");
+    let mut second = connect(server.addr);
+    second.write_all(&request(10, "second")).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGINT) }, 0);
+    for stream in [&mut first, &mut second] {
+        let mut response = [0; 21];
+        stream.read_exact(&mut response).unwrap();
+        assert_eq!(response[20], 1, "denied, not just dropped");
+    }
+    assert_eq!(server.wait_exit(), Some(130));
+    assert!(entries(dir.path()).is_empty());
+}

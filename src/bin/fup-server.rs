@@ -103,8 +103,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let on_signal = Arc::clone(&server);
     ctrlc::set_handler(move || {
+        // Deny what waits for an answer, give those denials a moment to go out, then remove
+        // the partial files of uploads in flight.
+        on_signal.stop();
+        std::thread::sleep(Duration::from_millis(300));
         let removed = on_signal.store().remove_in_flight();
-        eprintln!("\nfup-server: interrupted; removed {removed} partial upload(s)");
+        eprintln!(
+            "\nfup-server: interrupted; denied waiting requests, removed {removed} partial upload(s)"
+        );
         std::process::exit(130);
     })
     .context("cannot handle Ctrl-C")?;
