@@ -147,6 +147,37 @@ pub fn upload_file(
     );
 }
 
+/// A reader that computes the SHA-256 of everything read through it, so that a file is hashed
+/// while it is sent, with no pass over it before.
+#[derive(Debug)]
+pub struct Sha256Reader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Sha256Reader<R> {
+    /// Hashes what is read from `inner`.
+    pub fn new(inner: R) -> Sha256Reader<R> {
+        Sha256Reader {
+            inner,
+            hasher: sha2::Digest::new(),
+        }
+    }
+
+    /// The SHA-256 of everything read so far.
+    pub fn sha256(&self) -> [u8; 32] {
+        sha2::Digest::finalize(self.hasher.clone()).into()
+    }
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The exchange around the data: request, answer, `send` the data, result.
 fn exchange<S: Conn>(
     mut stream: S,
@@ -547,6 +578,19 @@ mod tests {
         );
         drop(stream);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn sha256_reader_hashes_what_passes() {
+        let mut reader = Sha256Reader::new(&b"abc"[..]);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc");
+        let hex: String = reader.sha256().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 /// A byte stream to a peer: `Read + Write`, plus read deadlines and hang-up detection.
 pub trait Conn: Read + Write {
     /// Limits how long each following read may block (`None`: no limit).
@@ -48,15 +50,30 @@ pub trait Conn: Read + Write {
 pub const SCRATCH_LEN: usize = 1024 * 1024;
 
 /// Reusable space for moving data bodies: a buffer, and on Linux a pipe; each made on first
-/// use and kept for the whole upload.
+/// use and kept for the whole upload. With a hasher, every byte moved is hashed, which needs
+/// the bytes in memory, so the buffered way is taken.
 #[derive(Debug, Default)]
 pub struct Scratch {
     buf: Vec<u8>,
     #[cfg(target_os = "linux")]
     pipe: Option<splice::Pipe>,
+    hasher: Option<Sha256>,
 }
 
 impl Scratch {
+    /// Scratch space that also computes the SHA-256 of everything it moves.
+    pub fn hashing() -> Scratch {
+        Scratch {
+            hasher: Some(Sha256::new()),
+            ..Scratch::default()
+        }
+    }
+
+    /// The SHA-256 of everything moved so far, if hashing.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        self.hasher.as_ref().map(|h| h.clone().finalize().into())
+    }
+
     fn buf(&mut self) -> &mut [u8] {
         if self.buf.is_empty() {
             self.buf = vec![0; SCRATCH_LEN];
@@ -83,7 +100,8 @@ fn recv_via_buffer<C: Conn + ?Sized>(
     scratch: &mut Scratch,
     until: Instant,
 ) -> io::Result<()> {
-    let buf = scratch.buf();
+    scratch.buf();
+    let Scratch { buf, hasher, .. } = scratch;
     let mut left = len;
     while left > 0 {
         conn.set_read_timeout(Some(time_left(until)?))?;
@@ -98,6 +116,9 @@ fn recv_via_buffer<C: Conn + ?Sized>(
             Err(err) => return Err(err),
         };
         file.write_all(&buf[..n])?;
+        if let Some(hasher) = hasher {
+            hasher.update(&buf[..n]);
+        }
         left -= n as u64;
     }
     Ok(())
@@ -116,6 +137,9 @@ macro_rules! socket_conn {
 
             #[cfg(target_os = "linux")]
             fn recv_into_file(&mut self, file: &mut File, len: u64, scratch: &mut Scratch, until: Instant) -> io::Result<()> {
+                if scratch.hasher.is_some() {
+                    return recv_via_buffer(self, file, len, scratch, until);
+                }
                 let fd = self.as_raw_fd();
                 let set_timeout = |t| $base::set_read_timeout(self, t);
                 match splice::recv_into_file(fd, set_timeout, file, len, scratch, until)? {

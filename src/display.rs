@@ -63,6 +63,11 @@ fn push_escaped(out: &mut String, text: &str) {
     }
 }
 
+/// Bytes as lowercase hex, as `sha256sum` prints digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A byte count in binary units with one decimal: `512 B`, `1.5 KiB`, `10.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

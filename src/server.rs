@@ -65,6 +65,8 @@ pub struct Summary {
     pub transfer: Duration,
     /// Why the request was accepted or denied, when no operator answered it.
     pub reason: Option<String>,
+    /// The SHA-256 of the stored file, computed while receiving, with [`Server::with_checksum`].
+    pub sha256: Option<[u8; 32]>,
     /// How it ended.
     pub end: End,
 }
@@ -78,6 +80,7 @@ impl Summary {
             elapsed: Duration::ZERO,
             transfer: Duration::ZERO,
             reason: None,
+            sha256: None,
             end,
         }
     }
@@ -177,6 +180,7 @@ pub struct Server {
     max_connections: usize,
     max_size: Option<u64>,
     accept_from: Vec<Cidr>,
+    checksum: bool,
     stopping: AtomicBool,
 }
 
@@ -201,8 +205,16 @@ impl Server {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_size: None,
             accept_from: Vec::new(),
+            checksum: false,
             stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Computes the SHA-256 of every upload while receiving it (see [`Summary::sha256`]). This
+    /// takes the buffered path instead of the zero-copy one.
+    pub fn with_checksum(mut self, checksum: bool) -> Server {
+        self.checksum = checksum;
+        self
     }
 
     /// Starts shutting down: every request from now on, and every one waiting for the
@@ -401,7 +413,14 @@ impl Session<'_> {
         }
         let (size, name) = (req.size, name.to_string());
         let started = Instant::now();
-        let end = self.receive_and_store(stream, request_id, size, &name, &mut summary.received);
+        let end = self.receive_and_store(
+            stream,
+            request_id,
+            size,
+            &name,
+            &mut summary.received,
+            &mut summary.sha256,
+        );
         summary.transfer = started.elapsed();
         end
     }
@@ -443,19 +462,34 @@ impl Session<'_> {
         size: u64,
         name: &str,
         received: &mut u64,
+        sha256: &mut Option<[u8; 32]>,
     ) -> End {
         let limit = self.server.timeout;
+        let mut scratch = if self.server.checksum {
+            Scratch::hashing()
+        } else {
+            Scratch::default()
+        };
         let outcome = self
             .server
             .store
             .incoming()
             .map_err(Error::from)
             .and_then(|mut incoming| {
-                let last_id = receive(stream, request_id, size, limit, &mut incoming, received)?;
+                let last_id = receive(
+                    stream,
+                    request_id,
+                    size,
+                    limit,
+                    &mut incoming,
+                    &mut scratch,
+                    received,
+                )?;
                 Ok((incoming.publish(name)?, last_id))
             });
         match outcome {
             Ok((path, last_id)) => {
+                *sha256 = scratch.sha256();
                 if let Err(err) = finish(stream, last_id, Outcome::Success) {
                     // Stored, but the client never heard: keep the file, report the failure.
                     return End::Failed(err);
@@ -486,13 +520,13 @@ fn receive<S: Conn>(
     size: u64,
     limit: Duration,
     incoming: &mut Incoming,
+    scratch: &mut Scratch,
     received: &mut u64,
 ) -> Result<u32> {
     if size == 0 {
         // Answer at once: see `receive_and_store`.
         return Ok(request_id);
     }
-    let mut scratch = Scratch::default();
     let mut next_seq: u16 = 0;
     loop {
         let until = Instant::now().checked_add(limit);
@@ -531,7 +565,7 @@ fn receive<S: Conn>(
         // The body shares the message's deadline with its header.
         let until = until.unwrap_or_else(|| Instant::now() + limit);
         stream
-            .recv_into_file(incoming.file(), len.into(), &mut scratch, until)
+            .recv_into_file(incoming.file(), len.into(), scratch, until)
             .map_err(|err| match err.kind() {
                 io::ErrorKind::UnexpectedEof => Error::Truncated,
                 _ => Error::from(err).or_timed_out("a data message", limit),

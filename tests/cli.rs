@@ -443,3 +443,34 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     assert_eq!(stdout, "");
     assert_eq!(stderr, "fup-client: \"ok.bin\" 2.9 KiB: denied by server\n");
 }
+
+// See: #5
+#[test]
+fn checksums_on_both_sides_match_the_content() {
+    use sha2::{Digest, Sha256};
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes", "--checksum"], Input::Text(""));
+    for (name, len) in [("empty.bin", 0), ("data.bin", 3_000_001)] {
+        let file = src.path().join(name);
+        fs::write(&file, pattern(len)).unwrap();
+        let expected: String = Sha256::digest(pattern(len))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let out = fup_client(&server.port(), &["--checksum", file.to_str().unwrap()]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[1],
+            format!("{expected}  {}", file.display()),
+            "{stdout}"
+        );
+        assert!(server.line().starts_with(&format!("stored \"{name}\"")));
+        assert_eq!(
+            server.line(),
+            format!("{expected}  {}", dir.path().join(name).display())
+        );
+    }
+}

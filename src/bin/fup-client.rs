@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fup::client::{DEFAULT_CHUNK_SIZE, Delivery, Options, auto_chunk_size, upload_file};
+use fup::client::{
+    DEFAULT_CHUNK_SIZE, Delivery, Options, Sha256Reader, auto_chunk_size, upload, upload_file,
+};
 use fup::display;
 use fup::message::MAX_DATA_LEN;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,6 +52,10 @@ struct Args {
     /// Seconds allowed for the server's operator to answer the request
     #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = fup::cli::seconds)]
     answer_timeout: Duration,
+    /// Compute the SHA-256 of each file while sending it and print it in sha256sum format
+    /// (costs the zero-copy path: see the README)
+    #[arg(long)]
+    checksum: bool,
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
     quiet: bool,
@@ -125,21 +131,29 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
         if let Some(bar) = &bar {
             scope.spawn(|| watch(bar, &accepted, &last_progress, &done));
         }
-        let sent = upload_file(&stream, &file, name, size, &options, |sent| {
+        let progress = |sent| {
             let now = Instant::now();
             lock(&accepted).get_or_insert(now);
             *lock(&last_progress) = now;
             if let Some(bar) = &bar {
                 bar.set_position(sent);
             }
-        });
+        };
+        let sent = if args.checksum {
+            // Hashing needs the bytes in memory: the buffered path, hashing as it reads.
+            let mut reader = Sha256Reader::new(&file);
+            upload(&stream, &mut reader, name, size, &options, progress)
+                .map(|d| (d, Some(reader.sha256())))
+        } else {
+            upload_file(&stream, &file, name, size, &options, progress).map(|d| (d, None))
+        };
         done.store(true, Ordering::SeqCst);
         sent
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let delivery = delivery.with_context(|| format!("upload to {addr} failed"))?;
+    let (delivery, sha256) = delivery.with_context(|| format!("upload to {addr} failed"))?;
     let elapsed = lock(&accepted).map(|at| at.elapsed()).unwrap_or_default();
     let human = display::bytes(size);
     match delivery {
@@ -155,6 +169,10 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
                 "fup-client: \"{shown_name}\" {human}: server reported that storing the file failed"
             )
         }
+    }
+    if let (Delivery::Stored, Some(sha256)) = (delivery, sha256) {
+        // sha256sum's format, so `sha256sum -c` can check the local file.
+        println!("{}  {}", display::hex(&sha256), shown(path));
     }
     Ok(delivery)
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fup::approve::{AcceptAll, TerminalApprover};
-use fup::server::{Event, Server};
+use fup::display;
+use fup::server::{End, Event, Server};
 use fup::store::Store;
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
@@ -51,6 +52,10 @@ struct Args {
     /// Deny, without asking, files larger than this (e.g. 500M, 10GiB; K/M/G/T are powers of 1024)
     #[arg(long, value_name = "SIZE", value_parser = fup::policy::parse_size)]
     max_size: Option<u64>,
+    /// Compute the SHA-256 of each upload while receiving it and print it in sha256sum format
+    /// (costs the zero-copy path: see the README)
+    #[arg(long)]
+    checksum: bool,
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
@@ -99,7 +104,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_timeout(args.timeout)
             .with_max_connections(args.max_connections.into())
             .with_max_size(args.max_size)
-            .with_accept_from(args.accept_from),
+            .with_accept_from(args.accept_from)
+            .with_checksum(args.checksum),
     );
     let on_signal = Arc::clone(&server);
     ctrlc::set_handler(move || {
@@ -129,7 +135,17 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// one terminal), server troubles on stderr.
 fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>) {
     let line = match event {
-        Event::Finished(summary) => summary.to_string(),
+        Event::Finished(summary) => match (&summary.end, summary.sha256) {
+            // The digest in sha256sum's format, so `sha256sum -c` can check the stored file.
+            (End::Stored(path), Some(sha256)) => {
+                format!(
+                    "{summary}\n{}  {}",
+                    display::hex(&sha256),
+                    display::escape(&path.to_string_lossy())
+                )
+            }
+            _ => summary.to_string(),
+        },
         Event::TooMany(peer, max) => {
             format!("{peer}: closed at once: already serving {max} connections (--max-connections)")
         }
