@@ -474,3 +474,39 @@ fn checksums_on_both_sides_match_the_content() {
         );
     }
 }
+
+// See: #5
+#[test]
+fn quiet_server_prints_only_failures() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(
+        dir.path(),
+        &["--yes", "-q", "--max-size", "100"],
+        Input::Text(""),
+    );
+    let ok = src.path().join("ok.bin");
+    fs::write(&ok, pattern(10)).unwrap();
+    let big = src.path().join("big.bin");
+    fs::write(&big, pattern(1000)).unwrap();
+    assert_eq!(
+        fup_client(&server.port(), &[ok.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        fup_client(&server.port(), &[big.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    // A failed upload: accepted, then the client hangs up before sending everything.
+    let mut stream = connect(server.addr);
+    std::io::Write::write_all(&mut stream, &request(50, "cut.bin")).unwrap();
+    let mut response = [0; 21];
+    std::io::Read::read_exact(&mut stream, &mut response).unwrap();
+    drop(stream);
+    // The first line printed after "listening on" is the failure: nothing for stored or denied.
+    assert!(server.line().starts_with("failed \"cut.bin\""));
+}

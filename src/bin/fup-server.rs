@@ -56,6 +56,9 @@ struct Args {
     /// (costs the zero-copy path: see the README)
     #[arg(long)]
     checksum: bool,
+    /// Print only failed connections and errors, not stored or denied uploads
+    #[arg(short, long)]
+    quiet: bool,
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
@@ -99,6 +102,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let screen = one_terminal.then(|| Arc::clone(&approver));
         (Server::new(store, approver), screen)
     };
+    let quiet = args.quiet;
     let server = Arc::new(
         server
             .with_timeout(args.timeout)
@@ -127,14 +131,17 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot read the bound address")?
     );
     server
-        .serve(listener, move |event| report(event, screen.as_deref()))
+        .serve(listener, move |event| {
+            report(event, screen.as_deref(), quiet)
+        })
         .context("cannot accept connections")
 }
 
 /// Prints one event: connection summaries on stdout (above a waiting question when both are
 /// one terminal), server troubles on stderr.
-fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>) {
+fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>, quiet: bool) {
     let line = match event {
+        Event::Finished(summary) if quiet && !matches!(summary.end, End::Failed(_)) => return,
         Event::Finished(summary) => match (&summary.end, summary.sha256) {
             // The digest in sha256sum's format, so `sha256sum -c` can check the stored file.
             (End::Stored(path), Some(sha256)) => {
