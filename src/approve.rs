@@ -447,6 +447,26 @@ mod tests {
         }
     }
 
+    /// An approver reading answers from `rx` and asking on `screen`.
+    fn approver_on(
+        rx: Receiver<String>,
+        screen: &Screen,
+        prompt_timeout: Option<Duration>,
+    ) -> TerminalApprover<Screen> {
+        TerminalApprover {
+            queue: Mutex::default(),
+            turn: Condvar::new(),
+            io: Mutex::new(Terminal {
+                answers: rx,
+                output: screen.clone(),
+                stale: false,
+            }),
+            prompt_timeout,
+            prompting: Mutex::new(false),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
     fn never() -> bool {
         false
     }
@@ -588,18 +608,7 @@ mod tests {
     fn unanswered_question_times_out_and_late_answers_are_dropped() {
         let (tx, rx) = mpsc::channel::<String>();
         let screen = Screen::default();
-        let approver = TerminalApprover {
-            queue: Mutex::default(),
-            turn: Condvar::new(),
-            io: Mutex::new(Terminal {
-                answers: rx,
-                output: screen.clone(),
-                stale: false,
-            }),
-            prompt_timeout: Some(Duration::from_millis(50)),
-            prompting: Mutex::new(false),
-            stopping: AtomicBool::new(false),
-        };
+        let approver = approver_on(rx, &screen, Some(Duration::from_millis(50)));
         assert_eq!(
             approver.approve(&ask("a", "a", &never)).verdict,
             Verdict::Denied
@@ -627,18 +636,7 @@ mod tests {
     fn client_that_hangs_up_leaves_the_queue() {
         let (tx, rx) = mpsc::channel::<String>();
         let screen = Screen::default();
-        let approver = Arc::new(TerminalApprover {
-            queue: Mutex::default(),
-            turn: Condvar::new(),
-            io: Mutex::new(Terminal {
-                answers: rx,
-                output: screen.clone(),
-                stale: false,
-            }),
-            prompt_timeout: None,
-            prompting: Mutex::new(false),
-            stopping: AtomicBool::new(false),
-        });
+        let approver = Arc::new(approver_on(rx, &screen, None));
         // The first question holds the screen until its client hangs up.
         let first_gone = Arc::new(AtomicBool::new(false));
         let first = {
@@ -670,18 +668,7 @@ mod tests {
     fn log_lines_are_printed_above_a_waiting_prompt() {
         let (tx, rx) = mpsc::channel::<String>();
         let screen = Screen::default();
-        let approver = Arc::new(TerminalApprover {
-            queue: Mutex::default(),
-            turn: Condvar::new(),
-            io: Mutex::new(Terminal {
-                answers: rx,
-                output: screen.clone(),
-                stale: false,
-            }),
-            prompt_timeout: None,
-            prompting: Mutex::new(false),
-            stopping: AtomicBool::new(false),
-        });
+        let approver = Arc::new(approver_on(rx, &screen, None));
         let mut log = screen.clone();
         approver.print_above(&mut log, "before any question");
         let asking = {
@@ -707,18 +694,7 @@ mod tests {
     fn stop_denies_the_question_on_screen_and_those_waiting() {
         let (_tx, rx) = mpsc::channel::<String>();
         let screen = Screen::default();
-        let approver = Arc::new(TerminalApprover {
-            queue: Mutex::default(),
-            turn: Condvar::new(),
-            io: Mutex::new(Terminal {
-                answers: rx,
-                output: screen.clone(),
-                stale: false,
-            }),
-            prompt_timeout: None,
-            prompting: Mutex::new(false),
-            stopping: AtomicBool::new(false),
-        });
+        let approver = Arc::new(approver_on(rx, &screen, None));
         let asking: Vec<_> = ["one", "two", "three"]
             .into_iter()
             .map(|name| {

@@ -298,14 +298,7 @@ fn send_data<S: io::Write, F: Read>(
             });
         }
         let last = sent + len as u64 == size;
-        let msg = Message {
-            id: REQUEST_ID,
-            seq,
-            fragmented,
-            last,
-            body: Body::Data { len: len as u32 },
-        };
-        buf[..HEADER_LEN].copy_from_slice(&msg.header().encode());
+        buf[..HEADER_LEN].copy_from_slice(&data_header(seq, fragmented, last, len));
         stream.write_all(&buf[..HEADER_LEN + len])?;
         sent += len as u64;
         seq = seq.wrapping_add(1);
