@@ -337,14 +337,19 @@ pub struct Deadline<'c, C: ?Sized> {
 impl<'c, C: Conn + ?Sized> Deadline<'c, C> {
     /// Reads from `conn` for at most `limit` from now.
     pub fn new(conn: &'c mut C, limit: Duration) -> Deadline<'c, C> {
-        // A limit too large to represent is no limit at all.
-        let until = Instant::now().checked_add(limit).unwrap_or_else(far_future);
-        Deadline { conn, until }
+        Deadline {
+            conn,
+            until: deadline_after(limit),
+        }
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+/// The instant `limit` from now; a limit too large to represent means no practical limit.
+pub fn deadline_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 impl<C: Conn + ?Sized> Read for Deadline<'_, C> {
@@ -389,6 +394,7 @@ mod tests {
             .unwrap();
         assert_eq!(&buf, b"abc");
         // A huge limit is accepted and means no practical limit.
+        assert!(deadline_after(Duration::MAX) > Instant::now() + Duration::from_secs(3600));
         b.write_all(b"d").unwrap();
         assert_eq!(
             Deadline::new(&mut a, Duration::MAX).read(&mut buf).unwrap(),

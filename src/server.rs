@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::approve::{Approve, Ask, Decision};
-use crate::conn::{Conn, Deadline, Scratch};
+use crate::conn::{Conn, Deadline, Scratch, deadline_after};
 use crate::display;
 use crate::error::{Error, Result};
 use crate::header::MsgType;
@@ -529,7 +529,7 @@ fn receive<S: Conn>(
     }
     let mut next_seq: u16 = 0;
     loop {
-        let until = Instant::now().checked_add(limit);
+        let until = deadline_after(limit);
         let msg = Message::read_from(Deadline::new(&mut *stream, limit))
             .map_err(|e| e.or_timed_out("a data message", limit))?
             .ok_or(Error::Closed(MsgType::Data))?;
@@ -563,7 +563,6 @@ fn receive<S: Conn>(
             });
         }
         // The body shares the message's deadline with its header.
-        let until = until.unwrap_or_else(|| Instant::now() + limit);
         stream
             .recv_into_file(incoming.file(), len.into(), scratch, until)
             .map_err(|err| match err.kind() {
