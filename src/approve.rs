@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::display;
 use crate::message::Verdict;
+use crate::screen::Screen;
 use crate::store::Store;
 
 /// How often a waiting question checks whether its client is still there.
@@ -138,10 +140,8 @@ pub struct TerminalApprover<W> {
     turn: Condvar,
     io: Mutex<Terminal<W>>,
     prompt_timeout: Option<Duration>,
-    /// Whether `accept? [y/N] ` is on screen waiting, so that [`print_above`] can redraw it.
-    ///
-    /// [`print_above`]: TerminalApprover::print_above
-    prompting: Mutex<bool>,
+    /// The terminal the questions share with log and status lines.
+    screen: Arc<Screen>,
     /// Set by [`Approve::stop`]: every question is denied from then on.
     stopping: AtomicBool,
 }
@@ -202,25 +202,15 @@ impl<W: Write + Send> TerminalApprover<W> {
                 stale: false,
             }),
             prompt_timeout,
-            prompting: Mutex::new(false),
+            screen: Arc::default(),
             stopping: AtomicBool::new(false),
         })
     }
 
-    /// Prints `line` to `out` (the log) without garbling a question waiting on the same
-    /// terminal: the prompt line is cleared, the line printed, and the prompt drawn again.
-    /// Use it only when `out` and the questions' output are the same terminal.
-    pub fn print_above(&self, out: &mut dyn Write, line: &str) {
-        let prompting = lock(&self.prompting);
-        // The escape sequences go to the log's stream, which is the same terminal.
-        if *prompting {
-            let _ = write!(out, "\r\x1b[K");
-        }
-        let _ = writeln!(out, "{line}");
-        if *prompting {
-            let _ = write!(out, "{PROMPT}");
-        }
-        let _ = out.flush();
+    /// Shares `screen` with whoever else writes to the same terminal (log and status lines).
+    pub fn with_screen(mut self, screen: Arc<Screen>) -> Self {
+        self.screen = screen;
+        self
     }
 
     /// How many questions wait behind the one on screen.
@@ -294,53 +284,48 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
             term.stale = false;
         }
         let out = &mut term.output;
-        let _ = writeln!(
-            out,
-            "{} wants to send \"{}\" ({}, {} bytes)",
+        let save_as = ask.save_as();
+        let path = ask.store.dir().join(&save_as);
+        let mut text = format!(
+            "{} wants to send \"{}\" ({}, {} bytes)\n  to {}",
             ask.peer,
             display::escape(ask.name),
             display::bytes(ask.size),
-            ask.size
+            ask.size,
+            display::escape(&path.to_string_lossy())
         );
-        let save_as = ask.save_as();
-        let path = ask.store.dir().join(&save_as);
-        let _ = write!(out, "  to {}", display::escape(&path.to_string_lossy()));
         if save_as != ask.name {
-            let _ = write!(out, " (exists, keeping both)");
+            text.push_str(" (exists, keeping both)");
         }
         if let Some(free) = ask.free {
-            let _ = write!(out, "; {} free", display::bytes(free));
+            text.push_str(&format!("; {} free", display::bytes(free)));
         }
         match self.waiting_behind() {
             0 => {}
-            n => {
-                let _ = write!(out, "; {n} more waiting");
-            }
+            n => text.push_str(&format!("; {n} more waiting")),
         }
-        let _ = writeln!(out);
+        text.push('\n');
+        self.screen.begin_question(out, &text);
         let deadline = self
             .prompt_timeout
             .and_then(|t| Instant::now().checked_add(t));
         let mut tries = 0;
         let decision = loop {
-            {
-                let mut prompting = lock(&self.prompting);
-                let _ = write!(out, "{PROMPT}");
-                let _ = out.flush();
-                *prompting = true;
-            }
+            self.screen.show_prompt(out);
+            let stopping = || self.stopping.load(Ordering::SeqCst);
             let answered = wait_for_answer(
                 &term.answers,
                 deadline,
                 self.prompt_timeout,
-                &|| self.stopping.load(Ordering::SeqCst),
+                &stopping,
                 ask.gone,
             );
-            *lock(&self.prompting) = false;
+            self.screen.prompt_answered();
             let answer = match answered {
                 Ok(answer) => answer,
                 Err(why) => {
-                    let _ = writeln!(out, "\n{why}, so the upload is denied");
+                    self.screen
+                        .question_line(out, &format!("\n{why}, so the upload is denied"));
                     if why != NO_INPUT {
                         term.stale = true;
                     }
@@ -352,25 +337,23 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
                 None => {
                     tries += 1;
                     if tries == MAX_TRIES {
-                        let _ = writeln!(
-                            out,
+                        let why = format!(
                             "no valid answer after {MAX_TRIES} tries, so the upload is denied"
                         );
+                        self.screen.question_line(out, &why);
                         break Decision::auto(Verdict::Denied, "no valid answer");
                     }
-                    let _ = writeln!(out, "please answer y (yes) or n (no)");
+                    self.screen
+                        .question_line(out, "please answer y (yes) or n (no)");
                 }
             }
         };
-        let _ = out.flush();
+        self.screen.end_question(out);
         decision
     }
 }
 
 const SHUTTING_DOWN: &str = "server is shutting down";
-
-/// The question itself, after the lines that describe the upload.
-const PROMPT: &str = "accept? [y/N] ";
 
 const NO_INPUT: &str =
     "no answer: standard input is closed (start fup-server with --yes to accept every upload)";
@@ -423,6 +406,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::screen::PROMPT;
     use std::io::Cursor;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -462,7 +446,7 @@ mod tests {
                 stale: false,
             }),
             prompt_timeout,
-            prompting: Mutex::new(false),
+            screen: Arc::default(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -670,17 +654,17 @@ mod tests {
         let screen = Screen::default();
         let approver = Arc::new(approver_on(rx, &screen, None));
         let mut log = screen.clone();
-        approver.print_above(&mut log, "before any question");
+        approver.screen.log(&mut log, "before any question");
         let asking = {
             let approver = Arc::clone(&approver);
             thread::spawn(move || approver.approve(&ask("q", "q", &never)).verdict)
         };
         wait_for(&screen, PROMPT);
-        approver.print_above(&mut log, "stored \"x\"");
+        approver.screen.log(&mut log, "stored \"x\"");
         tx.send("y\n".into()).unwrap();
         assert_eq!(asking.join().unwrap(), Verdict::Accepted);
         // Answered: nothing to redraw any more.
-        approver.print_above(&mut log, "after");
+        approver.screen.log(&mut log, "after");
         let text = screen.text();
         assert!(text.starts_with("before any question\n"), "{text:?}");
         assert!(text.ends_with("accept? [y/N] after\n"), "{text:?}");

@@ -46,6 +46,7 @@ mod golden;
 pub mod header;
 pub mod message;
 pub mod policy;
+pub mod screen;
 pub mod server;
 pub mod store;
 #[cfg(test)]

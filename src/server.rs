@@ -1,7 +1,7 @@
 //! The server side: one [`Session`] per connection, written over any [`Conn`] with the
 //! operator's decision injected, and [`Server::serve`], the thread-per-connection loop.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,6 +24,9 @@ use crate::store::{Incoming, NameProblem, Store, check_name};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// How often, at most, an upload reports its progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long to wait for the optional empty data message after an empty upload: our client
 /// sends it right behind the request's acceptance, and a Python client sends none.
@@ -53,6 +56,8 @@ pub enum End {
 /// What happened on one connection, for the server's log.
 #[derive(Debug)]
 pub struct Summary {
+    /// The connection's number, counted from 1 by [`Server::serve`] (0 for a bare session).
+    pub connection: u64,
     /// The client's address.
     pub peer: SocketAddr,
     /// The request, once one arrived.
@@ -74,6 +79,7 @@ pub struct Summary {
 impl Summary {
     fn new(peer: SocketAddr, end: End) -> Summary {
         Summary {
+            connection: 0,
             peer,
             request: None,
             received: 0,
@@ -161,6 +167,21 @@ impl fmt::Display for Summary {
 /// What a running server reports to whoever prints its log.
 #[derive(Debug)]
 pub enum Event {
+    /// An accepted upload moved on; reported at most every [`PROGRESS_EVERY`] and at its end.
+    Progress {
+        /// The connection's number, as in [`Summary::connection`].
+        connection: u64,
+        /// The client's address.
+        peer: SocketAddr,
+        /// The file's name, as sent (check it with [`check_name`] passed).
+        name: String,
+        /// Bytes received so far.
+        received: u64,
+        /// Bytes announced.
+        size: u64,
+        /// Time since the upload was accepted.
+        elapsed: Duration,
+    },
     /// A connection ended.
     Finished(Summary),
     /// A connection was closed at once: the server already serves its maximum.
@@ -258,7 +279,13 @@ impl Server {
 
     /// A session for one connection from `peer`.
     pub fn session(&self, peer: SocketAddr) -> Session<'_> {
-        Session { server: self, peer }
+        Session {
+            server: self,
+            peer,
+            connection: 0,
+            report: None,
+            progress_times: Cell::default(),
+        }
     }
 
     /// Serves connections from an already bound `listener` forever, one thread each, at most
@@ -274,6 +301,7 @@ impl Server {
     {
         let report = Arc::new(report);
         let active = Arc::new(AtomicUsize::new(0));
+        let mut connections: u64 = 0;
         for conn in listener.incoming() {
             let stream = match conn {
                 Ok(stream) => stream,
@@ -300,11 +328,14 @@ impl Server {
             let slot = Slot::take(&active);
             let server = Arc::clone(&self);
             let thread_report = Arc::clone(&report);
+            connections += 1;
+            let connection = connections;
             let spawned = thread::Builder::new()
                 .name(format!("fup {peer}"))
                 .spawn(move || {
                     let _slot = slot;
-                    thread_report(Event::Finished(server.handle(stream, peer)));
+                    let summary = server.handle(stream, peer, connection, &*thread_report);
+                    thread_report(Event::Finished(summary));
                 });
             // A failed spawn drops the closure, and with it the slot and the stream.
             if let Err(err) = spawned {
@@ -314,14 +345,27 @@ impl Server {
         Ok(())
     }
 
-    fn handle(&self, stream: TcpStream, peer: SocketAddr) -> Summary {
+    fn handle(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        connection: u64,
+        report: &(dyn Fn(Event) + Sync),
+    ) -> Summary {
         let setup = stream
             .set_write_timeout(Some(self.timeout))
             .and_then(|()| stream.set_nodelay(true));
         if let Err(err) = setup {
             return Summary::new(peer, End::Failed(err.into()));
         }
-        self.session(peer).run(&stream)
+        let session = Session {
+            server: self,
+            peer,
+            connection,
+            report: Some(report),
+            progress_times: Cell::default(),
+        };
+        session.run(&stream)
     }
 }
 
@@ -342,10 +386,22 @@ impl Drop for Slot {
 }
 
 /// One connection's exchange: request, verdict, data, result.
-#[derive(Debug)]
 pub struct Session<'a> {
     server: &'a Server,
     peer: SocketAddr,
+    connection: u64,
+    report: Option<&'a (dyn Fn(Event) + Sync)>,
+    /// When the upload was accepted and when its progress was last reported.
+    progress_times: Cell<Option<(Instant, Option<Instant>)>>,
+}
+
+impl fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session<'_> {
@@ -354,6 +410,7 @@ impl Session<'_> {
     pub fn run<S: Conn>(self, mut stream: S) -> Summary {
         let started = Instant::now();
         let mut summary = Summary::new(self.peer, End::NoRequest);
+        summary.connection = self.connection;
         summary.end = self.exchange(&mut stream, &mut summary);
         summary.elapsed = started.elapsed();
         summary
@@ -425,6 +482,27 @@ impl Session<'_> {
         end
     }
 
+    /// Reports progress to the log, at most every [`PROGRESS_EVERY`] and at the end.
+    fn progress(&self, name: &str, received: u64, size: u64, last: bool) {
+        let Some(report) = self.report else { return };
+        let now = Instant::now();
+        let (started, reported) = self.progress_times.get().unwrap_or((now, None));
+        if !last && reported.is_some_and(|at| now.duration_since(at) < PROGRESS_EVERY) {
+            self.progress_times.set(Some((started, reported)));
+            return;
+        }
+        self.progress_times.set(Some((started, Some(now))));
+        let elapsed = now.duration_since(started);
+        report(Event::Progress {
+            connection: self.connection,
+            peer: self.peer,
+            name: name.to_string(),
+            received,
+            size,
+            elapsed,
+        });
+    }
+
     /// The server's own policies first (size limit, free space, trusted ranges), and only
     /// then the approver.
     fn decide(&self, size: u64, free: Option<u64>, ask: impl FnOnce() -> Decision) -> Decision {
@@ -476,14 +554,18 @@ impl Session<'_> {
             .incoming()
             .map_err(Error::from)
             .and_then(|mut incoming| {
-                let last_id = receive(
-                    stream,
+                let upload = Upload {
                     request_id,
                     size,
                     limit,
+                };
+                let last_id = receive(
+                    stream,
+                    upload,
                     &mut incoming,
                     &mut scratch,
                     received,
+                    &mut |received, last| self.progress(name, received, size, last),
                 )?;
                 Ok((incoming.publish(name)?, last_id))
             });
@@ -512,17 +594,32 @@ impl Session<'_> {
     }
 }
 
-/// Receives the data messages of an accepted upload into `incoming`, each within `limit`.
+/// What the data messages of an accepted upload must match.
+#[derive(Clone, Copy)]
+struct Upload {
+    /// The request's msgid, which every data message repeats.
+    request_id: u32,
+    /// The size the request announced.
+    size: u64,
+    /// The time allowed for each data message.
+    limit: Duration,
+}
+
+/// Receives the data messages of an accepted upload into `incoming`, each within the limit.
 /// Returns the msgid of the last data message, which the result echoes (PROTOCOL.md, step 5).
 fn receive<S: Conn>(
     stream: &mut S,
-    request_id: u32,
-    size: u64,
-    limit: Duration,
+    upload: Upload,
     incoming: &mut Incoming,
     scratch: &mut Scratch,
     received: &mut u64,
+    progress: &mut dyn FnMut(u64, bool),
 ) -> Result<u32> {
+    let Upload {
+        request_id,
+        size,
+        limit,
+    } = upload;
     if size == 0 {
         // Answer at once: see `receive_and_store`.
         return Ok(request_id);
@@ -570,6 +667,7 @@ fn receive<S: Conn>(
                 _ => Error::from(err).or_timed_out("a data message", limit),
             })?;
         *received = total;
+        progress(total, msg.last);
         if msg.last {
             if *received != size {
                 return Err(Error::SizeMismatch {

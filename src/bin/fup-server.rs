@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use fup::approve::{AcceptAll, TerminalApprover};
 use fup::display;
+use fup::screen::Screen;
 use fup::server::{End, Event, Server};
 use fup::store::Store;
 
@@ -89,18 +90,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let listener = TcpListener::bind((args.bind, args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    // On a terminal, log lines are printed above a waiting question instead of through it.
-    let one_terminal = io::stdout().is_terminal() && io::stderr().is_terminal();
-    let (server, screen) = if args.yes {
-        (Server::new(store, AcceptAll), None)
+    // On a terminal, log lines, live status lines and questions share the screen in order.
+    let screen =
+        (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
+    let server = if args.yes {
+        Server::new(store, AcceptAll)
     } else {
         // Questions go to stderr so that stdout stays one line per event, for scripts.
         let stdin = io::BufReader::new(io::stdin());
         let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout))
             .context("cannot read answers from standard input")?;
-        let approver = Arc::new(approver);
-        let screen = one_terminal.then(|| Arc::clone(&approver));
-        (Server::new(store, approver), screen)
+        match &screen {
+            Some(screen) => Server::new(store, approver.with_screen(Arc::clone(screen))),
+            None => Server::new(store, approver),
+        }
     };
     let quiet = args.quiet;
     let server = Arc::new(
@@ -137,22 +140,52 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot accept connections")
 }
 
-/// Prints one event: connection summaries on stdout (above a waiting question when both are
-/// one terminal), server troubles on stderr.
-fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>, quiet: bool) {
+/// Prints one event: connection summaries on stdout (above what is live when both are one
+/// terminal, with a status line per upload in flight), server troubles on stderr.
+fn report(event: Event, screen: Option<&Screen>, quiet: bool) {
     let line = match event {
-        Event::Finished(summary) if quiet && !matches!(summary.end, End::Failed(_)) => return,
-        Event::Finished(summary) => match (&summary.end, summary.sha256) {
-            // The digest in sha256sum's format, so `sha256sum -c` can check the stored file.
-            (End::Stored(path), Some(sha256)) => {
-                format!(
+        Event::Progress {
+            connection,
+            peer,
+            name,
+            received,
+            size,
+            elapsed,
+        } => {
+            if let Some(screen) = screen.filter(|_| !quiet) {
+                // An empty file is all there from the start.
+                let percent = received
+                    .saturating_mul(100)
+                    .checked_div(size)
+                    .unwrap_or(100);
+                let status = format!(
+                    "receiving \"{}\" {} / {} ({percent}%) {} from {peer}",
+                    display::escape(&name),
+                    display::bytes(received),
+                    display::bytes(size),
+                    display::rate(received, elapsed),
+                );
+                screen.set_status(&mut io::stderr().lock(), connection, Some(status));
+            }
+            return;
+        }
+        Event::Finished(summary) => {
+            if let Some(screen) = screen {
+                screen.set_status(&mut io::stderr().lock(), summary.connection, None);
+            }
+            if quiet && !matches!(summary.end, End::Failed(_)) {
+                return;
+            }
+            match (&summary.end, summary.sha256) {
+                // The digest in sha256sum's format, so `sha256sum -c` can check the stored file.
+                (End::Stored(path), Some(sha256)) => format!(
                     "{summary}\n{}  {}",
                     display::hex(&sha256),
                     display::escape(&path.to_string_lossy())
-                )
+                ),
+                _ => summary.to_string(),
             }
-            _ => summary.to_string(),
-        },
+        }
         Event::TooMany(peer, max) => {
             format!("{peer}: closed at once: already serving {max} connections (--max-connections)")
         }
@@ -173,7 +206,7 @@ fn report(event: Event, screen: Option<&TerminalApprover<io::Stderr>>, quiet: bo
     };
     let mut out = io::stdout().lock();
     match screen {
-        Some(screen) => screen.print_above(&mut out, &line),
+        Some(screen) => screen.log(&mut out, &line),
         // A closed stdout must not take a connection thread down with it.
         None => drop(writeln!(out, "{line}")),
     }
