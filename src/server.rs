@@ -846,6 +846,48 @@ mod tests {
     }
 
     #[test]
+    fn progress_is_reported_throttled_and_at_the_end() {
+        let (_dir, server) = server(AcceptAll);
+        let chunks = 1000;
+        let mut parts = vec![request(1, chunks as u64, b"p.bin")];
+        for i in 0..chunks {
+            parts.push(data(1, i as u16, i + 1 == chunks, &[7]));
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let events = std::sync::Mutex::new(Vec::new());
+        let report = |event: Event| {
+            if let Event::Progress {
+                connection,
+                received,
+                size,
+                ..
+            } = event
+            {
+                events.lock().unwrap().push((connection, received, size));
+            }
+        };
+        let session = Session {
+            server: &server,
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            connection: 7,
+            report: Some(&report),
+            progress_times: Cell::default(),
+        };
+        let summary = session.run(&mut Duplex::new(&parts));
+        assert!(summary.is_stored());
+        assert_eq!(summary.connection, 7);
+        let events = events.into_inner().unwrap();
+        // The first message is always reported, then at most every PROGRESS_EVERY, and the end.
+        assert_eq!(events.first(), Some(&(7, 1, 1000)));
+        assert_eq!(events.last(), Some(&(7, 1000, 1000)));
+        assert!(
+            events.len() < 100,
+            "{} events for 1000 messages",
+            events.len()
+        );
+    }
+
+    #[test]
     fn unsafe_name_is_refused_without_asking() {
         let (dir, server) = server(|_: &Ask<'_>| panic!("the operator must not be asked"));
         let (summary, output) = run(

@@ -677,3 +677,34 @@ fn interrupt_denies_requests_waiting_for_the_operator() {
     assert_eq!(server.wait_exit(), Some(130));
     assert!(entries(dir.path()).is_empty());
 }
+
+// See: #5
+#[test]
+fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Nobody answers: the client waits for the server's answer until interrupted.
+    let server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let file = src.path().join("f.bin");
+    fs::write(&file, pattern(1000)).unwrap();
+    let mut client = Command::new(env!("CARGO_BIN_EXE_fup-client"))
+        .args([
+            "--port",
+            &server.port(),
+            "127.0.0.1",
+            file.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.err_line_containing("accept? [y/N]");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(client.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(client.wait().unwrap().code(), Some(130));
+    assert!(
+        server.line().starts_with("dropped \"f.bin\""),
+        "the question was withdrawn"
+    );
+    assert!(entries(dir.path()).is_empty());
+}
