@@ -691,6 +691,9 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
         .args([
             "--port",
             &server.port(),
+            // Bounded even if the signal went astray.
+            "--answer-timeout",
+            "20",
             "127.0.0.1",
             file.to_str().unwrap(),
         ])
