@@ -104,3 +104,25 @@ fn hostile_names_never_reach_the_terminal_raw() {
         }
     }
 }
+
+// See: #5
+#[test]
+fn client_shows_a_progress_bar_on_a_terminal() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let file = src.path().join("bar.bin");
+    fs::write(&file, pattern(100_000)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    cmd.args(["--port", &server.port(), "127.0.0.1"]).arg(&file);
+    let mut pty =
+        spawn_command(cmd, Some(TIMEOUT.as_millis() as u64)).expect("spawn fup-client in a pty");
+    // Until the operator answers, the bar says what it waits for.
+    pty.exp_string("\"bar.bin\" [").unwrap();
+    pty.exp_string("waiting for the server to accept").unwrap();
+    server.err_line_containing("accept? [y/N]");
+    server.answer("y");
+    pty.exp_string("sent \"bar.bin\" 97.7 KiB in ").unwrap();
+    pty.exp_string(": stored").unwrap();
+    pty.exp_eof().unwrap();
+}
