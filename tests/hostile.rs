@@ -711,3 +711,39 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
     );
     assert!(entries(dir.path()).is_empty());
 }
+
+// See: #3 (a server whose terminal is gone could not be stopped: the signal handler panicked
+// writing to stderr before it could exit)
+#[test]
+fn terminate_works_even_when_stderr_is_gone() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fup-server"))
+        .args(["--yes", "--port", "0", "--bind", "127.0.0.1"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody will ever read stderr again: writes to it now fail.
+    drop(child.stderr.take());
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("listening on "), "{first}");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fup-server did not exit on SIGTERM");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+}

@@ -47,7 +47,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let stream = match conn {
             Ok(stream) => stream,
             Err(err) => {
-                eprintln!("echo-server: cannot accept a connection: {err}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "echo-server: cannot accept a connection: {err}"
+                );
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -64,7 +67,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         });
         if let Err(err) = spawned {
-            eprintln!("echo-server: cannot start a thread: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "echo-server: cannot start a thread: {err}"
+            );
         }
     }
     Ok(())

@@ -121,7 +121,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         on_signal.stop();
         std::thread::sleep(Duration::from_millis(300));
         let removed = on_signal.store().remove_in_flight();
-        eprintln!(
+        // Not eprintln!: with the terminal gone it would panic here, and the server would
+        // never exit.
+        let _ = writeln!(
+            io::stderr(),
             "\nfup-server: interrupted; denied waiting requests, removed {removed} partial upload(s)"
         );
         std::process::exit(130);
