@@ -353,7 +353,8 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 }
 
-const SHUTTING_DOWN: &str = "server is shutting down";
+/// The reason for denials while the server shuts down.
+pub(crate) const SHUTTING_DOWN: &str = "server is shutting down";
 
 const NO_INPUT: &str =
     "no answer: standard input is closed (start fup-server with --yes to accept every upload)";

@@ -337,10 +337,12 @@ pub struct Deadline<'c, C: ?Sized> {
 impl<'c, C: Conn + ?Sized> Deadline<'c, C> {
     /// Reads from `conn` for at most `limit` from now.
     pub fn new(conn: &'c mut C, limit: Duration) -> Deadline<'c, C> {
-        Deadline {
-            conn,
-            until: deadline_after(limit),
-        }
+        Deadline::until(conn, deadline_after(limit))
+    }
+
+    /// Reads from `conn` until the instant `until`.
+    pub fn until(conn: &'c mut C, until: Instant) -> Deadline<'c, C> {
+        Deadline { conn, until }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::approve::{Approve, Ask, Decision};
+use crate::approve::{Approve, Ask, Decision, SHUTTING_DOWN};
 use crate::conn::{Conn, Deadline, Scratch, deadline_after};
 use crate::display;
 use crate::error::{Error, Result};
@@ -507,7 +507,7 @@ impl Session<'_> {
     /// then the approver.
     fn decide(&self, size: u64, free: Option<u64>, ask: impl FnOnce() -> Decision) -> Decision {
         if self.server.stopping.load(Ordering::SeqCst) {
-            return Decision::auto(Verdict::Denied, "server is shutting down");
+            return Decision::auto(Verdict::Denied, SHUTTING_DOWN);
         }
         if let Some(max) = self.server.max_size.filter(|&max| size > max) {
             return Decision::auto(
@@ -626,8 +626,9 @@ fn receive<S: Conn>(
     }
     let mut next_seq: u16 = 0;
     loop {
+        // One deadline for the whole message, header and body.
         let until = deadline_after(limit);
-        let msg = Message::read_from(Deadline::new(&mut *stream, limit))
+        let msg = Message::read_from(Deadline::until(&mut *stream, until))
             .map_err(|e| e.or_timed_out("a data message", limit))?
             .ok_or(Error::Closed(MsgType::Data))?;
         let Body::Data { len } = msg.body else {

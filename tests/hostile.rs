@@ -284,19 +284,14 @@ fn clients_killed_at_random_points_leave_nothing_and_the_server_goes_on() {
     let big = src.path().join("big.bin");
     fs::write(&big, pattern(64 << 20)).unwrap();
     for _ in 0..3 {
-        let mut client = Command::new(env!("CARGO_BIN_EXE_fup-client"))
-            .args([
-                "--port",
-                &server.port(),
-                "--chunk-size",
-                "512",
-                "127.0.0.1",
-                big.to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut client = spawn_fup_client(&[
+            "--port",
+            &server.port(),
+            "--chunk-size",
+            "512",
+            "127.0.0.1",
+            big.to_str().unwrap(),
+        ]);
         // Kill it once its temp file exists, i.e. mid-upload.
         let deadline = Instant::now() + TIMEOUT;
         while entries(dir.path()).is_empty() {
@@ -687,20 +682,15 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
     let server = Running::fup_server(dir.path(), &[], Input::Pipe);
     let file = src.path().join("f.bin");
     fs::write(&file, pattern(1000)).unwrap();
-    let mut client = Command::new(env!("CARGO_BIN_EXE_fup-client"))
-        .args([
-            "--port",
-            &server.port(),
-            // Bounded even if the signal went astray.
-            "--answer-timeout",
-            "20",
-            "127.0.0.1",
-            file.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = spawn_fup_client(&[
+        "--port",
+        &server.port(),
+        // Bounded even if the signal went astray.
+        "--answer-timeout",
+        "20",
+        "127.0.0.1",
+        file.to_str().unwrap(),
+    ]);
     server.err_line_containing("accept? [y/N]");
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(client.id() as i32, libc::SIGINT) }, 0);

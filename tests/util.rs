@@ -307,3 +307,14 @@ pub fn upload_bytes(name: &str, file: &[u8], chunk: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Starts `fup-client` with `args` in the background, output discarded, for tests that stop
+/// it midway.
+pub fn spawn_fup_client(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_fup-client"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fup-client")
+}
