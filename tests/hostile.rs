@@ -445,7 +445,8 @@ fn silent_and_trickling_peers_are_cut_off_by_deadlines() {
             .line()
             .contains("timed out after 1 s waiting for a request")
     );
-    slow.shutdown(Shutdown::Both).unwrap();
+    // The server may already have reset the connection: that is what is tested.
+    let _ = slow.shutdown(Shutdown::Both);
     writer.join().unwrap();
 
     // Trickling data after being accepted: cut off, told so, nothing kept.
@@ -465,7 +466,8 @@ fn silent_and_trickling_peers_are_cut_off_by_deadlines() {
             && log.contains("timed out after 1 s waiting for a data message"),
         "{log}"
     );
-    slow.shutdown(Shutdown::Both).unwrap();
+    // The server may already have reset the connection: that is what is tested.
+    let _ = slow.shutdown(Shutdown::Both);
     writer.join().unwrap();
     assert!(entries(dir.path()).is_empty());
 }
