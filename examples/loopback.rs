@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example loopback
 //! ```
+#![deny(unsafe_code)]
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -14,11 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use fup::approve::AcceptAll;
 use fup::client::{Delivery, Options, upload};
-use fup::display;
-use fup::server::{Event, Server};
-use fup::store::Store;
+use fup::server::{Event, Policy, Server, Store};
+use fup::text;
 
 const SIZE: usize = 64 * 1024 * 1024;
 
@@ -29,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     // The server: bind first (port 0 picks a free one), then serve from a thread.
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = Arc::new(Server::new(Store::open(&inbox)?, AcceptAll));
+    let server = Arc::new(Server::new(Store::open(&inbox)?, Policy::accept_all()));
     let (log_tx, log_rx) = mpsc::channel();
     thread::spawn(move || {
         server.serve(listener, move |event| {
@@ -58,13 +57,14 @@ fn main() -> anyhow::Result<()> {
         SIZE as u64,
         &Options::default(),
         |_| {},
-    )?;
+    )?
+    .delivery;
     let elapsed = started.elapsed();
     println!(
         "client: sent \"example.bin\" {} in {:.2} s ({}): {delivery:?}",
-        display::bytes(SIZE as u64),
+        text::bytes(SIZE as u64),
         elapsed.as_secs_f64(),
-        display::rate(SIZE as u64, elapsed)
+        text::rate(SIZE as u64, elapsed)
     );
     println!("server: {}", log_rx.recv_timeout(Duration::from_secs(10))?);
 

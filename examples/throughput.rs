@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example throughput [MiB]     # upload size, default 256
 //! ```
+#![deny(unsafe_code)]
 
 use std::fs::File;
 use std::hint::black_box;
@@ -15,10 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use fup::approve::AcceptAll;
 use fup::client::{Delivery, Options, upload, upload_file};
-use fup::server::{Event, Server};
-use fup::store::Store;
+use fup::server::{Event, Policy, Server, Store};
 use fup::{Body, FileRequest, HEADER_LEN, Header, Message, Outcome};
 
 fn main() -> anyhow::Result<()> {
@@ -91,7 +90,7 @@ fn uploads(mib: u64) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let inbox = work.path().join("inbox");
-    let server = Arc::new(Server::new(Store::open(&inbox)?, AcceptAll));
+    let server = Arc::new(Server::new(Store::open(&inbox)?, Policy::accept_all()));
     let (done_tx, done_rx) = mpsc::channel();
     thread::spawn(move || {
         server.serve(listener, move |event| {
@@ -106,13 +105,14 @@ fn uploads(mib: u64) -> anyhow::Result<()> {
             let stream = TcpStream::connect(addr)?;
             let file = File::open(&path)?;
             let started = Instant::now();
-            let delivery = if zero_copy {
+            let sent = if zero_copy {
                 upload_file(&stream, &file, "payload.bin", size, &options, |_| {})?
             } else {
+                // Any reader: read through the buffer.
                 upload(&stream, &file, "payload.bin", size, &options, |_| {})?
             };
             let secs = started.elapsed().as_secs_f64();
-            ensure!(delivery == Delivery::Stored, "upload not stored");
+            ensure!(sent.delivery == Delivery::Stored, "upload not stored");
             ensure!(
                 done_rx.recv_timeout(Duration::from_secs(30))?,
                 "server did not store it"

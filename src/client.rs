@@ -1,15 +1,16 @@
-//! The client side: [`upload`] sends one file over any `Read + Write` stream and returns the
-//! server's verdict.
+//! The client side: [`upload`] and [`upload_file`] send one file over any
+//! [`Conn`](crate::net::Conn) and return the server's verdict: request, answer, data, result.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::conn::{Conn, Deadline};
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, MsgType};
-use crate::message::{Body, FileRequest, MAX_DATA_LEN, Message, Outcome, Verdict};
+use crate::net::{self, Conn, Deadline, Mover, Source};
+use crate::wire::{
+    Body, FileRequest, MAX_DATA_LEN, Message, MsgType, Outcome, REQUEST_ID, Verdict, data_header,
+};
 
 /// Bytes per data message unless told otherwise. Measured over loopback, tmpfs to tmpfs, on
 /// 2 cores (README, performance): 1 MiB is the fastest into both our server (about 1.8 GiB/s,
@@ -18,8 +19,6 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
 /// Most data messages the original Python server can take in one upload: it compares `seq`
 /// with an unbounded counter, so a wrapped `seq` fails there.
 pub const MAX_UNWRAPPED_CHUNKS: u64 = 1 << 16;
-/// The msgid of our request, which every data message repeats (as the Python client does).
-pub const REQUEST_ID: u32 = 1;
 
 /// Default time allowed for connecting, for each write, and for the server's result.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,6 +35,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Time allowed for the server's answer to the request.
     pub answer_timeout: Duration,
+    /// Compute the SHA-256 of the file while sending it (see [`Sent::sha256`]). This takes the
+    /// buffered path instead of the zero-copy one.
+    pub checksum: bool,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             chunk_size: DEFAULT_CHUNK_SIZE,
             timeout: DEFAULT_TIMEOUT,
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+            checksum: false,
         }
     }
 }
@@ -57,6 +60,15 @@ pub enum Delivery {
     Denied,
     /// The server accepted the request but reported failure.
     Failed,
+}
+
+/// What an upload came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The server's verdict.
+    pub delivery: Delivery,
+    /// The SHA-256 of the bytes sent, with [`Options::checksum`] and once data was sent.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// The chunk size to use for a file of `size` bytes: `base`, grown just enough that the file
@@ -77,7 +89,17 @@ pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
         .clamp(1, MAX_DATA_LEN)
 }
 
-/// Uploads `size` bytes read from `file` under `name`, in data messages of
+/// Connects to `host`:`port`, trying each of its addresses for `timeout`, and sets the
+/// connection up for an upload (no Nagle delay, writes limited to `timeout`).
+///
+/// # Errors
+///
+/// If the name does not resolve or no address accepts.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    net::connect((host, port), timeout)
+}
+
+/// Uploads `size` bytes read from `reader` under `name`, in data messages of
 /// `options.chunk_size` bytes (the last may be shorter). Calls `progress(0)` once the server
 /// accepts, then `progress` with the total sent after each data message.
 ///
@@ -90,32 +112,28 @@ pub fn auto_chunk_size(size: u64, base: u32) -> u32 {
 /// [`Error::Closed`] or [`Error::Truncated`] if the server hangs up early,
 /// [`Error::TimedOut`] if it stalls past the options' limits, [`Error::Unexpected`] and the
 /// other protocol errors if it sends something else than the exchange calls for,
-/// [`Error::FileChanged`] if `file` ends before `size` bytes, and [`Error::Io`] otherwise.
+/// [`Error::FileChanged`] if `reader` ends before `size` bytes, and [`Error::Io`] otherwise.
 ///
 /// # Panics
 ///
 /// If the chunk size is 0 or above [`MAX_DATA_LEN`].
-pub fn upload<S, F>(
-    stream: S,
-    mut file: F,
+pub fn upload<S: Conn, R: Read>(
+    mut stream: S,
+    mut reader: R,
     name: &str,
     size: u64,
     options: &Options,
     progress: impl FnMut(u64),
-) -> Result<Delivery>
-where
-    S: Conn,
-    F: Read,
-{
-    exchange(stream, name, size, options, progress, |stream, progress| {
-        send_data(stream, &mut file, size, options.chunk_size, progress)
-    })
+) -> Result<Sent> {
+    let source = Source::Reader(&mut reader);
+    exchange(&mut stream, source, name, size, options, progress)
 }
 
-/// Like [`upload`] for a file over TCP, the fast way: on Linux each data message is its header
-/// (sent with `MSG_MORE`) followed by the file's bytes handed to the socket with `sendfile(2)`,
-/// which never copies them through user space. Elsewhere, and for files that cannot be sent
-/// that way, it reads through a buffer like [`upload`]. Sends from the start of `file`.
+/// Like [`upload`] for a file, sent from its start, the fast way where it can: over a Linux
+/// socket, and unless [`Options::checksum`] asks for the bytes, each data message is its
+/// header (sent with `MSG_MORE`) followed by the file's bytes handed to the socket with
+/// `sendfile(2)`, which never copies them through user space. Otherwise, and for files that
+/// cannot be sent that way, it reads through a buffer.
 ///
 /// # Errors
 ///
@@ -124,183 +142,136 @@ where
 /// # Panics
 ///
 /// If the chunk size is 0 or above [`MAX_DATA_LEN`].
-pub fn upload_file(
-    stream: &TcpStream,
+pub fn upload_file<S: Conn>(
+    mut stream: S,
     file: &File,
     name: &str,
     size: u64,
     options: &Options,
     progress: impl FnMut(u64),
-) -> Result<Delivery> {
-    #[cfg(target_os = "linux")]
-    return exchange(stream, name, size, options, progress, |stream, progress| {
-        sendfile::send_data(stream, file, size, options.chunk_size, progress)
-    });
-    #[cfg(not(target_os = "linux"))]
-    return upload(
-        stream,
-        io::BufReader::new(file),
+) -> Result<Sent> {
+    exchange(
+        &mut stream,
+        Source::file(file),
         name,
         size,
         options,
         progress,
-    );
+    )
 }
 
-/// A reader that computes the SHA-256 of everything read through it, so that a file is hashed
-/// while it is sent, with no pass over it before.
-#[derive(Debug)]
-pub struct Sha256Reader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Sha256Reader<R> {
-    /// Hashes what is read from `inner`.
-    pub fn new(inner: R) -> Sha256Reader<R> {
-        Sha256Reader {
-            inner,
-            hasher: sha2::Digest::new(),
-        }
-    }
-
-    /// The SHA-256 of everything read so far.
-    pub fn sha256(&self) -> [u8; 32] {
-        sha2::Digest::finalize(self.hasher.clone()).into()
-    }
-}
-
-impl<R: Read> Read for Sha256Reader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
-}
-
-/// The exchange around the data: request, answer, `send` the data, result.
+/// The exchange around the data: request, answer, data, result.
 fn exchange<S: Conn>(
-    mut stream: S,
+    stream: &mut S,
+    mut source: Source<'_>,
     name: &str,
     size: u64,
     options: &Options,
     mut progress: impl FnMut(u64),
-    send: impl FnOnce(&mut S, &mut dyn FnMut(u64)) -> Result<()>,
-) -> Result<Delivery> {
+) -> Result<Sent> {
     let chunk_size = options.chunk_size;
     assert!(
         (1..=MAX_DATA_LEN).contains(&chunk_size),
         "chunk size {chunk_size} out of range"
     );
     Message::single(REQUEST_ID, Body::Request(FileRequest::new(size, name)))
-        .write_to(&mut stream)?;
+        .write_to(&mut *stream)?;
     stream.flush()?;
-    match expect(
-        &mut stream,
-        MsgType::Response,
-        options.answer_timeout,
-        "the server's answer",
-    )? {
-        Body::Response {
-            request_id: REQUEST_ID,
-            verdict: Verdict::Accepted,
-        } => {}
-        Body::Response {
-            request_id: REQUEST_ID,
-            verdict: Verdict::Denied,
-        } => return Ok(Delivery::Denied),
-        Body::Response { request_id, .. } => {
-            return Err(Error::MessageId {
-                expected: REQUEST_ID,
-                got: request_id,
-            });
-        }
-        _ => unreachable!("expect() returns only the asked-for type"),
+    if await_verdict(stream, options.answer_timeout)? == Verdict::Denied {
+        return Ok(Sent {
+            delivery: Delivery::Denied,
+            sha256: None,
+        });
     }
     progress(0);
-    if let Err(err) = send(&mut stream, &mut progress) {
+    let mut mover = Mover::new(options.checksum);
+    let sent = send_data(
+        stream,
+        &mut source,
+        size,
+        chunk_size,
+        &mut mover,
+        &mut progress,
+    );
+    let outcome = match sent {
+        Ok(()) => await_outcome(stream, options.timeout)?,
         // A write that failed may mean the server gave up and said why before closing; a
         // local failure (the file changed) has nothing to wait for.
-        if matches!(err, Error::Io(_)) {
-            let said = Message::read_from(Deadline::new(&mut stream, options.timeout));
-            if let Ok(Some(Message {
-                body:
-                    Body::Result {
-                        outcome: Outcome::Failure,
-                        ..
-                    },
-                ..
-            })) = said
-            {
-                return Ok(Delivery::Failed);
-            }
-        }
-        return Err(err);
+        Err(err @ Error::Io(_)) => match await_outcome(stream, options.timeout) {
+            Ok(Outcome::Failure) => Outcome::Failure,
+            _ => return Err(err),
+        },
+        Err(err) => return Err(err),
+    };
+    let delivery = match outcome {
+        Outcome::Success => Delivery::Stored,
+        Outcome::Failure => Delivery::Failed,
+    };
+    Ok(Sent {
+        delivery,
+        sha256: mover.sha256(),
+    })
+}
+
+/// Waits up to `limit` for the server's answer to our request.
+fn await_verdict<S: Conn>(stream: &mut S, limit: Duration) -> Result<Verdict> {
+    let msg = Deadline::after(limit).read_message(stream, MsgType::Response)?;
+    match msg.body {
+        Body::Response {
+            request_id: REQUEST_ID,
+            verdict,
+        } => Ok(verdict),
+        Body::Response { request_id, .. } => Err(Error::MessageId {
+            expected: REQUEST_ID,
+            got: request_id,
+        }),
+        other => Err(other.unexpected(MsgType::Response)),
     }
-    match expect(
-        &mut stream,
-        MsgType::Result,
-        options.timeout,
-        "the server's result",
-    )? {
+}
+
+/// Waits up to `limit` for the server's result of our upload.
+fn await_outcome<S: Conn>(stream: &mut S, limit: Duration) -> Result<Outcome> {
+    let msg = Deadline::after(limit).read_message(stream, MsgType::Result)?;
+    match msg.body {
         Body::Result {
             request_id: REQUEST_ID,
-            outcome: Outcome::Success,
-        } => Ok(Delivery::Stored),
-        Body::Result {
-            request_id: REQUEST_ID,
-            outcome: Outcome::Failure,
-        } => Ok(Delivery::Failed),
+            outcome,
+        } => Ok(outcome),
         Body::Result { request_id, .. } => Err(Error::MessageId {
             expected: REQUEST_ID,
             got: request_id,
         }),
-        _ => unreachable!("expect() returns only the asked-for type"),
+        other => Err(other.unexpected(MsgType::Result)),
     }
 }
 
-/// The header of data message `seq` of `len` bytes.
-fn data_header(seq: u16, fragmented: bool, last: bool, len: usize) -> [u8; HEADER_LEN] {
-    // At most the chunk size, which is at most MAX_DATA_LEN, so it fits in u32.
-    let msg = Message {
-        id: REQUEST_ID,
-        seq,
-        fragmented,
-        last,
-        body: Body::Data { len: len as u32 },
-    };
-    msg.header().encode()
-}
-
-/// Sends the file as data messages, each header and body in one write from one reused buffer.
-fn send_data<S: io::Write, F: Read>(
+/// Sends `size` bytes of `source` as data messages of `chunk_size` bytes.
+fn send_data<S: Conn>(
     stream: &mut S,
-    file: &mut F,
+    source: &mut Source<'_>,
     size: u64,
     chunk_size: u32,
+    mover: &mut Mover,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let chunk = u64::from(chunk_size);
-    // Small files get a small buffer; the largest is HEADER_LEN + MAX_DATA_LEN.
-    let mut buf = vec![0; HEADER_LEN + chunk.min(size) as usize];
     // "Fragmented" when the file takes more than one message.
     let fragmented = size > chunk;
     let mut sent: u64 = 0;
     let mut seq: u16 = 0;
     loop {
-        // At most chunk_size, so it fits in u32 and in the buffer.
-        let len = chunk.min(size - sent) as usize;
-        let got = read_full(file, &mut buf[HEADER_LEN..HEADER_LEN + len])?;
-        if got < len {
+        // At most chunk_size, which is at most MAX_DATA_LEN, so it fits in u32 and usize.
+        let len = chunk.min(size - sent) as u32;
+        let last = sent + u64::from(len) == size;
+        let header = data_header(REQUEST_ID, seq, fragmented, last, len);
+        let moved = mover.send(stream, &header, source, len as usize)?;
+        if moved < len as usize {
             return Err(Error::FileChanged {
                 expected: size,
-                got: sent + got as u64,
+                got: sent + moved as u64,
             });
         }
-        let last = sent + len as u64 == size;
-        buf[..HEADER_LEN].copy_from_slice(&data_header(seq, fragmented, last, len));
-        stream.write_all(&buf[..HEADER_LEN + len])?;
-        sent += len as u64;
+        sent += u64::from(len);
         seq = seq.wrapping_add(1);
         progress(sent);
         if last {
@@ -308,149 +279,6 @@ fn send_data<S: io::Write, F: Read>(
             return Ok(());
         }
     }
-}
-
-/// Zero-copy sending on Linux: header with `send(MSG_MORE)`, body with `sendfile(2)`.
-#[cfg(target_os = "linux")]
-mod sendfile {
-    use std::fs::File;
-    use std::io::{self, Write};
-    use std::net::TcpStream;
-    use std::os::fd::{AsRawFd, RawFd};
-    use std::os::unix::fs::FileExt;
-
-    use super::data_header;
-    use crate::error::{Error, Result};
-
-    /// Sends the whole header, telling TCP that the body follows (so the two share segments).
-    fn send_header(sock: RawFd, mut header: &[u8], more: bool) -> io::Result<()> {
-        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-        while !header.is_empty() {
-            // SAFETY: a socket descriptor we borrow, and a buffer of `header.len()` bytes.
-            let n = unsafe { libc::send(sock, header.as_ptr().cast(), header.len(), flags) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
-                    _ => return Err(err),
-                }
-            }
-            header = &header[n as usize..];
-        }
-        Ok(())
-    }
-
-    /// Sends up to `len` bytes of `file` from `*offset`; returns how many, 0 at the file's end,
-    /// or `None` if this file cannot be sent with sendfile.
-    fn send_body(
-        sock: RawFd,
-        file: RawFd,
-        offset: &mut libc::off_t,
-        len: usize,
-    ) -> io::Result<Option<usize>> {
-        loop {
-            // SAFETY: descriptors we borrow and an offset we own; the kernel advances it.
-            let n = unsafe { libc::sendfile(sock, file, offset, len) };
-            if n >= 0 {
-                return Ok(Some(n as usize));
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
-                Some(libc::EINVAL | libc::ENOSYS) => return Ok(None),
-                _ => return Err(err),
-            }
-        }
-    }
-
-    pub fn send_data(
-        stream: &mut &TcpStream,
-        file: &File,
-        size: u64,
-        chunk_size: u32,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<()> {
-        let sock = stream.as_raw_fd();
-        let chunk = u64::from(chunk_size);
-        let fragmented = size > chunk;
-        let mut offset: libc::off_t = 0;
-        let mut fallback: Vec<u8> = Vec::new();
-        let mut seq: u16 = 0;
-        loop {
-            let sent = offset as u64;
-            let len = chunk.min(size - sent) as usize;
-            let last = sent + len as u64 == size;
-            send_header(sock, &data_header(seq, fragmented, last, len), len > 0)?;
-            let mut left = len;
-            while left > 0 {
-                match send_body(sock, file.as_raw_fd(), &mut offset, left)? {
-                    Some(0) => {
-                        return Err(Error::FileChanged {
-                            expected: size,
-                            got: offset as u64,
-                        });
-                    }
-                    Some(n) => left -= n,
-                    None => {
-                        // A file system without sendfile support: read and write this chunk.
-                        fallback.resize(left, 0);
-                        file.read_exact_at(&mut fallback, offset as u64).map_err(
-                            |err| match err.kind() {
-                                io::ErrorKind::UnexpectedEof => Error::FileChanged {
-                                    expected: size,
-                                    got: offset as u64,
-                                },
-                                _ => Error::from(err),
-                            },
-                        )?;
-                        stream.write_all(&fallback)?;
-                        offset += left as libc::off_t;
-                        left = 0;
-                    }
-                }
-            }
-            seq = seq.wrapping_add(1);
-            progress(offset as u64);
-            if last {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Reads the next message within `limit`; it must be of type `want`. Returns its body.
-fn expect<S: Conn>(
-    stream: &mut S,
-    want: MsgType,
-    limit: Duration,
-    waiting_for: &'static str,
-) -> Result<Body> {
-    let msg = Message::read_from(Deadline::new(stream, limit))
-        .map_err(|e| e.or_timed_out(waiting_for, limit))?
-        .ok_or(Error::Closed(want))?;
-    if msg.body.msg_type() != want {
-        return Err(Error::Unexpected {
-            expected: want,
-            got: msg.body.msg_type(),
-        });
-    }
-    Ok(msg.body)
-}
-
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
@@ -479,7 +307,7 @@ mod tests {
             ..Options::default()
         };
         let result = upload(&mut duplex, file, "f", file.len() as u64, &options, |_| {});
-        (result, duplex.output)
+        (result.map(|sent| sent.delivery), duplex.output)
     }
 
     #[test]
@@ -494,7 +322,13 @@ mod tests {
             seen.push(n)
         })
         .unwrap();
-        assert_eq!(delivery, Delivery::Stored);
+        assert_eq!(
+            delivery,
+            Sent {
+                delivery: Delivery::Stored,
+                sha256: None
+            }
+        );
         assert_eq!(duplex.output, [GOLDEN_REQUEST, GOLDEN_DATA].concat());
         assert_eq!(seen, [0, 3]);
     }
@@ -530,10 +364,10 @@ mod tests {
             });
             let stream = TcpStream::connect(addr).unwrap();
             let mut seen = Vec::new();
-            let delivery =
+            let sent =
                 upload_file(&stream, &file, "f", len as u64, &options, |n| seen.push(n)).unwrap();
             drop(stream);
-            assert_eq!(delivery, Delivery::Stored);
+            assert_eq!(sent.delivery, Delivery::Stored);
             assert!(server.join().unwrap() == expected, "{len} bytes");
             assert_eq!(seen.last(), Some(&(len as u64)));
         }
@@ -574,16 +408,32 @@ mod tests {
     }
 
     #[test]
-    fn sha256_reader_hashes_what_passes() {
-        let mut reader = Sha256Reader::new(&b"abc"[..]);
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abc");
-        let hex: String = reader.sha256().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    fn checksum_hashes_what_is_sent_on_either_path() {
+        let options = Options {
+            checksum: true,
+            ..Options::default()
+        };
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        let sent = upload(&mut duplex, &b"abc"[..], "f", 3, &options, |_| {}).unwrap();
+        assert_eq!(crate::text::hex(&sent.sha256.unwrap()), abc);
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, b"abc").unwrap();
+        let mut duplex = Duplex::new(&[GOLDEN_RESPONSE, GOLDEN_RESULT]);
+        let sent = upload_file(&mut duplex, &file, "f", 3, &options, |_| {}).unwrap();
+        assert_eq!(crate::text::hex(&sent.sha256.unwrap()), abc);
+        // Denied: nothing was sent, nothing hashed.
+        let mut denied = GOLDEN_RESPONSE.to_vec();
+        denied[20] = 1;
+        let sent = upload(
+            Duplex::new(&[&denied]),
+            &b"abc"[..],
+            "f",
+            3,
+            &options,
+            |_| {},
         );
+        assert_eq!(sent.unwrap().sha256, None);
     }
 
     #[test]

@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 /// Size of the echo server's buffer per connection.
 const ECHO_BUF_LEN: usize = 64 * 1024;
 
+/// A client that goes quiet this long is dropped by the echo server, so idle peers cannot pin
+/// threads forever.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one echo round may wait for its connection or for its echo.
+pub const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time between the echo client's rounds unless told otherwise, as in ping.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Echoes everything read from `stream` back to it until the peer closes its side. Returns
 /// the number of bytes echoed.
 ///

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::header::MsgType;
+use crate::wire::{ByteField, Limit, MsgType};
 
 /// Everything that can go wrong while speaking FUP.
 ///
@@ -37,7 +37,7 @@ pub enum Error {
     #[error("{what} of {got} bytes exceeds the limit of {limit}")]
     TooLarge {
         /// What was too large.
-        what: &'static str,
+        what: Limit,
         /// The length claimed.
         got: u64,
         /// The limit it broke.
@@ -46,14 +46,11 @@ pub enum Error {
     /// A one-byte field holds a value the protocol does not define.
     #[error("invalid {field} byte {value:#x}")]
     BadByte {
-        /// The field's name.
-        field: &'static str,
+        /// The field.
+        field: ByteField,
         /// The byte received.
         value: u8,
     },
-    /// A request's file name is not UTF-8.
-    #[error("file name is not valid UTF-8")]
-    NameNotUtf8,
     /// A message of the wrong kind for this point of the exchange.
     #[error("expected a {expected} message, got {got}")]
     Unexpected {
@@ -87,10 +84,10 @@ pub enum Error {
         received: u64,
     },
     /// The peer sent nothing complete within the time allowed.
-    #[error("timed out after {} s waiting for {waiting_for}", .limit.as_secs_f64())]
+    #[error("timed out after {} s waiting for {}", .limit.as_secs_f64(), awaited(*.waiting_for))]
     TimedOut {
-        /// What was awaited, e.g. "a request".
-        waiting_for: &'static str,
+        /// The kind of message awaited.
+        waiting_for: MsgType,
         /// The time allowed.
         limit: std::time::Duration,
     },
@@ -107,23 +104,67 @@ pub enum Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl Error {
-    /// Turns a read that ran out of time into [`Error::TimedOut`]; other errors pass through.
-    pub(crate) fn or_timed_out(
-        self,
-        waiting_for: &'static str,
-        limit: std::time::Duration,
-    ) -> Error {
-        match self {
-            Error::Io(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                Error::TimedOut { waiting_for, limit }
-            }
-            other => other,
+/// How a wait for a message of kind `kind` reads in an error: a server waits for requests and
+/// data, a client for the server's answer and result.
+fn awaited(kind: MsgType) -> &'static str {
+    match kind {
+        MsgType::Request => "a request",
+        MsgType::Data => "a data message",
+        MsgType::Response => "the server's answer",
+        MsgType::Result => "the server's result",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_name_what_was_awaited() {
+        let cases = [
+            (
+                MsgType::Request,
+                "timed out after 1 s waiting for a request",
+            ),
+            (
+                MsgType::Data,
+                "timed out after 1 s waiting for a data message",
+            ),
+            (
+                MsgType::Response,
+                "timed out after 1 s waiting for the server's answer",
+            ),
+            (
+                MsgType::Result,
+                "timed out after 1.5 s waiting for the server's result",
+            ),
+        ];
+        for (kind, text) in cases {
+            let limit = if kind == MsgType::Result { 1500 } else { 1000 };
+            let err = Error::TimedOut {
+                waiting_for: kind,
+                limit: Duration::from_millis(limit),
+            };
+            assert_eq!(err.to_string(), text);
         }
+    }
+
+    #[test]
+    fn typed_fields_print_as_before() {
+        let err = Error::TooLarge {
+            what: Limit::AnnouncedSize,
+            got: 5,
+            limit: 4,
+        };
+        assert_eq!(
+            err.to_string(),
+            "data beyond the announced size of 5 bytes exceeds the limit of 4"
+        );
+        let err = Error::BadByte {
+            field: ByteField::Frag,
+            value: 2,
+        };
+        assert_eq!(err.to_string(), "invalid frag byte 0x2");
     }
 }

@@ -15,10 +15,16 @@
 //!   | <------------------------------------  |
 //! ```
 //!
-//! The library holds the wire format ([`header`], [`message`]), the server's per-connection
-//! session ([`server`]), the client's upload ([`client`]), the echo pair ([`echo`]), the
-//! upload directory ([`store`]) and who approves uploads ([`approve`]). The binaries only
-//! parse arguments, bind sockets and talk to the terminal.
+//! The library is built in layers, each using only those below it:
+//!
+//! ```text
+//! src/bin/*      the four programs: arguments, wiring, presentation
+//! term           the operator's terminal: prompt, screen, value parsers
+//! server client  the two sides' logic (echo beside them)
+//! net            sockets and descriptors: Conn, deadlines, moving bytes, accept loop, sys
+//! wire           the pure format: header, messages, limits, msgids
+//! error text     the error type; escaping and human sizes
+//! ```
 //!
 //! # Example
 //!
@@ -33,28 +39,22 @@
 //! # Ok::<(), fup::Error>(())
 //! ```
 #![warn(missing_docs)]
+// Every `unsafe` line lives in `net::sys`, which allows it for itself alone.
+#![deny(unsafe_code)]
 
-pub mod approve;
-pub mod cli;
 pub mod client;
-pub mod conn;
-pub mod display;
 pub mod echo;
 pub mod error;
-#[cfg(test)]
-mod golden;
-pub mod header;
-pub mod message;
-pub mod policy;
-pub mod screen;
+pub mod net;
 pub mod server;
-pub mod store;
-#[cfg(test)]
-mod testing;
+pub mod term;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod text;
+pub mod wire;
 
 pub use error::{Error, Result};
-pub use header::{HEADER_LEN, Header, MsgType};
-pub use message::{Body, FileRequest, Message, Outcome, Verdict};
+pub use wire::{Body, FileRequest, HEADER_LEN, Header, Message, MsgType, Outcome, Verdict};
 
 /// The TCP port FUP and the echo pair use unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5425;

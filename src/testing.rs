@@ -1,8 +1,10 @@
-//! Test fixtures shared by the unit tests: the golden vectors and an in-memory duplex.
+//! Fixtures shared by the unit tests and the fuzz targets (feature `testing`): the golden
+//! vectors and an in-memory duplex stream.
 
 use std::io::{self, Cursor, Read, Write};
+use std::time::Duration;
 
-pub use crate::golden::*;
+pub use crate::wire::golden::*;
 
 /// A stream whose reads come from a fixed script of bytes and whose writes are kept.
 #[derive(Debug, Default)]
@@ -29,22 +31,19 @@ impl Read for Duplex {
     }
 }
 
-impl crate::conn::Conn for Duplex {
-    fn set_read_timeout(&mut self, _: Option<std::time::Duration>) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn peer_closed(&mut self) -> bool {
-        false
-    }
-}
-
 impl Write for Duplex {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.output.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// No socket under it: no timeouts to set, never hung up, data always moves through a buffer.
+impl crate::net::Conn for Duplex {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ fn assert_printable(line: &str) {
     assert!(
         !line
             .chars()
-            .any(|c| c.is_control() || fup::display::is_invisible(c)),
+            .any(|c| c.is_control() || fup::text::is_invisible(c)),
         "raw byte in {line:?}"
     );
 }
@@ -533,6 +533,38 @@ fn connection_flood_is_bounded_and_clears() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+// See: #8 (echo-server shares fup-server's accept loop, and with it the connection cap)
+#[test]
+fn echo_server_caps_its_connections() {
+    let server = Running::echo_server_with(&["--max-connections", "2"]);
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    // Each held connection answers, so both have their thread before the next comes.
+    for mut stream in &held {
+        stream.write_all(b"x").unwrap();
+        let mut one = [0; 1];
+        stream.read_exact(&mut one).unwrap();
+    }
+    let mut third = connect(server.addr);
+    assert_eq!(
+        server.line(),
+        format!(
+            "{}: closed at once: already serving 2 connections (--max-connections)",
+            third.local_addr().unwrap()
+        )
+    );
+    assert!(read_until_closed(&mut third).is_empty());
+    drop(held);
+    for _ in 0..2 {
+        let line = server.line();
+        assert!(line.ends_with(": echoed 1 bytes"), "{line}");
+    }
+    // Slots given back: served again.
+    let mut fourth = connect(server.addr);
+    fourth.write_all(b"back").unwrap();
+    fourth.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_until_closed(&mut fourth), b"back");
+}
+
 fn status_field(pid: u32, field: &str) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(field)).unwrap();
@@ -601,8 +633,7 @@ fn interrupt_removes_partial_uploads_and_start_sweeps_stale_ones() {
         assert!(Instant::now() < deadline, "temp file never appeared");
         thread::sleep(Duration::from_millis(1));
     }
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGINT) }, 0);
+    signal(server.pid(), "INT");
     assert_eq!(server.wait_exit(), Some(130));
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
@@ -664,8 +695,7 @@ fn interrupt_denies_requests_waiting_for_the_operator() {
     server.err_line_containing("accept? [y/N]");
     let mut second = connect(server.addr);
     second.write_all(&request(10, "second")).unwrap();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGINT) }, 0);
+    signal(server.pid(), "INT");
     for stream in [&mut first, &mut second] {
         let mut response = [0; 21];
         stream.read_exact(&mut response).unwrap();
@@ -694,8 +724,7 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
         file.to_str().unwrap(),
     ]);
     server.err_line_containing("accept? [y/N]");
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(client.id() as i32, libc::SIGINT) }, 0);
+    signal(client.id(), "INT");
     assert_eq!(client.wait().unwrap().code(), Some(130));
     assert!(
         server.line().starts_with("dropped \"f.bin\""),
@@ -724,8 +753,7 @@ fn terminate_works_even_when_stderr_is_gone() {
         .read_line(&mut first)
         .unwrap();
     assert!(first.starts_with("listening on "), "{first}");
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    signal(child.id(), "TERM");
     let deadline = Instant::now() + TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 // PROTOCOL.md's captured bytes, shared with the unit tests rather than copied.
-#[path = "../src/golden.rs"]
+#[path = "../src/wire/golden.rs"]
 mod golden;
 pub use golden::{GOLDEN_DATA, GOLDEN_REQUEST, GOLDEN_RESPONSE, GOLDEN_RESULT};
 
@@ -46,8 +46,13 @@ impl Running {
 
     /// `echo-server 127.0.0.1 --port 0`.
     pub fn echo_server() -> Running {
+        Running::echo_server_with(&[])
+    }
+
+    /// `echo-server 127.0.0.1 --port 0 EXTRA…`.
+    pub fn echo_server_with(extra: &[&str]) -> Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_echo-server"));
-        cmd.args(["127.0.0.1", "--port", "0"]);
+        cmd.args(["127.0.0.1", "--port", "0"]).args(extra);
         Running::start(cmd, Input::Text(""))
     }
 
@@ -317,4 +322,14 @@ pub fn spawn_fup_client(args: &[&str]) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start fup-client")
+}
+
+/// Sends signal `name` (`INT`, `TERM`…) to process `pid`, with kill(1): no `unsafe` here.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
 }

@@ -3,45 +3,12 @@
 #![no_main]
 
 use std::fs;
-use std::io::{self, Cursor, Read, Write};
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use fup::approve::Ask;
-use fup::conn::Conn;
-use fup::server::Server;
-use fup::store::Store;
+use fup::server::{Ask, Policy, Server, Store};
+use fup::testing::Duplex;
 use fup::{Body, Message, Verdict};
 use libfuzzer_sys::fuzz_target;
-
-struct Duplex {
-    input: Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Duplex {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Duplex {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Conn for Duplex {
-    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-    fn peer_closed(&mut self) -> bool {
-        false
-    }
-}
 
 fn dir() -> &'static tempfile::TempDir {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -54,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     // The first byte is the operator: odd accepts, even denies.
     let Some((&operator, client)) = data.split_first() else { return };
     let approve = move |_: &Ask<'_>| if operator % 2 == 1 { Verdict::Accepted } else { Verdict::Denied };
-    let server = Server::new(Store::open(dir.path()).unwrap(), approve);
-    let mut duplex = Duplex { input: Cursor::new(client.to_vec()), output: Vec::new() };
+    let server = Server::new(Store::open(dir.path()).unwrap(), Policy::default()).with_operator(approve);
+    let mut duplex = Duplex::new(&[client]);
     let summary = server.session("127.0.0.1:1".parse().unwrap()).run(&mut duplex);
 
     // Whatever the server wrote is well-formed protocol.

@@ -1,13 +1,15 @@
 //! `echo-client`: send a message to an echo server and time the echo, like ping.
+#![deny(unsafe_code)]
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fup::display;
-use fup::echo::round_trip;
+use fup::echo::{DEFAULT_INTERVAL, ROUND_TIMEOUT, round_trip};
+use fup::term::args::{Seconds, seconds_or_zero};
+use fup::text;
 
 /// Send a message to an echo server, check that exactly the same bytes come back, and print
 /// the round-trip time. Each round uses its own connection. Exit status 1 if any round failed.
@@ -28,12 +30,9 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
     /// Seconds to wait between rounds, as ping does
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = fup::cli::seconds_or_zero)]
-    interval: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_INTERVAL), value_parser = seconds_or_zero)]
+    interval: Seconds,
 }
-
-/// How long one round may wait for a connection or for its echo.
-const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -57,7 +56,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let mut times = Vec::new();
     for i in 0..args.count {
         if i > 0 {
-            std::thread::sleep(args.interval);
+            std::thread::sleep(args.interval.into());
         }
         match round(addr, message) {
             Ok(Some(rtt)) => times.push(rtt),
@@ -74,16 +73,13 @@ fn run(args: Args) -> anyhow::Result<bool> {
 
 /// One round: prints its line and returns the round-trip time if the echo was exact.
 fn round(addr: SocketAddr, message: &[u8]) -> anyhow::Result<Option<Duration>> {
-    let stream = TcpStream::connect_timeout(&addr, ROUND_TIMEOUT).context("cannot connect")?;
+    let stream = fup::net::connect(addr, ROUND_TIMEOUT).context("cannot connect")?;
     stream
         .set_read_timeout(Some(ROUND_TIMEOUT))
         .context("cannot set up the connection")?;
-    stream
-        .set_write_timeout(Some(ROUND_TIMEOUT))
-        .context("cannot set up the connection")?;
     let round = round_trip(&stream, message).context("echo failed")?;
     let ms = round.rtt.as_secs_f64() * 1000.0;
-    let echo = display::escape_bytes(&round.echo);
+    let echo = text::escape_bytes(&round.echo);
     if round.is_exact(message) {
         println!(
             "{} bytes from {addr}: time={ms:.2} ms echo=\"{echo}\"",

@@ -1,13 +1,14 @@
 //! `echo-server`: echo every byte back, to check that a FUP port is reachable.
+#![deny(unsafe_code)]
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::ExitCode;
-use std::thread;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use fup::echo::IDLE_TIMEOUT;
+use fup::net::{Accepted, DEFAULT_MAX_CONNECTIONS, serve_each};
 
 /// Echo every byte back to each client until it closes, one thread per connection.
 #[derive(Parser)]
@@ -19,10 +20,10 @@ struct Args {
     /// TCP port to listen on (0 picks a free port)
     #[arg(long, default_value_t = fup::DEFAULT_PORT)]
     port: u16,
+    /// Connections served at once; more are closed as they arrive
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
+    max_connections: u16,
 }
-
-/// A client that goes quiet this long is dropped, so idle peers cannot pin threads forever.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -43,35 +44,26 @@ fn run(args: Args) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the bound address")?
     );
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(stream) => stream,
-            Err(err) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "echo-server: cannot accept a connection: {err}"
-                );
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let spawned = thread::Builder::new().spawn(move || {
-            let peer = stream
-                .peer_addr()
-                .map_or_else(|_| "unknown peer".into(), |p| p.to_string());
-            let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-            let line = match fup::echo::serve(&stream) {
-                Ok(n) => format!("{peer}: echoed {n} bytes"),
-                Err(err) => format!("{peer}: echo ended: {err}"),
-            };
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        });
-        if let Err(err) = spawned {
-            let _ = writeln!(
-                std::io::stderr(),
-                "echo-server: cannot start a thread: {err}"
-            );
-        }
-    }
-    Ok(())
+    serve_each(
+        &listener,
+        "echo",
+        args.max_connections.into(),
+        echo,
+        |event| match event.is_error() {
+            true => drop(writeln!(io::stderr(), "echo-server: {event}")),
+            false => drop(writeln!(io::stdout().lock(), "{event}")),
+        },
+    )
+    .context("cannot accept connections")
+}
+
+/// Serves one connection and prints its line.
+fn echo(Accepted { stream, peer, .. }: Accepted) {
+    // Idle peers cannot pin a thread forever.
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let line = match fup::echo::serve(&stream) {
+        Ok(n) => format!("{peer}: echoed {n} bytes"),
+        Err(err) => format!("{peer}: echo ended: {err}"),
+    };
+    let _ = writeln!(io::stdout().lock(), "{line}");
 }

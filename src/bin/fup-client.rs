@@ -1,8 +1,8 @@
 //! `fup-client`: upload files to a FUP server and report its verdict on each.
+#![deny(unsafe_code)]
 
 use std::fs::File;
 use std::io::{self, IsTerminal};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use fup::client::{
-    DEFAULT_CHUNK_SIZE, Delivery, Options, Sha256Reader, auto_chunk_size, upload, upload_file,
+    DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
+    Options, Sent, auto_chunk_size, connect, upload_file,
 };
-use fup::display;
-use fup::message::MAX_DATA_LEN;
+use fup::term::args::{Seconds, seconds};
+use fup::text;
+use fup::wire::MAX_DATA_LEN;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Upload files to a FUP (File Upload Protocol) server, one connection per file, in order.
@@ -41,17 +43,14 @@ struct Args {
     /// Server TCP port
     #[arg(long, default_value_t = fup::DEFAULT_PORT)]
     port: u16,
-    /// Bytes per data message, used exactly; seq wraps past 65,536 messages, which only fup
-    /// servers accept [default: 1048576, grown for files over 64 GiB so that the original
-    /// Python server can take them]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DATA_LEN)))]
+    #[arg(long, help = chunk_size_help(), value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DATA_LEN)))]
     chunk_size: Option<u32>,
     /// Seconds allowed to connect, for each write, and for the server's result
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = fup::cli::seconds)]
-    timeout: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
+    timeout: Seconds,
     /// Seconds allowed for the server's operator to answer the request
-    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = fup::cli::seconds)]
-    answer_timeout: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_ANSWER_TIMEOUT), value_parser = seconds)]
+    answer_timeout: Seconds,
     /// Compute the SHA-256 of each file while sending it and print it in sha256sum format
     /// (costs the zero-copy path: see the README)
     #[arg(long)]
@@ -59,6 +58,30 @@ struct Args {
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.
+fn chunk_size_help() -> String {
+    let grown_past_gib = (u64::from(DEFAULT_CHUNK_SIZE) * MAX_UNWRAPPED_CHUNKS) >> 30;
+    format!(
+        "Bytes per data message, used exactly; seq wraps past {} messages, which only fup \
+         servers accept [default: {DEFAULT_CHUNK_SIZE}, grown for files over {grown_past_gib} GiB so \
+         that the original Python server can take them]",
+        thousands(MAX_UNWRAPPED_CHUNKS)
+    )
+}
+
+/// `65536` as `65,536`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// No bytes for this long while sending, and the bar says "stalled".
@@ -82,13 +105,7 @@ fn main() -> ExitCode {
         }
     }
     if args.files.len() > 1 && !args.quiet {
-        let mut total = format!("{stored} stored");
-        for (count, what) in [(denied, "denied"), (failed, "failed")] {
-            if count > 0 {
-                total.push_str(&format!(", {count} {what}"));
-            }
-        }
-        println!("{total}");
+        println!("{}", totals(stored, denied, failed));
     }
     if stored == args.files.len() {
         ExitCode::SUCCESS
@@ -97,7 +114,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
+/// `3 stored, 1 denied, 2 failed`, leaving out what did not happen.
+fn totals(stored: usize, denied: usize, failed: usize) -> String {
+    let mut total = format!("{stored} stored");
+    for (count, what) in [(denied, "denied"), (failed, "failed")] {
+        if count > 0 {
+            total.push_str(&format!(", {count} {what}"));
+        }
+    }
+    total
+}
+
+/// A file to upload: open, not a directory, with a UTF-8 name.
+struct Upload<'a> {
+    file: File,
+    name: &'a str,
+    size: u64,
+}
+
+fn open(path: &Path) -> anyhow::Result<Upload<'_>> {
     let file = File::open(path).context("cannot open file")?;
     let meta = file.metadata().context("cannot read file metadata")?;
     if meta.is_dir() {
@@ -106,28 +141,35 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         bail!("has no file name that is valid UTF-8");
     };
-    let size = meta.len();
+    Ok(Upload {
+        file,
+        name,
+        size: meta.len(),
+    })
+}
+
+/// Uploads one file and reports it.
+fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
+    let Upload { file, name, size } = open(path)?;
     let addr = format!("{}:{}", args.host, args.port);
-    let stream = connect(&args.host, args.port, args.timeout)
+    let timeout = args.timeout.into();
+    let stream = connect(&args.host, args.port, timeout)
         .with_context(|| format!("cannot connect to {addr}"))?;
-    stream
-        .set_nodelay(true)
-        .and_then(|()| stream.set_write_timeout(Some(args.timeout)))
-        .context("cannot set up the connection")?;
     let options = Options {
         chunk_size: args
             .chunk_size
             .unwrap_or_else(|| auto_chunk_size(size, DEFAULT_CHUNK_SIZE)),
-        timeout: args.timeout,
-        answer_timeout: args.answer_timeout,
+        timeout,
+        answer_timeout: args.answer_timeout.into(),
+        checksum: args.checksum,
     };
-    let shown_name = display::escape(name);
+    let shown_name = text::escape(name);
     let bar = bars.then(|| progress_bar(&shown_name, size));
     // Timed from acceptance, so the operator's think time does not count against the rate.
     let accepted: Mutex<Option<Instant>> = Mutex::new(None);
     let last_progress = Mutex::new(Instant::now());
     let done = AtomicBool::new(false);
-    let delivery = thread::scope(|scope| {
+    let sent = thread::scope(|scope| {
         if let Some(bar) = &bar {
             scope.spawn(|| watch(bar, &accepted, &last_progress, &done));
         }
@@ -139,42 +181,40 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
                 bar.set_position(sent);
             }
         };
-        let sent = if args.checksum {
-            // Hashing needs the bytes in memory: the buffered path, hashing as it reads.
-            let mut reader = Sha256Reader::new(&file);
-            upload(&stream, &mut reader, name, size, &options, progress)
-                .map(|d| (d, Some(reader.sha256())))
-        } else {
-            upload_file(&stream, &file, name, size, &options, progress).map(|d| (d, None))
-        };
+        let sent = upload_file(&stream, &file, name, size, &options, progress);
         done.store(true, Ordering::SeqCst);
         sent
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let (delivery, sha256) = delivery.with_context(|| format!("upload to {addr} failed"))?;
+    let sent = sent.with_context(|| format!("upload to {addr} failed"))?;
     let elapsed = lock(&accepted).map(|at| at.elapsed()).unwrap_or_default();
-    let human = display::bytes(size);
-    match delivery {
-        Delivery::Stored if !args.quiet => println!(
-            "sent \"{shown_name}\" {human} in {:.2} s ({}): stored",
+    present(&sent, &shown_name, size, elapsed, path, args.quiet);
+    Ok(sent.delivery)
+}
+
+/// Reports one upload: stored on stdout (with its digest, when computed), the rest on stderr.
+fn present(sent: &Sent, name: &str, size: u64, elapsed: Duration, path: &Path, quiet: bool) {
+    let human = text::bytes(size);
+    match sent.delivery {
+        Delivery::Stored if !quiet => println!(
+            "sent \"{name}\" {human} in {:.2} s ({}): stored",
             elapsed.as_secs_f64(),
-            display::rate(size, elapsed)
+            text::rate(size, elapsed)
         ),
         Delivery::Stored => {}
-        Delivery::Denied => eprintln!("fup-client: \"{shown_name}\" {human}: denied by server"),
+        Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server"),
         Delivery::Failed => {
             eprintln!(
-                "fup-client: \"{shown_name}\" {human}: server reported that storing the file failed"
+                "fup-client: \"{name}\" {human}: server reported that storing the file failed"
             )
         }
     }
-    if let (Delivery::Stored, Some(sha256)) = (delivery, sha256) {
+    if let (Delivery::Stored, Some(sha256)) = (sent.delivery, sent.sha256) {
         // sha256sum's format, so `sha256sum -c` can check the local file.
-        println!("{}  {}", display::hex(&sha256), shown(path));
+        println!("{}  {}", text::hex(&sha256), shown(path));
     }
-    Ok(delivery)
 }
 
 fn progress_bar(name: &str, size: u64) -> ProgressBar {
@@ -215,18 +255,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Connects to the first address of `host` that answers within `timeout`.
-fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address found");
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(err) => last = err,
-        }
-    }
-    Err(last)
+fn shown(path: &Path) -> String {
+    text::escape(&path.to_string_lossy())
 }
 
-fn shown(path: &Path) -> String {
-    display::escape(&path.to_string_lossy())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_and_totals_read_as_before() {
+        assert_eq!(thousands(65_536), "65,536");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        let help = chunk_size_help();
+        assert!(
+            help.contains("past 65,536 messages")
+                && help.contains("[default: 1048576, grown for files over 64 GiB so"),
+            "{help}"
+        );
+        assert_eq!(totals(2, 0, 0), "2 stored");
+        assert_eq!(totals(1, 2, 3), "1 stored, 2 denied, 3 failed");
+        assert_eq!(totals(0, 0, 1), "0 stored, 1 failed");
+    }
 }

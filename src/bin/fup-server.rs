@@ -1,19 +1,20 @@
 //! `fup-server`: receive files over FUP, asking the operator before accepting each one.
+#![deny(unsafe_code)]
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fup::approve::{AcceptAll, TerminalApprover};
-use fup::display;
-use fup::screen::Screen;
-use fup::server::{End, Event, Server};
-use fup::store::Store;
+use fup::server::policy::Cidr;
+use fup::server::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, Server, Store,
+};
+use fup::term::args::{Seconds, seconds, size};
+use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, status_line};
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
 ///
@@ -42,16 +43,16 @@ struct Args {
     #[arg(long)]
     yes: bool,
     /// Seconds a client has to send each message whole (the request, then each data message)
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = fup::cli::seconds)]
-    timeout: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
+    timeout: Seconds,
     /// Seconds the operator has to answer a question before the upload is denied
-    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = fup::cli::seconds)]
-    prompt_timeout: Duration,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_PROMPT_TIMEOUT), value_parser = seconds)]
+    prompt_timeout: Seconds,
     /// Accept uploads from these address ranges without asking (e.g. 10.0.0.0/8,192.168.1.7)
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = str::parse::<fup::policy::Cidr>)]
-    accept_from: Vec<fup::policy::Cidr>,
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = str::parse::<Cidr>)]
+    accept_from: Vec<Cidr>,
     /// Deny, without asking, files larger than this (e.g. 500M, 10GiB; K/M/G/T are powers of 1024)
-    #[arg(long, value_name = "SIZE", value_parser = fup::policy::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
     max_size: Option<u64>,
     /// Compute the SHA-256 of each upload while receiving it and print it in sha256sum format
     /// (costs the zero-copy path: see the README)
@@ -61,7 +62,7 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
     /// Connections served at once; more are closed as they arrive
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
 }
 
@@ -76,10 +77,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    // SAFETY: setting a signal's disposition to "ignore" is async-signal-safe and done before
-    // any thread starts. Past a file-size limit, writes then fail with EFBIG (a failed upload)
-    // instead of SIGXFSZ killing the server.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let store = Store::open(&args.dir)
         .with_context(|| format!("cannot use upload directory {}", args.dir.display()))?;
     let swept = store
@@ -93,34 +90,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     // On a terminal, log lines, live status lines and questions share the screen in order.
     let screen =
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
-    let server = if args.yes {
-        Server::new(store, AcceptAll)
-    } else {
-        // Questions go to stderr so that stdout stays one line per event, for scripts.
-        let stdin = io::BufReader::new(io::stdin());
-        let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout))
-            .context("cannot read answers from standard input")?;
-        match &screen {
-            Some(screen) => Server::new(store, approver.with_screen(Arc::clone(screen))),
-            None => Server::new(store, approver),
-        }
-    };
-    let quiet = args.quiet;
-    let server = Arc::new(
-        server
-            .with_timeout(args.timeout)
-            .with_max_connections(args.max_connections.into())
-            .with_max_size(args.max_size)
-            .with_accept_from(args.accept_from)
-            .with_checksum(args.checksum),
-    );
+    let server = Arc::new(server(&args, store, screen.clone())?);
     let on_signal = Arc::clone(&server);
     ctrlc::set_handler(move || {
-        // Deny what waits for an answer, give those denials a moment to go out, then remove
-        // the partial files of uploads in flight.
-        on_signal.stop();
-        std::thread::sleep(Duration::from_millis(300));
-        let removed = on_signal.store().remove_in_flight();
+        let removed = on_signal.shutdown(SHUTDOWN_GRACE);
         // Not eprintln!: with the terminal gone it would panic here, and the server would
         // never exit.
         let _ = writeln!(
@@ -136,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the bound address")?
     );
+    let quiet = args.quiet;
     server
         .serve(listener, move |event| {
             report(event, screen.as_deref(), quiet)
@@ -143,32 +117,39 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot accept connections")
 }
 
+/// The server the arguments describe: its policy, and the operator at this terminal unless
+/// `--yes` leaves nothing to ask.
+fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Result<Server> {
+    let policy = Policy {
+        max_size: args.max_size,
+        accept_from: args.accept_from.clone(),
+        accept_all: args.yes,
+    };
+    let mut server = Server::new(store, policy)
+        .with_timeout(args.timeout.into())
+        .with_max_connections(args.max_connections.into())
+        .with_checksum(args.checksum);
+    if !args.yes {
+        // Questions go to stderr so that stdout stays one line per event, for scripts.
+        let stdin = io::BufReader::new(io::stdin());
+        let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout.into()))
+            .context("cannot read answers from standard input")?;
+        server = match screen {
+            Some(screen) => server.with_operator(approver.with_screen(screen)),
+            None => server.with_operator(approver),
+        };
+    }
+    Ok(server)
+}
+
 /// Prints one event: connection summaries on stdout (above what is live when both are one
 /// terminal, with a status line per upload in flight), server troubles on stderr.
 fn report(event: Event, screen: Option<&Screen>, quiet: bool) {
     let line = match event {
-        Event::Progress {
-            connection,
-            peer,
-            name,
-            received,
-            size,
-            elapsed,
-        } => {
+        Event::Progress(progress) => {
             if let Some(screen) = screen.filter(|_| !quiet) {
-                // An empty file is all there from the start.
-                let percent = received
-                    .saturating_mul(100)
-                    .checked_div(size)
-                    .unwrap_or(100);
-                let status = format!(
-                    "receiving \"{}\" {} / {} ({percent}%) {} from {peer}",
-                    display::escape(&name),
-                    display::bytes(received),
-                    display::bytes(size),
-                    display::rate(received, elapsed),
-                );
-                screen.set_status(&mut io::stderr().lock(), connection, Some(status));
+                let line = status_line(&progress);
+                screen.set_status(&mut io::stderr().lock(), progress.connection, Some(line));
             }
             return;
         }
@@ -176,36 +157,19 @@ fn report(event: Event, screen: Option<&Screen>, quiet: bool) {
             if let Some(screen) = screen {
                 screen.set_status(&mut io::stderr().lock(), summary.connection, None);
             }
-            if quiet && !matches!(summary.end, End::Failed(_)) {
+            if quiet && !summary.is_failed() {
                 return;
             }
-            match (&summary.end, summary.sha256) {
-                // The digest in sha256sum's format, so `sha256sum -c` can check the stored file.
-                (End::Stored(path), Some(sha256)) => format!(
-                    "{summary}\n{}  {}",
-                    display::hex(&sha256),
-                    display::escape(&path.to_string_lossy())
-                ),
-                _ => summary.to_string(),
+            match summary.checksum_line() {
+                Some(checksum) => format!("{summary}\n{checksum}"),
+                None => summary.to_string(),
             }
         }
-        Event::TooMany(peer, max) => {
-            format!("{peer}: closed at once: already serving {max} connections (--max-connections)")
-        }
-        Event::AcceptFailed(err) => {
-            let _ = writeln!(
-                io::stderr(),
-                "fup-server: cannot accept a connection: {err}"
-            );
+        Event::Listen(event) if event.is_error() => {
+            let _ = writeln!(io::stderr(), "fup-server: {event}");
             return;
         }
-        Event::SpawnFailed(peer, err) => {
-            let _ = writeln!(
-                io::stderr(),
-                "fup-server: {peer}: closed, cannot start a thread: {err}"
-            );
-            return;
-        }
+        Event::Listen(event) => event.to_string(),
     };
     let mut out = io::stdout().lock();
     match screen {

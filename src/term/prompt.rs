@@ -1,10 +1,9 @@
-//! Who decides whether an upload is accepted: the [`Approve`] trait, an accept-all policy, and
-//! the operator at a terminal, asked one question at a time in arrival order.
+//! The operator at a terminal as an [`Approve`]r: one question at a time in arrival order,
+//! answered by a line of input, sharing the screen with the log and status lines.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -12,119 +11,17 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::display;
-use crate::message::Verdict;
-use crate::screen::Screen;
-use crate::store::Store;
+use super::screen::Screen;
+use crate::server::{Approve, Ask, Decision, Reason};
+use crate::text;
+use crate::wire::Verdict;
 
 /// How often a waiting question checks whether its client is still there.
 const POLL: Duration = Duration::from_millis(100);
 /// Answers that are neither yes nor no are asked again this many times in all, then denied.
 pub const MAX_TRIES: u32 = 3;
-
-/// What the operator is asked about: one upload request whose name has already passed
-/// [`check_name`](crate::store::check_name).
-#[derive(Clone, Copy)]
-pub struct Ask<'a> {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The file's name, as the client sent it.
-    pub name: &'a str,
-    /// The file's size in bytes, as announced.
-    pub size: u64,
-    /// Where it will be stored.
-    pub store: &'a Store,
-    /// Free space in the upload directory, if known.
-    pub free: Option<u64>,
-    /// Whether the client has hung up; an approver that waits should give up then.
-    pub gone: &'a dyn Fn() -> bool,
-}
-
-impl fmt::Debug for Ask<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ask")
-            .field("peer", &self.peer)
-            .field("name", &self.name)
-            .field("size", &self.size)
-            .field("store", &self.store.dir())
-            .field("free", &self.free)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A verdict, and why when it was not the operator's own answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// Accepted or denied.
-    pub verdict: Verdict,
-    /// Why, for a decision taken without the operator (a policy, a timeout…); `None` when the
-    /// operator answered.
-    pub reason: Option<String>,
-}
-
-impl Decision {
-    /// A decision taken automatically, for `reason`.
-    pub fn auto(verdict: Verdict, reason: impl Into<String>) -> Decision {
-        Decision {
-            verdict,
-            reason: Some(reason.into()),
-        }
-    }
-}
-
-impl From<Verdict> for Decision {
-    /// The operator's own answer.
-    fn from(verdict: Verdict) -> Decision {
-        Decision {
-            verdict,
-            reason: None,
-        }
-    }
-}
-
-impl Ask<'_> {
-    /// The name it would be stored under now: `name`, or `name (1).ext`… when `name` exists.
-    /// Asked when the question is shown, not when the request arrived, since uploads that
-    /// finish in between may take names.
-    pub fn save_as(&self) -> String {
-        self.store.free_name(self.name)
-    }
-}
-
-/// Decides on upload requests. Called from many connection threads at once.
-pub trait Approve: Send + Sync {
-    /// Decides on one request; blocking here holds only that connection.
-    fn approve(&self, ask: &Ask<'_>) -> Decision;
-
-    /// The server is shutting down: questions waiting or on screen should be denied now.
-    fn stop(&self) {}
-}
-
-impl<A: Approve + ?Sized> Approve for std::sync::Arc<A> {
-    fn approve(&self, ask: &Ask<'_>) -> Decision {
-        (**self).approve(ask)
-    }
-
-    fn stop(&self) {
-        (**self).stop();
-    }
-}
-
-impl<F: Fn(&Ask<'_>) -> Verdict + Send + Sync> Approve for F {
-    fn approve(&self, ask: &Ask<'_>) -> Decision {
-        self(ask).into()
-    }
-}
-
-/// Accepts every request without asking (`fup-server --yes`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AcceptAll;
-
-impl Approve for AcceptAll {
-    fn approve(&self, _: &Ask<'_>) -> Decision {
-        Decision::auto(Verdict::Accepted, "--yes")
-    }
-}
+/// Time the operator has to answer a question unless told otherwise.
+pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Asks an operator: writes a question to `W` and takes one line of answer from an input read
 /// by a thread of its own (so that a question can time out).
@@ -193,7 +90,20 @@ impl<W: Write + Send> TerminalApprover<W> {
                     }
                 }
             })?;
-        Ok(TerminalApprover {
+        Ok(TerminalApprover::with_answers(
+            answers,
+            output,
+            prompt_timeout,
+        ))
+    }
+
+    /// An approver taking its answers, one line each, from `answers`.
+    fn with_answers(
+        answers: Receiver<String>,
+        output: W,
+        prompt_timeout: Option<Duration>,
+    ) -> TerminalApprover<W> {
+        TerminalApprover {
             queue: Mutex::default(),
             turn: Condvar::new(),
             io: Mutex::new(Terminal {
@@ -204,7 +114,7 @@ impl<W: Write + Send> TerminalApprover<W> {
             prompt_timeout,
             screen: Arc::default(),
             stopping: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Shares `screen` with whoever else writes to the same terminal (log and status lines).
@@ -213,38 +123,113 @@ impl<W: Write + Send> TerminalApprover<W> {
         self
     }
 
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// How many questions wait behind the one on screen.
     fn waiting_behind(&self) -> usize {
         lock(&self.queue).waiting.len().saturating_sub(1)
     }
 
-    /// Waits for this question's turn; `None` if the client hung up first.
-    fn take_turn(&self, gone: &dyn Fn() -> bool) -> Result<Turn<'_, W>, &'static str> {
+    /// Waits for this question's turn; or says why it will not come.
+    fn take_turn(&self, client_gone: &dyn Fn() -> bool) -> Result<Turn<'_, W>, Reason> {
         let mut queue = lock(&self.queue);
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         queue.waiting.push_back(ticket);
         loop {
-            if self.stopping.load(Ordering::SeqCst) {
-                queue.waiting.retain(|&t| t != ticket);
-                self.turn.notify_all();
-                return Err(SHUTTING_DOWN);
-            }
-            if queue.waiting.front() == Some(&ticket) {
+            let leave = if self.is_stopping() {
+                Some(Reason::ShuttingDown)
+            } else if queue.waiting.front() == Some(&ticket) {
                 return Ok(Turn {
                     approver: self,
                     ticket,
                 });
-            }
-            queue = self
-                .turn
-                .wait_timeout(queue, POLL)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if gone() {
+            } else {
+                queue = self
+                    .turn
+                    .wait_timeout(queue, POLL)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                client_gone().then_some(Reason::HungUpWaiting)
+            };
+            if let Some(reason) = leave {
                 queue.waiting.retain(|&t| t != ticket);
                 self.turn.notify_all();
-                return Err("client hung up while waiting");
+                return Err(reason);
+            }
+        }
+    }
+
+    /// Asks on screen until a verdict, or a reason why there will be none.
+    fn ask_on_screen(&self, term: &mut Terminal<W>, ask: &Ask<'_>) -> Decision {
+        if term.stale {
+            while term.answers.try_recv().is_ok() {}
+            term.stale = false;
+        }
+        let out = &mut term.output;
+        let save_as = ask.save_as();
+        self.screen
+            .begin_question(out, &question(ask, &save_as, self.waiting_behind()));
+        let deadline = self
+            .prompt_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        for tries in 1..=MAX_TRIES {
+            self.screen.show_prompt(out);
+            let answered = self.wait_for_answer(&term.answers, deadline, ask.client_gone);
+            self.screen.prompt_answered();
+            let answer = match answered {
+                Ok(answer) => answer,
+                Err(reason) => {
+                    self.screen
+                        .question_line(out, &format!("\n{reason}, so the upload is denied"));
+                    // Lines typed from now on answer no question on screen.
+                    term.stale = reason != Reason::NoInput;
+                    return Decision::deny(reason);
+                }
+            };
+            if let Some(verdict) = parse_answer(&answer) {
+                return verdict.into();
+            }
+            if tries < MAX_TRIES {
+                self.screen
+                    .question_line(out, "please answer y (yes) or n (no)");
+            }
+        }
+        self.screen.question_line(
+            out,
+            &format!("no valid answer after {MAX_TRIES} tries, so the upload is denied"),
+        );
+        Decision::deny(Reason::NoValidAnswer)
+    }
+
+    /// Waits for one line of answer; or says why none will come.
+    fn wait_for_answer(
+        &self,
+        answers: &Receiver<String>,
+        deadline: Option<Instant>,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Result<String, Reason> {
+        loop {
+            let wait = deadline.map_or(POLL, |d| {
+                d.saturating_duration_since(Instant::now()).min(POLL)
+            });
+            match answers.recv_timeout(wait) {
+                Ok(answer) => return Ok(answer),
+                Err(RecvTimeoutError::Disconnected) => return Err(Reason::NoInput),
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.is_stopping() {
+                        return Err(Reason::ShuttingDown);
+                    }
+                    if client_gone() {
+                        return Err(Reason::Withdrawn);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let limit = self.prompt_timeout.unwrap_or_default();
+                        return Err(Reason::PromptTimeout(limit));
+                    }
+                }
             }
         }
     }
@@ -273,121 +258,40 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 
     fn approve(&self, ask: &Ask<'_>) -> Decision {
-        let _turn = match self.take_turn(ask.gone) {
+        let _turn = match self.take_turn(ask.client_gone) {
             Ok(turn) => turn,
-            Err(why) => return Decision::auto(Verdict::Denied, why),
+            Err(reason) => return Decision::deny(reason),
         };
         let mut term = lock(&self.io);
-        let term = &mut *term;
-        if term.stale {
-            while term.answers.try_recv().is_ok() {}
-            term.stale = false;
-        }
-        let out = &mut term.output;
-        let save_as = ask.save_as();
-        let path = ask.store.dir().join(&save_as);
-        let mut text = format!(
-            "{} wants to send \"{}\" ({}, {} bytes)\n  to {}",
-            ask.peer,
-            display::escape(ask.name),
-            display::bytes(ask.size),
-            ask.size,
-            display::escape(&path.to_string_lossy())
-        );
-        if save_as != ask.name {
-            text.push_str(" (exists, keeping both)");
-        }
-        if let Some(free) = ask.free {
-            text.push_str(&format!("; {} free", display::bytes(free)));
-        }
-        match self.waiting_behind() {
-            0 => {}
-            n => text.push_str(&format!("; {n} more waiting")),
-        }
-        text.push('\n');
-        self.screen.begin_question(out, &text);
-        let deadline = self
-            .prompt_timeout
-            .and_then(|t| Instant::now().checked_add(t));
-        let mut tries = 0;
-        let decision = loop {
-            self.screen.show_prompt(out);
-            let stopping = || self.stopping.load(Ordering::SeqCst);
-            let answered = wait_for_answer(
-                &term.answers,
-                deadline,
-                self.prompt_timeout,
-                &stopping,
-                ask.gone,
-            );
-            self.screen.prompt_answered();
-            let answer = match answered {
-                Ok(answer) => answer,
-                Err(why) => {
-                    self.screen
-                        .question_line(out, &format!("\n{why}, so the upload is denied"));
-                    if why != NO_INPUT {
-                        term.stale = true;
-                    }
-                    break Decision::auto(Verdict::Denied, why);
-                }
-            };
-            match parse_answer(&answer) {
-                Some(verdict) => break verdict.into(),
-                None => {
-                    tries += 1;
-                    if tries == MAX_TRIES {
-                        let why = format!(
-                            "no valid answer after {MAX_TRIES} tries, so the upload is denied"
-                        );
-                        self.screen.question_line(out, &why);
-                        break Decision::auto(Verdict::Denied, "no valid answer");
-                    }
-                    self.screen
-                        .question_line(out, "please answer y (yes) or n (no)");
-                }
-            }
-        };
-        self.screen.end_question(out);
+        let decision = self.ask_on_screen(&mut term, ask);
+        self.screen.end_question(&mut term.output);
         decision
     }
 }
 
-/// The reason for denials while the server shuts down.
-pub(crate) const SHUTTING_DOWN: &str = "server is shutting down";
-
-const NO_INPUT: &str =
-    "no answer: standard input is closed (start fup-server with --yes to accept every upload)";
-
-/// Waits for one line of answer; or says why none will come.
-fn wait_for_answer(
-    answers: &Receiver<String>,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
-    stopping: &dyn Fn() -> bool,
-    gone: &dyn Fn() -> bool,
-) -> Result<String, String> {
-    loop {
-        let wait = deadline.map_or(POLL, |d| {
-            d.saturating_duration_since(Instant::now()).min(POLL)
-        });
-        match answers.recv_timeout(wait) {
-            Ok(answer) => return Ok(answer),
-            Err(RecvTimeoutError::Disconnected) => return Err(NO_INPUT.to_string()),
-            Err(RecvTimeoutError::Timeout) => {
-                if stopping() {
-                    return Err(SHUTTING_DOWN.to_string());
-                }
-                if gone() {
-                    return Err("client hung up; question withdrawn".to_string());
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    let secs = timeout.unwrap_or_default().as_secs_f64();
-                    return Err(format!("no answer within {secs} s"));
-                }
-            }
-        }
+/// The lines that describe an upload to the operator, before the prompt: who, what, how
+/// large, where it will be stored (`save_as`), the free space, and how many more wait.
+pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
+    let path = ask.store.dir().join(save_as);
+    let mut text = format!(
+        "{} wants to send \"{}\" ({}, {} bytes)\n  to {}",
+        ask.peer,
+        text::escape(ask.name),
+        text::bytes(ask.size),
+        ask.size,
+        text::escape(&path.to_string_lossy())
+    );
+    if save_as != ask.name {
+        text.push_str(" (exists, keeping both)");
     }
+    if let Some(free) = ask.free {
+        text.push_str(&format!("; {} free", text::bytes(free)));
+    }
+    if waiting > 0 {
+        text.push_str(&format!("; {waiting} more waiting"));
+    }
+    text.push('\n');
+    text
 }
 
 /// `y`/`yes` accepts, `n`/`no`/empty denies, in any case; anything else is not an answer.
@@ -407,7 +311,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::screen::PROMPT;
+    use crate::server::Store;
+    use crate::term::screen::PROMPT;
     use std::io::Cursor;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -438,18 +343,7 @@ mod tests {
         screen: &Screen,
         prompt_timeout: Option<Duration>,
     ) -> TerminalApprover<Screen> {
-        TerminalApprover {
-            queue: Mutex::default(),
-            turn: Condvar::new(),
-            io: Mutex::new(Terminal {
-                answers: rx,
-                output: screen.clone(),
-                stale: false,
-            }),
-            prompt_timeout,
-            screen: Arc::default(),
-            stopping: AtomicBool::new(false),
-        }
+        TerminalApprover::with_answers(rx, screen.clone(), prompt_timeout)
     }
 
     fn never() -> bool {
@@ -500,14 +394,14 @@ mod tests {
         store
     }
 
-    fn ask<'a>(name: &'a str, _save_as: &'a str, gone: &'a dyn Fn() -> bool) -> Ask<'a> {
+    fn ask<'a>(name: &'a str, _save_as: &'a str, client_gone: &'a dyn Fn() -> bool) -> Ask<'a> {
         Ask {
             peer: "127.0.0.1:4000".parse().unwrap(),
             name,
             size: 1536,
             store: store(),
             free: Some(2048),
-            gone,
+            client_gone,
         }
     }
 
@@ -690,10 +584,7 @@ mod tests {
         wait_for(&screen, PROMPT);
         approver.stop();
         for asked in asking {
-            assert_eq!(
-                asked.join().unwrap(),
-                Decision::auto(Verdict::Denied, SHUTTING_DOWN)
-            );
+            assert_eq!(asked.join().unwrap(), Decision::deny(Reason::ShuttingDown));
         }
         assert_eq!(
             approver.approve(&ask("late", "late", &never)).verdict,
@@ -702,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn closures_and_accept_all_approve() {
+    fn closures_approve_as_the_operator() {
         let a = ask("x", "x", &never);
         let deny = |_: &Ask<'_>| Verdict::Denied;
         assert_eq!(
@@ -712,9 +603,20 @@ mod tests {
                 reason: None
             }
         );
+    }
+
+    #[test]
+    fn question_says_who_what_where_and_how_many_wait() {
+        let a = ask("a.txt", "a.txt", &never);
+        let text = question(&a, "a (1).txt", 2);
+        let dir = store().dir().display();
         assert_eq!(
-            AcceptAll.approve(&a),
-            Decision::auto(Verdict::Accepted, "--yes")
+            text,
+            format!(
+                "127.0.0.1:4000 wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  to {dir}/a (1).txt (exists, keeping both); 2.0 KiB free; 2 more waiting\n"
+            )
         );
+        let plain = Ask { free: None, ..a };
+        assert!(question(&plain, "a.txt", 0).ends_with("/a.txt\n"));
     }
 }

@@ -26,8 +26,8 @@ pub fn is_invisible(c: char) -> bool {
 /// # Example
 ///
 /// ```
-/// assert_eq!(fup::display::escape("a\nb\u{1b}[2J\u{202e}"), r"a\nb\u{1b}[2J\u{202e}");
-/// assert_eq!(fup::display::escape("사진 1.jpg"), "사진 1.jpg");
+/// assert_eq!(fup::text::escape("a\nb\u{1b}[2J\u{202e}"), r"a\nb\u{1b}[2J\u{202e}");
+/// assert_eq!(fup::text::escape("사진 1.jpg"), "사진 1.jpg");
 /// ```
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

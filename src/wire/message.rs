@@ -8,20 +8,19 @@ use std::io::{self, Read, Write};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use super::header::{ByteField, HEADER_LEN, Header, MsgType};
+use super::limits::{
+    FILESIZE_LEN, Limit, MAX_DATA_LEN, MAX_NAME_LEN, MAX_REQUEST_BODY, VERDICT_BODY_LEN,
+};
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, Header, MsgType};
 
-/// Longest file name accepted, in bytes (the usual file-system limit for one path component).
-pub const MAX_NAME_LEN: usize = 255;
-/// Length of the `filesize` field that starts a request body.
-const FILESIZE_LEN: usize = 8;
-/// Longest request body: `filesize` plus the longest name.
-pub const MAX_REQUEST_BODY: u32 = (FILESIZE_LEN + MAX_NAME_LEN) as u32;
-/// Exact length of a response or result body: `msgid u32` + one byte.
-pub const VERDICT_BODY_LEN: u32 = 5;
-/// Largest data body accepted or sent. Data is streamed, so this bounds what one message may
-/// claim, not what is ever held in memory.
-pub const MAX_DATA_LEN: u32 = 16 * 1024 * 1024;
+/// The msgid of a client's request, which every data message of the upload repeats
+/// (PROTOCOL.md, steps 1 and 3).
+pub const REQUEST_ID: u32 = 1;
+/// The msgid of the server's response (PROTOCOL.md, step 2).
+pub const RESPONSE_ID: u32 = 0;
+/// The msgid of the server's result: the one after its response (PROTOCOL.md, step 5).
+pub const RESULT_ID: u32 = 1;
 
 /// The server's answer to a request. On the wire **0 means accepted** (PROTOCOL.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +40,7 @@ impl TryFrom<u8> for Verdict {
             0 => Ok(Verdict::Accepted),
             1 => Ok(Verdict::Denied),
             value => Err(Error::BadByte {
-                field: "response",
+                field: ByteField::Response,
                 value,
             }),
         }
@@ -67,7 +66,7 @@ impl TryFrom<u8> for Outcome {
             0 => Ok(Outcome::Failure),
             1 => Ok(Outcome::Success),
             value => Err(Error::BadByte {
-                field: "result",
+                field: ByteField::Result,
                 value,
             }),
         }
@@ -77,7 +76,8 @@ impl TryFrom<u8> for Outcome {
 /// The body of a request: the file's size and its name.
 ///
 /// The name is kept as the raw bytes from the wire, so that a server can answer a request with
-/// a bad name with a clean denial rather than dropping the connection.
+/// a bad name with a clean denial rather than dropping the connection; the server's name check
+/// decides what is acceptable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRequest {
     /// Size of the file in bytes.
@@ -93,15 +93,6 @@ impl FileRequest {
             size,
             name: name.as_bytes().to_vec(),
         }
-    }
-
-    /// The name as UTF-8.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NameNotUtf8`] if the peer sent bytes that are not UTF-8.
-    pub fn name_utf8(&self) -> Result<&str> {
-        std::str::from_utf8(&self.name).map_err(|_| Error::NameNotUtf8)
     }
 }
 
@@ -159,6 +150,14 @@ impl Body {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The error for this body arriving where the exchange called for an `expected` one.
+    pub fn unexpected(&self, expected: MsgType) -> Error {
+        Error::Unexpected {
+            expected,
+            got: self.msg_type(),
+        }
+    }
 }
 
 /// One message: the header fields that vary, plus the body.
@@ -176,6 +175,20 @@ pub struct Message {
     pub last: bool,
     /// What the message carries.
     pub body: Body,
+}
+
+/// The header of data message `seq` of an upload with msgid `id`, carrying `len` bytes.
+/// Both ways of sending file bytes (buffered and zero-copy) frame them with this.
+pub fn data_header(id: u32, seq: u16, fragmented: bool, last: bool, len: u32) -> [u8; HEADER_LEN] {
+    Message {
+        id,
+        seq,
+        fragmented,
+        last,
+        body: Body::Data { len },
+    }
+    .header()
+    .encode()
 }
 
 impl Message {
@@ -233,65 +246,24 @@ impl Message {
         }
         let header = Header::decode(&head)?;
         let body = match header.msg_type {
-            MsgType::Request => {
-                let len = header.body_len;
-                if len > MAX_REQUEST_BODY {
-                    return Err(Error::TooLarge {
-                        what: "request body",
-                        got: len.into(),
-                        limit: MAX_REQUEST_BODY.into(),
-                    });
-                }
-                if (len as usize) < FILESIZE_LEN {
-                    return Err(Error::BodyLength {
-                        msg_type: MsgType::Request,
-                        expected: FILESIZE_LEN as u32,
-                        got: len,
-                    });
-                }
-                // Bounded by MAX_REQUEST_BODY just above.
-                let mut buf = vec![0; len as usize];
-                read_body(&mut r, &mut buf)?;
-                Body::Request(FileRequest {
-                    size: LE::read_u64(&buf[..FILESIZE_LEN]),
-                    name: buf.split_off(FILESIZE_LEN),
-                })
-            }
-            MsgType::Response | MsgType::Result => {
-                if header.body_len != VERDICT_BODY_LEN {
-                    return Err(Error::BodyLength {
-                        msg_type: header.msg_type,
-                        expected: VERDICT_BODY_LEN,
-                        got: header.body_len,
-                    });
-                }
-                let mut buf = [0; VERDICT_BODY_LEN as usize];
-                read_body(&mut r, &mut buf)?;
-                let request_id = LE::read_u32(&buf[..4]);
-                if header.msg_type == MsgType::Response {
-                    Body::Response {
-                        request_id,
-                        verdict: Verdict::try_from(buf[4])?,
-                    }
-                } else {
-                    Body::Result {
-                        request_id,
-                        outcome: Outcome::try_from(buf[4])?,
-                    }
+            MsgType::Request => Body::Request(read_request_body(&mut r, header.body_len)?),
+            MsgType::Response => {
+                let (request_id, byte) = read_verdict_body(&mut r, &header)?;
+                Body::Response {
+                    request_id,
+                    verdict: Verdict::try_from(byte)?,
                 }
             }
-            MsgType::Data => {
-                if header.body_len > MAX_DATA_LEN {
-                    return Err(Error::TooLarge {
-                        what: "data message",
-                        got: header.body_len.into(),
-                        limit: MAX_DATA_LEN.into(),
-                    });
-                }
-                Body::Data {
-                    len: header.body_len,
+            MsgType::Result => {
+                let (request_id, byte) = read_verdict_body(&mut r, &header)?;
+                Body::Result {
+                    request_id,
+                    outcome: Outcome::try_from(byte)?,
                 }
             }
+            MsgType::Data => Body::Data {
+                len: check_data_len(header.body_len)?,
+            },
         };
         Ok(Some(Message {
             id: header.msg_id,
@@ -324,7 +296,7 @@ impl Message {
             Body::Request(req) => {
                 if req.name.len() > MAX_NAME_LEN {
                     return Err(Error::TooLarge {
-                        what: "file name",
+                        what: Limit::FileName,
                         got: req.name.len() as u64,
                         limit: MAX_NAME_LEN as u64,
                     });
@@ -336,33 +308,77 @@ impl Message {
             Body::Response {
                 request_id,
                 verdict,
-            } => {
-                LE::write_u32(&mut body[..4], *request_id);
-                body[4] = *verdict as u8;
-                VERDICT_BODY_LEN as usize
-            }
+            } => encode_verdict_body(body, *request_id, *verdict as u8),
             Body::Result {
                 request_id,
                 outcome,
-            } => {
-                LE::write_u32(&mut body[..4], *request_id);
-                body[4] = *outcome as u8;
-                VERDICT_BODY_LEN as usize
-            }
+            } => encode_verdict_body(body, *request_id, *outcome as u8),
             Body::Data { len } => {
-                if *len > MAX_DATA_LEN {
-                    return Err(Error::TooLarge {
-                        what: "data message",
-                        got: (*len).into(),
-                        limit: MAX_DATA_LEN.into(),
-                    });
-                }
+                check_data_len(*len)?;
                 0
             }
         };
         buf[..HEADER_LEN].copy_from_slice(&self.header().encode());
         Ok(HEADER_LEN + body_len)
     }
+}
+
+/// A request body: `filesize u64` + name, at most [`MAX_REQUEST_BODY`] bytes, checked before
+/// the body is allocated.
+fn read_request_body<R: Read>(r: &mut R, len: u32) -> Result<FileRequest> {
+    if len > MAX_REQUEST_BODY {
+        return Err(Error::TooLarge {
+            what: Limit::RequestBody,
+            got: len.into(),
+            limit: MAX_REQUEST_BODY.into(),
+        });
+    }
+    if (len as usize) < FILESIZE_LEN {
+        return Err(Error::BodyLength {
+            msg_type: MsgType::Request,
+            expected: FILESIZE_LEN as u32,
+            got: len,
+        });
+    }
+    // Bounded by MAX_REQUEST_BODY just above.
+    let mut buf = vec![0; len as usize];
+    read_body(r, &mut buf)?;
+    Ok(FileRequest {
+        size: LE::read_u64(&buf[..FILESIZE_LEN]),
+        name: buf.split_off(FILESIZE_LEN),
+    })
+}
+
+/// A response or result body: exactly `msgid u32` + one byte (h2's Ping rule: no other length).
+fn read_verdict_body<R: Read>(r: &mut R, header: &Header) -> Result<(u32, u8)> {
+    if header.body_len != VERDICT_BODY_LEN {
+        return Err(Error::BodyLength {
+            msg_type: header.msg_type,
+            expected: VERDICT_BODY_LEN,
+            got: header.body_len,
+        });
+    }
+    let mut buf = [0; VERDICT_BODY_LEN as usize];
+    read_body(r, &mut buf)?;
+    Ok((LE::read_u32(&buf[..4]), buf[4]))
+}
+
+fn encode_verdict_body(body: &mut [u8], request_id: u32, byte: u8) -> usize {
+    LE::write_u32(&mut body[..4], request_id);
+    body[4] = byte;
+    VERDICT_BODY_LEN as usize
+}
+
+/// A data body may claim at most [`MAX_DATA_LEN`] bytes.
+fn check_data_len(len: u32) -> Result<u32> {
+    if len > MAX_DATA_LEN {
+        return Err(Error::TooLarge {
+            what: Limit::DataMessage,
+            got: len.into(),
+            limit: MAX_DATA_LEN.into(),
+        });
+    }
+    Ok(len)
 }
 
 /// Fills `buf` from `r`. Returns `Ok(false)` if the stream was already at its end, and
@@ -393,7 +409,7 @@ fn read_body<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::*;
+    use crate::wire::golden::*;
     use proptest::prelude::*;
 
     fn encode(msg: &Message) -> Vec<u8> {
@@ -525,7 +541,7 @@ mod tests {
             matches!(
                 err,
                 Error::TooLarge {
-                    what: "request body",
+                    what: Limit::RequestBody,
                     ..
                 }
             ),
@@ -554,7 +570,7 @@ mod tests {
             matches!(
                 err,
                 Error::TooLarge {
-                    what: "data message",
+                    what: Limit::DataMessage,
                     ..
                 }
             ),
@@ -573,7 +589,7 @@ mod tests {
         assert!(matches!(
             decode(&bytes),
             Err(Error::BadByte {
-                field: "response",
+                field: ByteField::Response,
                 value: 2
             })
         ));
@@ -582,7 +598,7 @@ mod tests {
         assert!(matches!(
             decode(&bytes),
             Err(Error::BadByte {
-                field: "result",
+                field: ByteField::Result,
                 value: 0xff
             })
         ));
@@ -590,13 +606,28 @@ mod tests {
 
     #[test]
     fn names_that_are_not_utf8_still_decode() {
+        // The server's name check, not the decoder, refuses such names: with a denial.
         let mut bytes = GOLDEN_REQUEST.to_vec();
         bytes[24] = 0xff;
         let msg = decode(&bytes).unwrap().unwrap();
         let Body::Request(req) = msg.body else {
             panic!("not a request")
         };
-        assert!(matches!(req.name_utf8(), Err(Error::NameNotUtf8)));
+        assert_eq!(req.name[0], 0xff);
+    }
+
+    #[test]
+    fn data_header_frames_the_golden_data() {
+        assert_eq!(
+            data_header(REQUEST_ID, 0, false, true, 3),
+            GOLDEN_DATA[..HEADER_LEN]
+        );
+    }
+
+    #[test]
+    fn unexpected_names_both_kinds() {
+        let err = Body::Data { len: 0 }.unexpected(MsgType::Request);
+        assert_eq!(err.to_string(), "expected a request message, got data");
     }
 
     #[test]

@@ -6,6 +6,30 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use crate::error::{Error, Result};
 
+/// Which one-byte field held a value the protocol does not define.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteField {
+    /// The header's `frag` flag (0 or 1).
+    Frag,
+    /// The header's `last` flag (0 or 1).
+    Last,
+    /// A response's verdict byte (0 or 1).
+    Response,
+    /// A result's outcome byte (0 or 1).
+    Result,
+}
+
+impl fmt::Display for ByteField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ByteField::Frag => "frag",
+            ByteField::Last => "last",
+            ByteField::Response => "response",
+            ByteField::Result => "result",
+        })
+    }
+}
+
 /// Length of the encoded header in bytes.
 pub const HEADER_LEN: usize = 16;
 
@@ -97,8 +121,8 @@ impl Header {
             msg_id: LE::read_u32(&buf[0..4]),
             msg_type: MsgType::try_from(LE::read_u32(&buf[4..8]))?,
             body_len: LE::read_u32(&buf[8..12]),
-            fragmented: flag("frag", buf[12])?,
-            last: flag("last", buf[13])?,
+            fragmented: flag(ByteField::Frag, buf[12])?,
+            last: flag(ByteField::Last, buf[13])?,
             seq: LE::read_u16(&buf[14..16]),
         })
     }
@@ -116,7 +140,7 @@ impl Header {
     }
 }
 
-fn flag(field: &'static str, value: u8) -> Result<bool> {
+fn flag(field: ByteField, value: u8) -> Result<bool> {
     match value {
         0 => Ok(false),
         1 => Ok(true),
@@ -179,7 +203,7 @@ mod tests {
 
     #[test]
     fn flag_bytes_other_than_0_or_1_are_rejected() {
-        for (index, field) in [(12, "frag"), (13, "last")] {
+        for (index, field) in [(12, ByteField::Frag), (13, ByteField::Last)] {
             for value in [2u8, 0x80, 0xff] {
                 let mut bytes = REQUEST_HEADER;
                 bytes[index] = value;

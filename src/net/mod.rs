@@ -1,0 +1,128 @@
+//! Everything that touches a socket or a descriptor: the [`Conn`] capabilities the protocol
+//! code needs, deadlines, moving file bytes, the accept loop, socket setup, and (in [`sys`])
+//! every `unsafe` line of the crate.
+//!
+//! A new transport goes here: implement [`Conn`] for it, and the server's session and the
+//! client's upload run over it unchanged.
+
+pub mod deadline;
+pub mod listen;
+pub mod sys;
+pub mod transfer;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+pub use deadline::Deadline;
+pub use listen::{Accepted, DEFAULT_MAX_CONNECTIONS, ListenEvent, serve_each};
+pub use transfer::{Mover, Source};
+
+/// A byte stream to a peer: `Read + Write`, plus read timeouts and, for sockets, the
+/// descriptor (for zero-copy moves and hang-up checks). In-memory streams implement it too,
+/// so the protocol code is tested without sockets.
+pub trait Conn: Read + Write {
+    /// Limits how long each following read may block (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// If the limit cannot be set.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// The socket under this stream, if there is one.
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Whether the peer has closed the connection, checked without blocking or consuming
+    /// anything. Streams that cannot tell say `false`.
+    fn peer_closed(&self) -> bool {
+        self.socket().is_some_and(sys::socket_closed)
+    }
+}
+
+macro_rules! socket_conn {
+    ($($t:ty => $base:ident),*) => {$(
+        impl Conn for $t {
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                $base::set_read_timeout(self, timeout)
+            }
+
+            fn socket(&self) -> Option<BorrowedFd<'_>> {
+                Some(self.as_fd())
+            }
+        }
+    )*};
+}
+
+socket_conn!(TcpStream => TcpStream, &TcpStream => TcpStream, UnixStream => UnixStream, &UnixStream => UnixStream);
+
+impl<C: Conn + ?Sized> Conn for &mut C {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        (**self).socket()
+    }
+
+    fn peer_closed(&self) -> bool {
+        (**self).peer_closed()
+    }
+}
+
+/// Sets up a fresh TCP connection for FUP, on either side: no Nagle delay (small control
+/// messages go at once) and writes limited to `write_timeout`, so a peer that stops reading
+/// cannot hold a thread forever.
+///
+/// # Errors
+///
+/// If an option cannot be set.
+pub fn prepare(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(write_timeout))
+}
+
+/// Connects to the first address of `addr` that answers within `timeout` each, and
+/// [`prepare`]s the connection with the same `timeout` for writes.
+///
+/// # Errors
+///
+/// If the name does not resolve, or no address accepts: the last address's error.
+pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
+    for addr in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => {
+                prepare(&stream, timeout)?;
+                return Ok(stream);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn connect_tries_every_address_and_sets_the_socket_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = connect(("127.0.0.1", port), Duration::from_secs(5)).unwrap();
+        assert!(stream.nodelay().unwrap());
+        assert_eq!(
+            stream.write_timeout().unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert!(stream.socket().is_some() && !stream.peer_closed());
+        drop(listener);
+        let err = connect(("127.0.0.1", port), Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}

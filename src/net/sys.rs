@@ -1,0 +1,203 @@
+//! Every `unsafe` line of the crate, audited here: thin, safe wrappers over the system calls
+//! that std does not offer (hang-up peeks, pipes, splice, sendfile, statvfs, a signal).
+//!
+//! Each wrapper takes borrowed descriptors (so none can be used after it is closed), retries
+//! `EINTR`, and returns the raw `io::Error` otherwise: what an error *means* (a timeout, a file
+//! system that cannot splice) is decided by the callers, in safe code.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Runs a system call until it is not interrupted; a negative return is the thread's `errno`.
+fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Peeks one byte without blocking: end of stream, or an error such as a reset, means the
+/// peer is gone; pending data or nothing yet means it is still there.
+pub fn socket_closed(sock: BorrowedFd<'_>) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `sock` is an open descriptor for the duration of the borrow, and the buffer is
+    // one byte that we own.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            (&raw mut byte).cast::<libc::c_void>(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => !matches!(
+            io::Error::last_os_error().kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
+    }
+}
+
+/// Free space for an unprivileged writer on the file system holding `path`, if it says.
+pub fn free_space(path: &Path) -> Option<u64> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a struct for statvfs to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    // The field types are narrower than u64 on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    Some(blocks.saturating_mul(size))
+}
+
+/// Makes writes past a file-size limit fail with `EFBIG` (a failed upload) instead of
+/// `SIGXFSZ` killing the whole server.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to "ignore" installs no handler, and is
+    // async-signal-safe and thread-safe.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
+/// A pipe that spliced data passes through; it holds page references, not copies.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct Pipe {
+    /// The end data is spliced out of.
+    pub read: OwnedFd,
+    /// The end data is spliced into.
+    pub write: OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Pipe {
+    /// A new close-on-exec pipe, asked to hold `capacity` bytes (the kernel may give less: a
+    /// smaller pipe only means more system calls).
+    pub fn new(capacity: usize) -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let capacity = libc::c_int::try_from(capacity).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_SETPIPE_SZ on a pipe we own; failure leaves the default size.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, capacity) };
+        Ok(Pipe { read, write })
+    }
+}
+
+/// `splice(2)`: moves up to `len` bytes from `from` to `to` (one of them a pipe) at their
+/// current positions, without copying them through user space.
+#[cfg(target_os = "linux")]
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: borrowed open descriptors and null offsets (use and move the positions).
+        unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE,
+            )
+        }
+    })
+}
+
+/// `send(2)` of `buf` on a socket, without `SIGPIPE`; with `more`, tells TCP that more data
+/// follows at once (`MSG_MORE`), so a header and its body share segments.
+#[cfg(target_os = "linux")]
+pub fn send(sock: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: a borrowed open socket and a buffer of `buf.len()` bytes.
+    retry(|| unsafe { libc::send(sock.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) })
+}
+
+/// `sendfile(2)`: sends up to `len` bytes of `file` from `*offset` to `sock`, advancing
+/// `*offset` by what was sent and leaving the file's own position alone.
+#[cfg(target_os = "linux")]
+pub fn sendfile(
+    sock: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: &mut u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut off =
+        libc::off_t::try_from(*offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: borrowed open descriptors and an offset we own, which the kernel advances.
+    let n = retry(|| unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, len) })?;
+    *offset += n as u64;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn hang_up_is_seen_without_consuming_data() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        assert!(!socket_closed(a.as_fd()));
+        b.write_all(b"x").unwrap();
+        assert!(!socket_closed(a.as_fd()), "pending data is not a hang-up");
+        let mut one = [0; 1];
+        a.read_exact(&mut one).unwrap();
+        b.shutdown(std::net::Shutdown::Both).unwrap();
+        assert!(socket_closed(a.as_fd()));
+        drop(b);
+        assert!(socket_closed(a.as_fd()));
+    }
+
+    #[test]
+    fn free_space_of_a_directory_and_of_nothing() {
+        assert!(free_space(Path::new("/")).is_some());
+        assert_eq!(free_space(Path::new("/no/such/dir")), None);
+        assert_eq!(free_space(Path::new("nul\0byte")), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn splice_through_a_pipe_and_sendfile_from_an_offset() {
+        let pipe = Pipe::new(1 << 20).unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"spliced").unwrap();
+        assert_eq!(splice(a.as_fd(), pipe.write.as_fd(), 7).unwrap(), 7);
+        let mut out = [0; 7];
+        std::fs::File::from(pipe.read.try_clone().unwrap())
+            .read_exact(&mut out)
+            .unwrap();
+        assert_eq!(&out, b"spliced");
+
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"0123456789").unwrap();
+        let mut offset = 4;
+        let n = sendfile(b.as_fd(), file.as_fd(), &mut offset, 3).unwrap();
+        assert_eq!((n, offset), (3, 7));
+        assert_eq!(send(b.as_fd(), b"!", false).unwrap(), 1);
+        let mut got = [0; 4];
+        (&a).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"456!");
+    }
+}

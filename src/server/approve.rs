@@ -1,0 +1,75 @@
+//! The seam where an operator decides: [`Approve`], asked about each upload that no policy
+//! rule decided, with everything worth knowing in an [`Ask`]. The terminal's implementation
+//! lives in `term`; tests pass a closure.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::policy::Decision;
+use super::store::Store;
+use crate::wire::Verdict;
+
+/// What the operator is asked about: one upload request whose name has already passed
+/// [`check_name`](super::names::check_name).
+#[derive(Clone, Copy)]
+pub struct Ask<'a> {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The file's name, as the client sent it.
+    pub name: &'a str,
+    /// The file's size in bytes, as announced.
+    pub size: u64,
+    /// Where it will be stored.
+    pub store: &'a Store,
+    /// Free space in the upload directory, if known.
+    pub free: Option<u64>,
+    /// Whether the client has hung up; an approver that waits should give up then.
+    pub client_gone: &'a dyn Fn() -> bool,
+}
+
+impl fmt::Debug for Ask<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ask")
+            .field("peer", &self.peer)
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("store", &self.store.dir())
+            .field("free", &self.free)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ask<'_> {
+    /// The name it would be stored under now: `name`, or `name (1).ext`… when `name` exists.
+    /// Asked when the question is shown, not when the request arrived, since uploads that
+    /// finish in between may take names.
+    pub fn save_as(&self) -> String {
+        self.store.free_name(self.name)
+    }
+}
+
+/// Decides on upload requests. Called from many connection threads at once.
+pub trait Approve: Send + Sync {
+    /// Decides on one request; blocking here holds only that connection.
+    fn approve(&self, ask: &Ask<'_>) -> Decision;
+
+    /// The server is shutting down: questions waiting or on screen should be denied now.
+    fn stop(&self) {}
+}
+
+impl<A: Approve + ?Sized> Approve for std::sync::Arc<A> {
+    fn approve(&self, ask: &Ask<'_>) -> Decision {
+        (**self).approve(ask)
+    }
+
+    fn stop(&self) {
+        (**self).stop();
+    }
+}
+
+/// A closure is an operator that always answers itself.
+impl<F: Fn(&Ask<'_>) -> Verdict + Send + Sync> Approve for F {
+    fn approve(&self, ask: &Ask<'_>) -> Decision {
+        self(ask).into()
+    }
+}

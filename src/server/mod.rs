@@ -1,0 +1,210 @@
+//! The server side: a [`Server`] (where files go, its policy, its operator, its limits), one
+//! [`Session`] per connection over any [`Conn`](crate::net::Conn), the thread-per-connection
+//! [`Server::serve`], and [`Server::shutdown`].
+//!
+//! A new policy rule goes in [`policy`]; a new way to approve implements [`Approve`]; a new
+//! log line is a case of [`Summary`]'s `Display`.
+
+pub mod approve;
+pub mod names;
+pub mod policy;
+pub mod session;
+pub mod store;
+pub mod summary;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+pub use approve::{Approve, Ask};
+pub use policy::{Decision, Policy, Reason};
+pub use session::{PROGRESS_EVERY, Session};
+pub use store::Store;
+pub use summary::{End, Summary};
+
+use crate::error::Error;
+pub use crate::net::listen::DEFAULT_MAX_CONNECTIONS;
+use crate::net::{self, Accepted, ListenEvent};
+
+/// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long [`Server::shutdown`] lets the denials of waiting requests go out before it
+/// removes the partial files and returns.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// An accepted upload moving on, reported at most every [`PROGRESS_EVERY`] and at its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The connection's number, as in [`Summary::connection`].
+    pub connection: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The file's name, as sent (it passed the name checks).
+    pub name: String,
+    /// Bytes received so far.
+    pub received: u64,
+    /// Bytes announced.
+    pub size: u64,
+    /// Time since the first data arrived.
+    pub elapsed: Duration,
+}
+
+/// What a running server reports to whoever prints its log.
+#[derive(Debug)]
+pub enum Event {
+    /// An accepted upload moved on.
+    Progress(Progress),
+    /// A connection ended.
+    Finished(Summary),
+    /// The accept loop gave up on a connection, or on accepting one; the server goes on.
+    Listen(ListenEvent),
+}
+
+/// A FUP server: where files go, which rules decide without asking, who is asked otherwise,
+/// how long a quiet peer is waited for and how many are served at once.
+pub struct Server {
+    store: Store,
+    policy: Policy,
+    approver: Option<Box<dyn Approve>>,
+    timeout: Duration,
+    max_connections: usize,
+    checksum: bool,
+    stopping: AtomicBool,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server storing into `store` under `policy`, with no operator (what no rule decides is
+    /// denied), [`DEFAULT_TIMEOUT`] and [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn new(store: Store, policy: Policy) -> Server {
+        Server {
+            store,
+            policy,
+            approver: None,
+            timeout: DEFAULT_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS.into(),
+            checksum: false,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks `approver` about every request no policy rule decided.
+    pub fn with_operator(mut self, approver: impl Approve + 'static) -> Server {
+        self.approver = Some(Box::new(approver));
+        self
+    }
+
+    /// Computes the SHA-256 of every upload while receiving it (see [`Summary::sha256`]). This
+    /// takes the buffered path instead of the zero-copy one.
+    pub fn with_checksum(mut self, checksum: bool) -> Server {
+        self.checksum = checksum;
+        self
+    }
+
+    /// Sets the deadline per message: the request must arrive whole within `timeout` of the
+    /// connection's start, and each data message within `timeout` of the previous one's end.
+    /// Deadlines, not per-read timeouts: a peer trickling a byte at a time is cut off too.
+    /// Writes to a peer that does not read time out after the same time.
+    pub fn with_timeout(mut self, timeout: Duration) -> Server {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how many connections are served at once; more are closed as they arrive.
+    pub fn with_max_connections(mut self, max: usize) -> Server {
+        self.max_connections = max;
+        self
+    }
+
+    /// The upload directory.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A session for one connection from `peer`, outside [`Server::serve`] (numbered 0, no
+    /// progress reports).
+    pub fn session(&self, peer: SocketAddr) -> Session<'_> {
+        Session::new(self, peer, 0, None)
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Starts shutting down: every request from now on, and every one waiting for the
+    /// operator, is denied for [`Reason::ShuttingDown`]. Uploads already accepted go on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(approver) = &self.approver {
+            approver.stop();
+        }
+    }
+
+    /// Shuts down for a process about to exit (destructors will not run): [`stop`]s, lets
+    /// the denials go out for `grace`, then removes the partial files of the uploads in
+    /// flight. Returns how many were removed.
+    ///
+    /// [`stop`]: Server::stop
+    pub fn shutdown(&self, grace: Duration) -> usize {
+        self.stop();
+        thread::sleep(grace);
+        self.store.remove_in_flight()
+    }
+
+    /// Serves connections from an already bound `listener` forever, one thread each, at most
+    /// the maximum at once, and reports every event to `report` (from the connection threads
+    /// and the accepting one).
+    ///
+    /// # Errors
+    ///
+    /// Only if the listener itself stops yielding connections; single failed accepts are
+    /// reported and skipped.
+    pub fn serve<F>(self: Arc<Self>, listener: TcpListener, report: F) -> io::Result<()>
+    where
+        F: Fn(Event) + Send + Sync + 'static,
+    {
+        net::sys::ignore_file_size_signal();
+        let report = Arc::new(report);
+        let on_connection = Arc::clone(&report);
+        let max = self.max_connections;
+        net::serve_each(
+            &listener,
+            "fup",
+            max,
+            move |accepted| {
+                let summary = self.handle(accepted, &*on_connection);
+                on_connection(Event::Finished(summary));
+            },
+            |event| report(Event::Listen(event)),
+        )
+    }
+
+    fn handle(&self, accepted: Accepted, report: &(dyn Fn(Event) + Sync)) -> Summary {
+        let Accepted {
+            stream,
+            peer,
+            number,
+        } = accepted;
+        if let Err(err) = net::prepare(&stream, self.timeout) {
+            let mut summary = Summary::new(peer, number);
+            summary.end = End::Failed(Error::from(err));
+            return summary;
+        }
+        Session::new(self, peer, number, Some(report)).run(&stream)
+    }
+}

@@ -1,0 +1,324 @@
+//! The acceptance policy: the rules that decide an upload without asking the operator
+//! (`--max-size`, free space, `--accept-from`, `--yes`), and the typed reasons for every
+//! decision not taken by the operator's own answer. Pure: no sockets, no files, no clock.
+//!
+//! A new policy rule goes here: a field on [`Policy`], a step in [`Policy::decide`], a
+//! [`Reason`] that says it, and a row in the table test.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::text;
+use crate::wire::Verdict;
+
+/// Why an upload was accepted or denied, when it was not the operator's own answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `--yes`: every upload is accepted.
+    Yes,
+    /// `--accept-from`: the client is in this trusted range.
+    AcceptFrom(Cidr),
+    /// `--max-size`: the file is larger than this many bytes.
+    MaxSize(u64),
+    /// The file is larger than the free space, this many bytes.
+    NoSpace(u64),
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The client hung up while its question waited for its turn.
+    HungUpWaiting,
+    /// The client hung up while its question was on screen.
+    Withdrawn,
+    /// The operator's standard input is closed: no answer will ever come.
+    NoInput,
+    /// The operator did not answer within this time.
+    PromptTimeout(Duration),
+    /// The operator's answers were neither yes nor no, too many times.
+    NoValidAnswer,
+    /// The server has no operator to ask, and no rule decided.
+    NoOperator,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Yes => f.write_str("--yes"),
+            Reason::AcceptFrom(range) => write!(f, "--accept-from {range}"),
+            Reason::MaxSize(max) => write!(f, "larger than --max-size {}", text::bytes(*max)),
+            Reason::NoSpace(free) => {
+                write!(f, "not enough free space ({} free)", text::bytes(*free))
+            }
+            Reason::ShuttingDown => f.write_str("server is shutting down"),
+            Reason::HungUpWaiting => f.write_str("client hung up while waiting"),
+            Reason::Withdrawn => f.write_str("client hung up; question withdrawn"),
+            Reason::NoInput => f.write_str(
+                "no answer: standard input is closed (start fup-server with --yes to accept every upload)",
+            ),
+            Reason::PromptTimeout(limit) => {
+                write!(f, "no answer within {} s", limit.as_secs_f64())
+            }
+            Reason::NoValidAnswer => f.write_str("no valid answer"),
+            Reason::NoOperator => f.write_str("no operator to ask"),
+        }
+    }
+}
+
+/// A verdict, and why when it was not the operator's own answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Accepted or denied.
+    pub verdict: Verdict,
+    /// Why, for a decision taken without the operator; `None` when the operator answered.
+    pub reason: Option<Reason>,
+}
+
+impl Decision {
+    /// Accepted without asking, for `reason`.
+    pub fn accept(reason: Reason) -> Decision {
+        Decision {
+            verdict: Verdict::Accepted,
+            reason: Some(reason),
+        }
+    }
+
+    /// Denied without asking (or without an answer), for `reason`.
+    pub fn deny(reason: Reason) -> Decision {
+        Decision {
+            verdict: Verdict::Denied,
+            reason: Some(reason),
+        }
+    }
+}
+
+impl From<Verdict> for Decision {
+    /// The operator's own answer.
+    fn from(verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            reason: None,
+        }
+    }
+}
+
+/// The rules a server applies before asking anyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Deny files larger than this (`--max-size`).
+    pub max_size: Option<u64>,
+    /// Accept clients in these ranges (`--accept-from`); sizes are still checked.
+    pub accept_from: Vec<Cidr>,
+    /// Accept everything that passes the size checks (`--yes`).
+    pub accept_all: bool,
+}
+
+impl Policy {
+    /// A policy that accepts every upload the size checks let through (`--yes`).
+    pub fn accept_all() -> Policy {
+        Policy {
+            accept_all: true,
+            ..Policy::default()
+        }
+    }
+
+    /// Decides an upload of `size` bytes from `peer` with `free` bytes free, if a rule
+    /// applies; `None` means the operator must be asked. Size rules come first, so even a
+    /// trusted client cannot fill the disk or pass `--max-size`.
+    pub fn decide(&self, peer: IpAddr, size: u64, free: Option<u64>) -> Option<Decision> {
+        if let Some(max) = self.max_size.filter(|&max| size > max) {
+            return Some(Decision::deny(Reason::MaxSize(max)));
+        }
+        if let Some(free) = free.filter(|&free| size > free) {
+            return Some(Decision::deny(Reason::NoSpace(free)));
+        }
+        if let Some(range) = self.accept_from.iter().find(|range| range.contains(peer)) {
+            return Some(Decision::accept(Reason::AcceptFrom(*range)));
+        }
+        self.accept_all.then(|| Decision::accept(Reason::Yes))
+    }
+}
+
+/// An IP address range such as `10.0.0.0/8`, `192.168.1.7` (one host) or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range. IPv4 peers seen on an IPv6 socket (`::ffff:a.b.c.d`) count
+    /// as the IPv4 address they are.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    /// Parses `ADDR/PREFIX` or a bare `ADDR` (a single host).
+    ///
+    /// ```
+    /// use fup::server::policy::Cidr;
+    ///
+    /// let lan: Cidr = "192.168.0.0/16".parse()?;
+    /// assert!(lan.contains("192.168.4.2".parse().unwrap()));
+    /// assert!(!lan.contains("10.0.0.1".parse().unwrap()));
+    /// # Ok::<(), String>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{p:?} is not a prefix length of 0 to {max}"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_ranges() {
+        let cases = [
+            ("10.0.0.0/8", "10.255.0.1", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("192.168.1.7", "192.168.1.7", true),
+            ("192.168.1.7", "192.168.1.8", false),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("127.0.0.1/32", "::ffff:127.0.0.1", true),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("::1", "::1", true),
+            ("10.0.0.0/8", "::1", false),
+        ];
+        for (range, addr, inside) in cases {
+            let cidr: Cidr = range.parse().unwrap();
+            assert_eq!(cidr.contains(ip(addr)), inside, "{range} {addr}");
+        }
+        for bad in ["", "x", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0/8"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            "10.1.0.0/16".parse::<Cidr>().unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+    }
+
+    #[test]
+    fn rules_decide_in_order() {
+        let lan: Cidr = "10.0.0.0/8".parse().unwrap();
+        let none = Policy::default();
+        let strict = Policy {
+            max_size: Some(100),
+            accept_from: vec![lan],
+            accept_all: false,
+        };
+        let yes = Policy {
+            max_size: Some(100),
+            ..Policy::accept_all()
+        };
+        let both = Policy {
+            accept_all: true,
+            ..strict.clone()
+        };
+        let accept = |reason| Some(Decision::accept(reason));
+        let deny = |reason| Some(Decision::deny(reason));
+        let trusted = accept(Reason::AcceptFrom(lan));
+        // (what, policy, peer, size, free space, decision)
+        #[rustfmt::skip]
+        let cases = [
+            ("nothing applies: ask", &none, "192.0.2.1", 5, Some(10), None),
+            ("unknown free space: ask", &none, "192.0.2.1", 5, None, None),
+            ("over --max-size", &strict, "192.0.2.1", 101, None, deny(Reason::MaxSize(100))),
+            ("at --max-size: ask", &strict, "192.0.2.1", 100, None, None),
+            ("trusted but too large", &strict, "10.1.2.3", 101, None, deny(Reason::MaxSize(100))),
+            ("more than free", &strict, "10.1.2.3", 50, Some(49), deny(Reason::NoSpace(49))),
+            ("exactly free", &strict, "10.1.2.3", 49, Some(49), trusted.clone()),
+            ("trusted", &strict, "10.1.2.3", 5, None, trusted.clone()),
+            ("trusted, mapped v4", &strict, "::ffff:10.0.0.1", 5, None, trusted.clone()),
+            ("untrusted: ask", &strict, "11.0.0.1", 5, None, None),
+            ("--yes", &yes, "192.0.2.1", 5, Some(10), accept(Reason::Yes)),
+            ("--yes but too large", &yes, "192.0.2.1", 101, None, deny(Reason::MaxSize(100))),
+            ("--yes but no space", &yes, "192.0.2.1", 11, Some(10), deny(Reason::NoSpace(10))),
+            ("--yes and trusted: the range says", &both, "10.0.0.1", 5, None, trusted.clone()),
+            ("--yes and untrusted", &both, "11.0.0.1", 5, None, accept(Reason::Yes)),
+        ];
+        for (what, policy, peer, size, free, expected) in cases {
+            assert_eq!(policy.decide(ip(peer), size, free), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn reasons_read_as_log_text() {
+        let cases = [
+            (Reason::Yes, "--yes"),
+            (
+                Reason::AcceptFrom("127.0.0.0/8".parse().unwrap()),
+                "--accept-from 127.0.0.0/8",
+            ),
+            (Reason::MaxSize(2), "larger than --max-size 2 B"),
+            (
+                Reason::NoSpace(2048),
+                "not enough free space (2.0 KiB free)",
+            ),
+            (Reason::ShuttingDown, "server is shutting down"),
+            (Reason::HungUpWaiting, "client hung up while waiting"),
+            (Reason::Withdrawn, "client hung up; question withdrawn"),
+            (
+                Reason::PromptTimeout(Duration::from_millis(50)),
+                "no answer within 0.05 s",
+            ),
+            (
+                Reason::PromptTimeout(Duration::from_secs(120)),
+                "no answer within 120 s",
+            ),
+            (Reason::NoValidAnswer, "no valid answer"),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+        assert!(
+            Reason::NoInput
+                .to_string()
+                .contains("standard input is closed")
+        );
+    }
+}

@@ -1,0 +1,781 @@
+//! One connection's exchange, as a state machine over any [`Conn`]: read the request, check
+//! its name, decide (policy, then operator), answer, receive the data into a temp file,
+//! publish it, send the result. Never panics on what the peer sends; on any failure nothing
+//! is stored.
+
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::approve::Ask;
+use super::names::check_name;
+use super::policy::{Decision, Reason};
+use super::store::Incoming;
+use super::summary::{End, Summary};
+use super::{Event, Progress, Server};
+use crate::error::{Error, Result};
+use crate::net::{Conn, Deadline, Mover};
+use crate::wire::{Body, Limit, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID, Verdict};
+
+/// How often, at most, an upload reports its progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// How long to wait for the optional empty data message after an empty upload: our client
+/// sends it right behind the request's acceptance, and a Python client sends none.
+const EMPTY_TRAILER_GRACE: Duration = Duration::from_secs(1);
+
+/// One connection's exchange: request, verdict, data, result.
+pub struct Session<'a> {
+    server: &'a Server,
+    report: Option<&'a (dyn Fn(Event) + Sync)>,
+    /// What has happened so far; returned whole by [`Session::run`].
+    summary: Summary,
+    throttle: Throttle,
+}
+
+impl fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.summary.peer)
+            .field("connection", &self.summary.connection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Session<'a> {
+    /// A session of `server` for connection number `connection` from `peer`, reporting its
+    /// progress to `report` if given.
+    pub(super) fn new(
+        server: &'a Server,
+        peer: SocketAddr,
+        connection: u64,
+        report: Option<&'a (dyn Fn(Event) + Sync)>,
+    ) -> Session<'a> {
+        Session {
+            server,
+            report,
+            summary: Summary::new(peer, connection),
+            throttle: Throttle::default(),
+        }
+    }
+
+    /// Serves one upload on `stream` to its end and says how it went. Never panics on what
+    /// the peer sends; on any failure nothing is stored.
+    pub fn run<S: Conn>(mut self, mut stream: S) -> Summary {
+        let started = Instant::now();
+        self.summary.end = self.exchange(&mut stream).unwrap_or_else(End::Failed);
+        self.summary.elapsed = started.elapsed();
+        self.summary
+    }
+
+    fn exchange<S: Conn>(&mut self, stream: &mut S) -> Result<End> {
+        let timeout = self.server.timeout;
+        let msg = match Deadline::after(timeout).read_message(stream, MsgType::Request) {
+            Err(Error::Closed(_)) => return Ok(End::NoRequest),
+            other => other?,
+        };
+        let request_id = msg.id;
+        let Body::Request(req) = msg.body else {
+            return Err(msg.body.unexpected(MsgType::Request));
+        };
+        let req = self.summary.request.insert(req);
+        let size = req.size;
+        let name = match check_name(&req.name) {
+            Ok(name) => name.to_owned(),
+            Err(problem) => {
+                // Refused before anyone is asked; the client just sees a denial.
+                let _ = send_response(stream, request_id, Verdict::Denied);
+                return Ok(End::Refused(problem));
+            }
+        };
+        let decision = self.decide(stream, &name, size);
+        self.summary.reason = decision.reason;
+        if decision.verdict == Verdict::Denied {
+            if stream.peer_closed() {
+                return Ok(End::Abandoned);
+            }
+            send_response(stream, request_id, Verdict::Denied)?;
+            return Ok(End::Denied);
+        }
+        send_response(stream, request_id, Verdict::Accepted)?;
+        let path = self.receive_and_store(stream, Receiving::new(request_id, size), &name)?;
+        Ok(End::Stored(path))
+    }
+
+    /// The server's state and policy first, and only then the operator.
+    fn decide<S: Conn>(&self, stream: &S, name: &str, size: u64) -> Decision {
+        let server = self.server;
+        if server.is_stopping() {
+            return Decision::deny(Reason::ShuttingDown);
+        }
+        let free = server.store.free_space();
+        if let Some(decision) = server.policy.decide(self.summary.peer.ip(), size, free) {
+            return decision;
+        }
+        let Some(approver) = &server.approver else {
+            return Decision::deny(Reason::NoOperator);
+        };
+        let client_gone = || stream.peer_closed();
+        approver.approve(&Ask {
+            peer: self.summary.peer,
+            name,
+            size,
+            store: &server.store,
+            free,
+            client_gone: &client_gone,
+        })
+    }
+
+    /// Receives the accepted upload and stores it, then sends the result: success once the
+    /// file is durable, failure (best effort) if it could not be stored. The summary gets the
+    /// bytes received and the time taken, whatever happens.
+    fn receive_and_store<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        mut receiving: Receiving,
+        name: &str,
+    ) -> Result<PathBuf> {
+        let started = Instant::now();
+        let stored = self.store(stream, &mut receiving, name);
+        self.summary.received = receiving.received;
+        let answered = match stored {
+            Ok((path, last_id)) => self
+                .answer_stored(stream, last_id, receiving.size)
+                .map(|()| path),
+            Err(err) => {
+                let _ = send_result(stream, receiving.request_id, Outcome::Failure);
+                Err(err)
+            }
+        };
+        self.summary.transfer = started.elapsed();
+        answered
+    }
+
+    /// Receives the data into a temp file and publishes it under `name`. Returns where, and
+    /// the msgid the result must echo.
+    fn store<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        receiving: &mut Receiving,
+        name: &str,
+    ) -> Result<(PathBuf, u32)> {
+        let server = self.server;
+        let mut mover = Mover::new(server.checksum);
+        let mut incoming = server.store.incoming()?;
+        let last_id = self.receive(stream, receiving, &mut incoming, &mut mover, name)?;
+        let path = incoming.publish(name)?;
+        self.summary.sha256 = mover.sha256();
+        Ok((path, last_id))
+    }
+
+    /// Tells the client its file is stored. If it never hears of it, the file stays and the
+    /// log says failed.
+    fn answer_stored<S: Conn>(&self, stream: &mut S, last_id: u32, size: u64) -> Result<()> {
+        send_result(stream, last_id, Outcome::Success)?;
+        if size == 0 {
+            // A Python client sends no data for an empty file and waits for the result it now
+            // has; ours sends one empty last data message, which we take quietly. Reading it
+            // (rather than closing on it) keeps the kernel from answering with a reset that
+            // could destroy the result before the client reads it.
+            let grace = self.server.timeout.min(EMPTY_TRAILER_GRACE);
+            let _ = Deadline::after(grace).read_message(stream, MsgType::Data);
+        }
+        Ok(())
+    }
+
+    /// Receives the data messages into `incoming`, each whole within the server's timeout.
+    /// Returns the msgid of the last data message, which the result echoes (PROTOCOL.md,
+    /// step 5).
+    fn receive<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        receiving: &mut Receiving,
+        incoming: &mut Incoming,
+        mover: &mut Mover,
+        name: &str,
+    ) -> Result<u32> {
+        if receiving.size == 0 {
+            // Answer at once: see `answer_stored`.
+            return Ok(receiving.request_id);
+        }
+        loop {
+            // One deadline for the whole message, header and body.
+            let deadline = Deadline::after(self.server.timeout);
+            let msg = deadline.read_message(stream, MsgType::Data)?;
+            let len = receiving.admit(&msg)?;
+            mover
+                .receive(stream, incoming.file(), len, deadline)
+                .map_err(|err| deadline.error(err, MsgType::Data))?;
+            receiving.received += len;
+            self.progress(name, receiving, msg.last);
+            if msg.last {
+                receiving.check_complete()?;
+                return Ok(msg.id);
+            }
+        }
+    }
+
+    /// Reports progress, at most every [`PROGRESS_EVERY`] and at the end.
+    fn progress(&mut self, name: &str, receiving: &Receiving, last: bool) {
+        let Some(report) = self.report else { return };
+        let Some(elapsed) = self.throttle.due(Instant::now(), last) else {
+            return;
+        };
+        report(Event::Progress(Progress {
+            connection: self.summary.connection,
+            peer: self.summary.peer,
+            name: name.to_string(),
+            received: receiving.received,
+            size: receiving.size,
+            elapsed,
+        }));
+    }
+}
+
+/// The state of an accepted upload's data: what every data message must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Receiving {
+    /// The request's msgid, which every data message repeats.
+    request_id: u32,
+    /// The size the request announced.
+    size: u64,
+    /// The `seq` due next.
+    next_seq: u16,
+    /// File bytes admitted so far.
+    received: u64,
+}
+
+impl Receiving {
+    fn new(request_id: u32, size: u64) -> Receiving {
+        Receiving {
+            request_id,
+            size,
+            next_seq: 0,
+            received: 0,
+        }
+    }
+
+    /// Checks a data message's header against the upload and moves `seq` on; returns the
+    /// length of the body that follows it on the stream.
+    fn admit(&mut self, msg: &Message) -> Result<u64> {
+        let Body::Data { len } = msg.body else {
+            return Err(msg.body.unexpected(MsgType::Data));
+        };
+        // Every data message carries the request's msgid (PROTOCOL.md, step 3).
+        if msg.id != self.request_id {
+            return Err(Error::MessageId {
+                expected: self.request_id,
+                got: msg.id,
+            });
+        }
+        // seq counts 0, 1, 2, … and wraps modulo 2^16, so uploads have no size limit.
+        if msg.seq != self.next_seq {
+            return Err(Error::Sequence {
+                expected: self.next_seq,
+                got: msg.seq,
+            });
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let total = self.received + u64::from(len);
+        if total > self.size {
+            return Err(Error::TooLarge {
+                what: Limit::AnnouncedSize,
+                got: total,
+                limit: self.size,
+            });
+        }
+        Ok(len.into())
+    }
+
+    /// After the last data message: the bytes must add up to the announced size.
+    fn check_complete(&self) -> Result<()> {
+        if self.received != self.size {
+            return Err(Error::SizeMismatch {
+                announced: self.size,
+                received: self.received,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// When progress is due: the first time, then at most every [`PROGRESS_EVERY`], and at the
+/// end. Times are counted from the first report.
+#[derive(Debug, Default)]
+struct Throttle {
+    started: Option<Instant>,
+    reported: Option<Instant>,
+}
+
+impl Throttle {
+    /// The time since the first report, if a report is due at `now`.
+    fn due(&mut self, now: Instant, last: bool) -> Option<Duration> {
+        let started = *self.started.get_or_insert(now);
+        if !last
+            && self
+                .reported
+                .is_some_and(|at| now.duration_since(at) < PROGRESS_EVERY)
+        {
+            return None;
+        }
+        self.reported = Some(now);
+        Some(now.duration_since(started))
+    }
+}
+
+/// Sends the response to request `request_id`.
+fn send_response<S: Write>(stream: &mut S, request_id: u32, verdict: Verdict) -> Result<()> {
+    send(
+        stream,
+        RESPONSE_ID,
+        Body::Response {
+            request_id,
+            verdict,
+        },
+    )
+}
+
+/// Sends the result, echoing `request_id` (the last data message's msgid).
+fn send_result<S: Write>(stream: &mut S, request_id: u32, outcome: Outcome) -> Result<()> {
+    send(
+        stream,
+        RESULT_ID,
+        Body::Result {
+            request_id,
+            outcome,
+        },
+    )
+}
+
+fn send<S: Write>(stream: &mut S, id: u32, body: Body) -> Result<()> {
+    Message::single(id, body).write_to(&mut *stream)?;
+    stream.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::approve::Approve;
+    use crate::server::names::NameProblem;
+    use crate::server::policy::Policy;
+    use crate::server::store::Store;
+    use crate::testing::*;
+    use crate::wire::FileRequest;
+    use std::fs;
+    use tempfile::TempDir;
+
+    /// A server with `policy` and no operator.
+    fn server_with(policy: Policy) -> (TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Server::new(store, policy))
+    }
+
+    /// A server whose every decision is `approver`'s.
+    fn server(approver: impl Approve + 'static) -> (TempDir, Server) {
+        let (dir, server) = server_with(Policy::default());
+        (dir, server.with_operator(approver))
+    }
+
+    /// A server that accepts everything (`--yes`).
+    fn yes() -> (TempDir, Server) {
+        server_with(Policy::accept_all())
+    }
+
+    fn run(server: &Server, parts: &[&[u8]]) -> (Summary, Vec<u8>) {
+        let mut duplex = Duplex::new(parts);
+        let summary = server
+            .session("127.0.0.1:4000".parse().unwrap())
+            .run(&mut duplex);
+        (summary, duplex.output)
+    }
+
+    fn files(dir: &TempDir) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn data(id: u32, seq: u16, last: bool, bytes: &[u8]) -> Vec<u8> {
+        let msg = Message {
+            id,
+            seq,
+            fragmented: true,
+            last,
+            body: Body::Data {
+                len: bytes.len() as u32,
+            },
+        };
+        let mut out = Vec::new();
+        msg.write_to(&mut out).unwrap();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    fn request(id: u32, size: u64, name: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let req = FileRequest {
+            size,
+            name: name.to_vec(),
+        };
+        Message::single(id, Body::Request(req))
+            .write_to(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn result(outcome: Outcome) -> Vec<u8> {
+        let mut out = Vec::new();
+        Message::single(
+            RESULT_ID,
+            Body::Result {
+                request_id: 1,
+                outcome,
+            },
+        )
+        .write_to(&mut out)
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn golden_upload_answers_exactly_the_captured_bytes() {
+        let (dir, server) = yes();
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(output, [GOLDEN_RESPONSE, GOLDEN_RESULT].concat());
+        assert_eq!(files(&dir), [("hello.txt".to_string(), b"hi\n".to_vec())]);
+        assert!(
+            summary
+                .to_string()
+                .starts_with("stored \"hello.txt\" 3 B (3 bytes) in "),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn denied_upload_gets_the_denial_and_nothing_more() {
+        let (dir, server) = server(|_: &Ask<'_>| Verdict::Denied);
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(matches!(summary.end, End::Denied));
+        let mut expected = GOLDEN_RESPONSE.to_vec();
+        expected[20] = 1; // denied
+        assert_eq!(output, expected);
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn policies_decide_before_the_operator_is_asked() {
+        let never = |_: &Ask<'_>| panic!("the operator must not be asked");
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = |max_size| {
+            let policy = Policy {
+                max_size: Some(max_size),
+                accept_from: vec!["127.0.0.0/8".parse().unwrap()],
+                accept_all: false,
+            };
+            Server::new(Store::open(dir.path()).unwrap(), policy).with_operator(never)
+        };
+        // Over --max-size: denied with the reason, even from a trusted range.
+        let (summary, output) = run(&trusted(2), &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert_eq!(output[20], Verdict::Denied as u8);
+        assert_eq!(
+            summary.to_string(),
+            "denied \"hello.txt\" 3 B (3 bytes) from 127.0.0.1:4000: larger than --max-size 2 B"
+        );
+        // From a trusted range and within limits: accepted, and the log says why.
+        let (summary, _) = run(&trusted(3), &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(summary.is_stored());
+        assert!(
+            summary
+                .to_string()
+                .ends_with("from 127.0.0.1:4000 (accepted: --accept-from 127.0.0.0/8)"),
+            "{summary}"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // More than the free space: denied with the reason.
+        let (_other_dir, plain) = server(never);
+        let (summary, _) = run(&plain, &[&request(1, u64::MAX / 2, b"huge.bin")]);
+        assert!(
+            summary.to_string().contains(": not enough free space ("),
+            "{summary}"
+        );
+        // --yes accepts, and says so.
+        let (_yes_dir, yes) = yes();
+        let (summary, _) = run(&yes, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(
+            summary.to_string().ends_with("(accepted: --yes)"),
+            "{summary}"
+        );
+        // No rule and no operator: denied, never accepted by default.
+        let (_bare_dir, bare) = server_with(Policy::default());
+        let (summary, _) = run(&bare, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(matches!(summary.end, End::Denied));
+        assert_eq!(summary.reason, Some(Reason::NoOperator));
+    }
+
+    #[test]
+    fn a_stopping_server_denies_without_asking() {
+        let (dir, server) = server(|_: &Ask<'_>| panic!("the operator must not be asked"));
+        server.stop();
+        let (summary, output) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert_eq!(output[20], Verdict::Denied as u8);
+        assert_eq!(summary.reason, Some(Reason::ShuttingDown));
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn progress_is_reported_throttled_and_at_the_end() {
+        let (_dir, server) = yes();
+        let chunks = 1000;
+        let mut parts = vec![request(1, chunks as u64, b"p.bin")];
+        for i in 0..chunks {
+            parts.push(data(1, i as u16, i + 1 == chunks, &[7]));
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let events = std::sync::Mutex::new(Vec::new());
+        let report = |event: Event| {
+            if let Event::Progress(p) = event {
+                events
+                    .lock()
+                    .unwrap()
+                    .push((p.connection, p.received, p.size));
+            }
+        };
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let session = Session::new(&server, peer, 7, Some(&report));
+        let summary = session.run(Duplex::new(&parts));
+        assert!(summary.is_stored());
+        assert_eq!(summary.connection, 7);
+        let events = events.into_inner().unwrap();
+        // The first message is always reported, then at most every PROGRESS_EVERY, and the end.
+        assert_eq!(events.first(), Some(&(7, 1, 1000)));
+        assert_eq!(events.last(), Some(&(7, 1000, 1000)));
+        assert!(
+            events.len() < 100,
+            "{} events for 1000 messages",
+            events.len()
+        );
+    }
+
+    #[test]
+    fn unsafe_name_is_refused_without_asking() {
+        let (dir, server) = server(|_: &Ask<'_>| panic!("the operator must not be asked"));
+        let (summary, output) = run(
+            &server,
+            &[&request(1, 3, b"../escape"), &data(1, 0, true, b"hi\n")],
+        );
+        assert!(
+            matches!(summary.end, End::Refused(NameProblem::Separator)),
+            "{summary:?}"
+        );
+        assert_eq!(output[20], Verdict::Denied as u8);
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn empty_file_from_python_client_is_answered_at_once() {
+        let (dir, server) = yes();
+        let (summary, output) = run(&server, &[&request(1, 0, b"empty")]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(&output[21..], result(Outcome::Success));
+        assert_eq!(files(&dir), [("empty".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn empty_file_with_trailing_empty_data_message() {
+        let (dir, server) = yes();
+        let (summary, output) = run(&server, &[&request(1, 0, b"empty"), &data(1, 0, true, b"")]);
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(&output[21..], result(Outcome::Success));
+        assert_eq!(files(&dir), [("empty".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn chunks_are_joined_and_seq_may_wrap() {
+        let (dir, server) = yes();
+        let chunks = 65_536 + 3;
+        let mut parts = vec![request(7, chunks as u64, b"wrap.bin")];
+        for i in 0..chunks {
+            parts.push(data(7, (i % 65_536) as u16, i + 1 == chunks, &[i as u8]));
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let (summary, output) = run(&server, &parts);
+        assert!(summary.is_stored(), "{summary}");
+        let expected: Vec<u8> = (0..chunks).map(|i| i as u8).collect();
+        assert_eq!(files(&dir), [("wrap.bin".to_string(), expected)]);
+        // The result echoes the data messages' msgid.
+        assert_eq!(&output[37..42], &[7, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn existing_name_is_kept_and_upload_stored_beside_it() {
+        let (dir, server) = yes();
+        fs::write(dir.path().join("hello.txt"), b"mine").unwrap();
+        let (summary, _) = run(&server, &[GOLDEN_REQUEST, GOLDEN_DATA]);
+        assert!(
+            summary
+                .to_string()
+                .starts_with("stored \"hello.txt\" as \"hello (1).txt\""),
+            "{summary}"
+        );
+        assert_eq!(
+            files(&dir),
+            [
+                ("hello (1).txt".to_string(), b"hi\n".to_vec()),
+                ("hello.txt".to_string(), b"mine".to_vec())
+            ]
+        );
+    }
+
+    /// Each case is a broken client script after an accepted request for 4 bytes; every one
+    /// must end in a failure result (when the stream allows it) and leave nothing behind.
+    #[test]
+    fn broken_uploads_fail_and_leave_nothing() {
+        let req = request(1, 4, b"f.bin");
+        let mut unknown = data(1, 0, true, b"abcd");
+        unknown[4] = 9;
+        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("disconnect before data", vec![]),
+            (
+                "disconnect mid data",
+                vec![data(1, 0, true, b"abcd")[..18].to_vec()],
+            ),
+            ("short then last", vec![data(1, 0, true, b"ab")]),
+            ("too many bytes", vec![data(1, 0, true, b"abcde")]),
+            (
+                "more after size",
+                vec![data(1, 0, false, b"abcd"), data(1, 1, true, b"e")],
+            ),
+            ("no last flag", vec![data(1, 0, false, b"abcd")]),
+            (
+                "seq gap",
+                vec![data(1, 0, false, b"ab"), data(1, 2, true, b"cd")],
+            ),
+            ("seq starts at 1", vec![data(1, 1, true, b"abcd")]),
+            (
+                "msgid change",
+                vec![data(1, 0, false, b"ab"), data(2, 1, true, b"cd")],
+            ),
+            ("request again", vec![req.clone()]),
+            ("unknown type", vec![unknown]),
+            ("result from client", vec![result(Outcome::Success)]),
+        ];
+        for (what, script) in cases {
+            let (dir, server) = yes();
+            let mut parts: Vec<&[u8]> = vec![&req];
+            parts.extend(script.iter().map(Vec::as_slice));
+            let (summary, output) = run(&server, &parts);
+            assert!(matches!(summary.end, End::Failed(_)), "{what}: {summary:?}");
+            assert_eq!(&output[21..], result(Outcome::Failure), "{what}");
+            assert!(files(&dir).is_empty(), "{what}: {:?}", files(&dir));
+            assert!(
+                summary.to_string().starts_with("failed \"f.bin\""),
+                "{what}: {summary}"
+            );
+        }
+    }
+
+    #[test]
+    fn receiving_admits_only_the_next_message() {
+        let data = |id, seq, len| Message {
+            id,
+            seq,
+            fragmented: true,
+            last: false,
+            body: Body::Data { len },
+        };
+        let mut receiving = Receiving::new(7, 10);
+        assert_eq!(receiving.admit(&data(7, 0, 4)).unwrap(), 4);
+        receiving.received += 4;
+        let cases = [
+            (data(8, 1, 1), "expected message id 7, got 8"),
+            (data(7, 2, 1), "expected seq 1, got 2"),
+            (data(7, 0, 1), "expected seq 1, got 0"),
+            (
+                Message::single(7, Body::Request(FileRequest::new(1, "x"))),
+                "expected a data message, got request",
+            ),
+        ];
+        for (msg, error) in cases {
+            let mut copy = receiving;
+            assert_eq!(copy.admit(&msg).unwrap_err().to_string(), error);
+        }
+        let mut over = receiving;
+        assert_eq!(
+            over.admit(&data(7, 1, 7)).unwrap_err().to_string(),
+            "data beyond the announced size of 11 bytes exceeds the limit of 10"
+        );
+        assert!(receiving.check_complete().is_err());
+        receiving.received = 10;
+        assert!(receiving.check_complete().is_ok());
+        // seq wraps modulo 2^16.
+        let mut wrap = Receiving::new(1, u64::MAX);
+        wrap.next_seq = u16::MAX;
+        assert!(wrap.admit(&data(1, u16::MAX, 1)).is_ok());
+        assert_eq!(wrap.next_seq, 0);
+    }
+
+    #[test]
+    fn throttle_reports_first_every_interval_and_last() {
+        let mut throttle = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(throttle.due(t0, false), Some(Duration::ZERO));
+        assert_eq!(throttle.due(t0 + PROGRESS_EVERY / 2, false), None);
+        assert_eq!(
+            throttle.due(t0 + PROGRESS_EVERY, false),
+            Some(PROGRESS_EVERY)
+        );
+        let end = t0 + PROGRESS_EVERY + Duration::from_millis(1);
+        assert_eq!(throttle.due(end, true), Some(end - t0));
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends after a valid request, the session ends without panicking,
+        /// and unless it stored the announced bytes exactly, nothing is left behind.
+        #[test]
+        fn any_client_bytes_never_panic_or_leave_partial_files(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            let (dir, server) = yes();
+            let (summary, _) = run(&server, &[&request(1, 4, b"f.bin"), &noise]);
+            let stored = files(&dir);
+            if summary.is_stored() {
+                proptest::prop_assert_eq!(stored.len(), 1);
+                proptest::prop_assert_eq!(stored[0].1.len(), 4);
+            } else {
+                proptest::prop_assert!(stored.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_before_a_request_closes_without_reply() {
+        let (dir, server) = yes();
+        for script in [
+            GOLDEN_DATA,
+            GOLDEN_RESULT,
+            &[0xff; 16][..],
+            &GOLDEN_REQUEST[..10],
+        ] {
+            let (summary, output) = run(&server, &[script]);
+            assert!(matches!(summary.end, End::Failed(_)), "{summary:?}");
+            assert!(output.is_empty());
+        }
+        let (summary, _) = run(&server, &[]);
+        assert!(matches!(summary.end, End::NoRequest));
+        assert!(files(&dir).is_empty());
+    }
+}

@@ -1,0 +1,241 @@
+//! What happened on one connection ([`Summary`], ending in an [`End`]), and its log line: the
+//! one place that says how a stored, refused, denied or failed upload reads in the log.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::names::NameProblem;
+use super::policy::Reason;
+use crate::error::Error;
+use crate::text;
+use crate::wire::FileRequest;
+
+/// How one connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed the connection without sending a request.
+    NoRequest,
+    /// The name was refused without asking the operator.
+    Refused(NameProblem),
+    /// The operator (or policy) denied the request.
+    Denied,
+    /// The client hung up while its request waited for the operator.
+    Abandoned,
+    /// The file was stored whole under this path.
+    Stored(PathBuf),
+    /// The exchange failed; nothing was stored.
+    Failed(Error),
+}
+
+/// What happened on one connection, for the server's log.
+#[derive(Debug)]
+pub struct Summary {
+    /// The connection's number, counted from 1 by the accept loop (0 for a bare session).
+    pub connection: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request, once one arrived.
+    pub request: Option<FileRequest>,
+    /// File bytes received.
+    pub received: u64,
+    /// Time from the connection's start to its end, operator's think time included.
+    pub elapsed: Duration,
+    /// Time spent receiving data, from acceptance to the end.
+    pub transfer: Duration,
+    /// Why the request was accepted or denied, when no operator answered it.
+    pub reason: Option<Reason>,
+    /// The SHA-256 of the stored file, computed while receiving, when the server checksums.
+    pub sha256: Option<[u8; 32]>,
+    /// How it ended.
+    pub end: End,
+}
+
+impl Summary {
+    /// A summary of connection `connection` from `peer` that has not got anywhere yet.
+    pub fn new(peer: SocketAddr, connection: u64) -> Summary {
+        Summary {
+            connection,
+            peer,
+            request: None,
+            received: 0,
+            elapsed: Duration::ZERO,
+            transfer: Duration::ZERO,
+            reason: None,
+            sha256: None,
+            end: End::NoRequest,
+        }
+    }
+
+    /// Whether the upload was stored.
+    pub fn is_stored(&self) -> bool {
+        matches!(self.end, End::Stored(_))
+    }
+
+    /// Whether the connection failed (rather than ending in a verdict).
+    pub fn is_failed(&self) -> bool {
+        matches!(self.end, End::Failed(_))
+    }
+
+    /// The stored file's digest in `sha256sum`'s format (`HEX  PATH`), so that
+    /// `sha256sum -c` can check it; for stored uploads that were hashed.
+    pub fn checksum_line(&self) -> Option<String> {
+        match (&self.end, self.sha256) {
+            (End::Stored(path), Some(sha256)) => Some(format!(
+                "{}  {}",
+                text::hex(&sha256),
+                text::escape(&path.to_string_lossy())
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    /// One log line, with the name escaped: `stored "a.txt" 3 B (3 bytes) in 0.00 s (…/s) from …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(req) = &self.request else {
+            return match &self.end {
+                End::Failed(err) => write!(
+                    f,
+                    "{}: connection failed before a request: {err}",
+                    self.peer
+                ),
+                _ => write!(f, "{}: connection closed without a request", self.peer),
+            };
+        };
+        let name = text::escape_bytes(&req.name);
+        let size = format!("{} ({} bytes)", text::bytes(req.size), req.size);
+        let peer = self.peer;
+        match &self.end {
+            End::Stored(path) => {
+                let stored_as = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                write!(f, "stored \"{name}\"")?;
+                if stored_as.as_bytes() != req.name.as_slice() {
+                    write!(f, " as \"{}\"", text::escape(&stored_as))?;
+                }
+                write!(
+                    f,
+                    " {size} in {:.2} s ({}) from {peer}",
+                    self.transfer.as_secs_f64(),
+                    text::rate(self.received, self.transfer),
+                )?;
+                match &self.reason {
+                    Some(reason) => write!(f, " (accepted: {reason})"),
+                    None => Ok(()),
+                }
+            }
+            End::Refused(problem) => write!(f, "refused \"{name}\" {size} from {peer}: {problem}"),
+            End::Denied => {
+                write!(f, "denied \"{name}\" {size} from {peer}")?;
+                match &self.reason {
+                    Some(reason) => write!(f, ": {reason}"),
+                    None => Ok(()),
+                }
+            }
+            End::Abandoned => write!(
+                f,
+                "dropped \"{name}\" {size} from {peer}: client hung up while waiting"
+            ),
+            End::Failed(err) => write!(
+                f,
+                "failed \"{name}\" after {} of {} bytes in {:.2} s from {peer}: {err}",
+                self.received,
+                req.size,
+                self.transfer.as_secs_f64(),
+            ),
+            End::NoRequest => write!(f, "{peer}: connection closed without a request"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(end: End) -> Summary {
+        let mut summary = Summary::new("127.0.0.1:4000".parse().unwrap(), 3);
+        summary.request = Some(FileRequest {
+            size: 2048,
+            name: b"a\x1b.txt".to_vec(),
+        });
+        summary.received = 1024;
+        summary.transfer = Duration::from_secs(2);
+        summary.end = end;
+        summary
+    }
+
+    #[test]
+    fn every_end_has_its_line() {
+        let from = "from 127.0.0.1:4000";
+        let cases = [
+            (
+                summary(End::Stored("/in/a (1).txt".into())),
+                format!(
+                    "stored \"a\\u{{1b}}.txt\" as \"a (1).txt\" 2.0 KiB (2048 bytes) in 2.00 s (512 B/s) {from}"
+                ),
+            ),
+            (
+                summary(End::Refused(NameProblem::Control)),
+                format!(
+                    "refused \"a\\u{{1b}}.txt\" 2.0 KiB (2048 bytes) {from}: name contains a control character"
+                ),
+            ),
+            (
+                summary(End::Denied),
+                format!("denied \"a\\u{{1b}}.txt\" 2.0 KiB (2048 bytes) {from}"),
+            ),
+            (
+                summary(End::Abandoned),
+                format!(
+                    "dropped \"a\\u{{1b}}.txt\" 2.0 KiB (2048 bytes) {from}: client hung up while waiting"
+                ),
+            ),
+            (
+                summary(End::Failed(Error::Truncated)),
+                format!(
+                    "failed \"a\\u{{1b}}.txt\" after 1024 of 2048 bytes in 2.00 s {from}: connection closed in the middle of a message"
+                ),
+            ),
+        ];
+        for (summary, line) in cases {
+            assert_eq!(summary.to_string(), line);
+        }
+        let mut denied = summary(End::Denied);
+        denied.reason = Some(Reason::MaxSize(1024));
+        assert!(
+            denied
+                .to_string()
+                .ends_with(": larger than --max-size 1.0 KiB"),
+            "{denied}"
+        );
+        let mut none = Summary::new("127.0.0.1:4000".parse().unwrap(), 0);
+        assert_eq!(
+            none.to_string(),
+            "127.0.0.1:4000: connection closed without a request"
+        );
+        none.end = End::Failed(Error::Truncated);
+        assert_eq!(
+            none.to_string(),
+            "127.0.0.1:4000: connection failed before a request: connection closed in the middle of a message"
+        );
+    }
+
+    #[test]
+    fn checksum_line_only_for_hashed_stored_files() {
+        let mut stored = summary(End::Stored("/in/a.txt".into()));
+        assert_eq!(stored.checksum_line(), None);
+        stored.sha256 = Some([0xab; 32]);
+        assert_eq!(
+            stored.checksum_line().unwrap(),
+            format!("{}  /in/a.txt", "ab".repeat(32))
+        );
+        let mut failed = summary(End::Failed(Error::Truncated));
+        failed.sha256 = Some([0; 32]);
+        assert_eq!(failed.checksum_line(), None);
+    }
+}
