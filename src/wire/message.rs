@@ -340,12 +340,14 @@ fn read_request_body<R: Read>(r: &mut R, len: u32) -> Result<FileRequest> {
             got: len,
         });
     }
-    // Bounded by MAX_REQUEST_BODY just above.
-    let mut buf = vec![0; len as usize];
-    read_body(r, &mut buf)?;
+    let mut size = [0; FILESIZE_LEN];
+    read_body(r, &mut size)?;
+    // Bounded by MAX_REQUEST_BODY just above; the name is read straight into its own buffer.
+    let mut name = vec![0; len as usize - FILESIZE_LEN];
+    read_body(r, &mut name)?;
     Ok(FileRequest {
-        size: LE::read_u64(&buf[..FILESIZE_LEN]),
-        name: buf.split_off(FILESIZE_LEN),
+        size: LE::read_u64(&size),
+        name,
     })
 }
 
