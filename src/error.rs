@@ -75,6 +75,12 @@ pub enum Error {
         /// The sequence number received.
         got: u16,
     },
+    /// The peer sent data messages that bring the upload no closer to its end.
+    #[error("{0} empty data messages in a row, none of them the last")]
+    NoProgress(u32),
+    /// The server reported success before it had all the data.
+    #[error("server reported success before all the data was sent")]
+    EarlyResult,
     /// The data messages did not add up to the size the request announced.
     #[error("announced {announced} bytes but the last data message came after {received}")]
     SizeMismatch {
@@ -103,6 +109,24 @@ pub enum Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether this is the peer hanging up (closing or resetting the connection) rather than
+    /// saying something wrong.
+    pub fn is_hang_up(&self) -> bool {
+        match self {
+            Error::Closed(_) | Error::Truncated => true,
+            Error::Io(err) => matches!(
+                err.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// How a wait for a message of kind `kind` reads in an error: a server waits for requests and
 /// data, a client for the server's answer and result.

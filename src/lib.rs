@@ -28,14 +28,15 @@
 //!
 //! # Example
 //!
-//! Decode the response a server sends to accept request 1:
+//! Decode the response a Python-convention server sends to accept request 1:
 //!
 //! ```
-//! use fup::{Body, Message, Verdict};
+//! use fup::{Body, Message, ResponseByte, Verdict};
 //!
 //! let bytes = [0, 0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0];
 //! let msg = Message::read_from(&bytes[..])?.expect("a message");
-//! assert_eq!(msg.body, Body::Response { request_id: 1, verdict: Verdict::Accepted });
+//! let Body::Response { request_id: 1, byte } = msg.body else { panic!("not a response") };
+//! assert_eq!(byte.meaning(ResponseByte::DEFAULT_ACCEPT), Verdict::Accepted);
 //! # Ok::<(), fup::Error>(())
 //! ```
 #![warn(missing_docs)]
@@ -54,7 +55,9 @@ pub mod text;
 pub mod wire;
 
 pub use error::{Error, Result};
-pub use wire::{Body, FileRequest, HEADER_LEN, Header, Message, MsgType, Outcome, Verdict};
+pub use wire::{
+    Body, FileRequest, HEADER_LEN, Header, Message, MsgType, Outcome, ResponseByte, Verdict,
+};
 
 /// The TCP port FUP and the echo pair use unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5425;

@@ -4,6 +4,8 @@
 use std::io::{self, Cursor, Read, Write};
 use std::time::Duration;
 
+use crate::net::Conn;
+
 pub use crate::wire::golden::*;
 
 /// A stream whose reads come from a fixed script of bytes and whose writes are kept.
@@ -13,15 +15,31 @@ pub struct Duplex {
     pub input: Cursor<Vec<u8>>,
     /// What was written to the peer.
     pub output: Vec<u8>,
+    /// Whether the end of the script is the peer hanging up, for [`Conn::peer_closed`] and
+    /// [`Conn::closes_within`] to see; otherwise they cannot tell.
+    pub hangs_up: bool,
 }
 
 impl Duplex {
-    /// A duplex that will read `parts` in order, then end.
+    /// A duplex that will read `parts` in order, then end; it cannot tell whether the peer
+    /// has hung up.
     pub fn new(parts: &[&[u8]]) -> Duplex {
         Duplex {
             input: Cursor::new(parts.concat()),
-            output: Vec::new(),
+            ..Duplex::default()
         }
+    }
+
+    /// A duplex whose peer hangs up once `parts` have been read, as a socket would show it.
+    pub fn hanging_up(parts: &[&[u8]]) -> Duplex {
+        Duplex {
+            hangs_up: true,
+            ..Duplex::new(parts)
+        }
+    }
+
+    fn all_read(&self) -> bool {
+        self.input.position() >= self.input.get_ref().len() as u64
     }
 }
 
@@ -41,9 +59,18 @@ impl Write for Duplex {
     }
 }
 
-/// No socket under it: no timeouts to set, never hung up, data always moves through a buffer.
-impl crate::net::Conn for Duplex {
+/// No socket under it: no timeouts to set, and data always moves through a buffer. Its whole
+/// script is there from the start, so it never claims that input arrived mid-exchange.
+impl Conn for Duplex {
     fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
         Ok(())
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.hangs_up && self.all_read()
+    }
+
+    fn closes_within(&self, _: Duration) -> Option<bool> {
+        self.hangs_up.then(|| self.all_read())
     }
 }

@@ -250,15 +250,22 @@ fn client_reports_a_server_that_closes_early_or_misbehaves() {
             vec![GOLDEN_RESULT.to_vec()],
             "expected a response message, got result",
         ),
-        (
-            vec![accepted.clone()],
-            "connection closed by peer while waiting for a result message",
-        ),
+        // Accepted with 0, then closed at once without a result: how a server that uses 1 for
+        // accepted denies (#9), unless told the server's convention.
+        (vec![accepted.clone()], "\"f.txt\" 4 B: denied by server"),
         (vec![vec![0xee; 16]], "unknown message type 0xeeeeeeee"),
     ];
-    for (script, message) in cases {
+    let forced = (
+        vec![accepted.clone()],
+        "connection closed by peer while waiting for a result message",
+    );
+    for (i, (script, message)) in cases.into_iter().chain([forced]).enumerate() {
         let (addr, fake) = fake_server(script);
-        let out = fup_client(&addr.port().to_string(), &[file]);
+        let mut args = vec![file];
+        if i == 5 {
+            args.extend(["--accept-byte", "0"]);
+        }
+        let out = fup_client(&addr.port().to_string(), &args);
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(message), "want {message:?} in {stderr:?}");

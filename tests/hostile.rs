@@ -49,24 +49,26 @@ fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
     // No --yes and no answer ever typed: a question would block, so only a refusal answers.
     let server = Running::fup_server(&dir, &[], Input::Pipe);
     let long = vec![b'a'; 256];
+    let too_long = vec![b'a'; 4097];
+    // Paths whose last part is a good name are stored under it (#9): see
+    // `paths_are_stored_under_their_last_part_inside_the_directory`. These are refused.
     let hostile: Vec<&[u8]> = vec![
         b"",
         b".",
         b"..",
-        b"../x",
-        b"../../etc/passwd",
-        b"/etc/passwd",
-        b"/abs",
-        b"a/b",
         b"a/",
-        b"a\\b",
-        b"..\\x",
-        b"C:\\x",
+        b"/",
+        b"a/..",
+        b"..\\..",
+        b"dir\\",
+        b"sub/.hidden",
+        b"C:\\x\\CON",
         b"a\0b",
         b"\0",
         b"\xff\xfe",
-        b"\xc0\xaf",
+        b"\x80",
         &long,
+        &too_long,
         b".hidden",
         b".fup-abc.part",
         b"a\nb",
@@ -93,15 +95,15 @@ fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
     ];
     assert!(hostile.len() >= 30);
     for name in &hostile {
-        if name.len() > 255 {
-            // Past the request body limit (8 + 255): refused from the header alone.
+        if name.len() > 4096 {
+            // Past the request body limit (8 + 4096): refused from the header alone.
             let mut stream = connect(server.addr);
             stream.write_all(&request_bytes(2, name)).unwrap();
             assert!(read_until_closed(&mut stream).is_empty());
             assert!(
                 server
                     .line()
-                    .contains("request body of 264 bytes exceeds the limit of 263")
+                    .contains("request body of 4105 bytes exceeds the limit of 4104")
             );
             continue;
         }
@@ -116,6 +118,47 @@ fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
         assert_printable(&log);
     }
     assert!(entries(&dir).is_empty());
+    assert_eq!(
+        entries(root.path()),
+        ["inbox"],
+        "nothing escaped the directory"
+    );
+}
+
+// See: #9 (the C# clients send the path as typed)
+#[test]
+fn paths_are_stored_under_their_last_part_inside_the_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("inbox");
+    let server = Running::fup_server(&dir, &["--yes"], Input::Text(""));
+    let cases: [(&[u8], &str); 8] = [
+        (b"../x", "x"),
+        (b"../../etc/passwd", "passwd"),
+        (b"/abs", "abs"),
+        (b"a/b", "b"),
+        (b"a\\c", "c"),
+        (b"..\\y", "y"),
+        (br"C:\Users\u\f.bin", "f.bin"),
+        // An overlong UTF-8 "/" is not UTF-8; as CP949 it is the syllable 유.
+        (b"\xc0\xaf", "유"),
+    ];
+    for (name, stored) in cases {
+        let mut stream = connect(server.addr);
+        let mut upload = request_bytes(2, name);
+        upload.extend(data(1, 0, true, b"ok"));
+        stream.write_all(&upload).unwrap();
+        assert_eq!(&read_until_closed(&mut stream)[21..], GOLDEN_RESULT);
+        let log = server.line();
+        assert!(
+            log.contains(&format!(" as \"{stored}\" "))
+                || log.contains(&format!("\"{stored}\" (decoded from CP949) 2 B")),
+            "{log}"
+        );
+        assert_printable(&log);
+    }
+    let mut expected: Vec<&str> = cases.iter().map(|(_, stored)| *stored).collect();
+    expected.sort();
+    assert_eq!(entries(&dir), expected);
     assert_eq!(
         entries(root.path()),
         ["inbox"],
@@ -598,6 +641,8 @@ fn four_gib_claims_do_not_grow_server_memory() {
             .concat()
         };
         stream.write_all(&claim).unwrap();
+        // Done sending, as a real client would be: the server need not wait for more.
+        stream.shutdown(Shutdown::Write).unwrap();
         read_until_closed(&mut stream);
         assert!(server.line().contains("exceeds the limit"));
     }

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use fup::ResponseByte;
 use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
     Options, Sent, auto_chunk_size, connect, upload_file,
 };
-use fup::term::args::{Seconds, seconds};
+use fup::term::args::{Seconds, response_byte, seconds};
 use fup::text;
 use fup::wire::MAX_DATA_LEN;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,6 +56,11 @@ struct Args {
     /// (costs the zero-copy path: see the README)
     #[arg(long)]
     checksum: bool,
+    /// The response byte that means "accepted" for this server: 0 (Python, fup, the C# book's
+    /// FileReceiver) or 1 (the C# copies that use it) [default: told from whether the server
+    /// closes at once, as every known server does when it denies]
+    #[arg(long, value_name = "0|1", value_parser = response_byte)]
+    accept_byte: Option<ResponseByte>,
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
     quiet: bool,
@@ -162,6 +168,7 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
         timeout,
         answer_timeout: args.answer_timeout.into(),
         checksum: args.checksum,
+        accept_byte: args.accept_byte,
     };
     let shown_name = text::escape(name);
     let bar = bars.then(|| progress_bar(&shown_name, size));

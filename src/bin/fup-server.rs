@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use fup::ResponseByte;
 use fup::server::policy::Cidr;
 use fup::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, Server, Store,
 };
-use fup::term::args::{Seconds, seconds, size};
+use fup::term::args::{Seconds, response_byte, seconds, size};
 use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, status_line};
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
@@ -61,6 +62,11 @@ struct Args {
     /// Print only failed connections and errors, not stored or denied uploads
     #[arg(short, long)]
     quiet: bool,
+    /// The response byte that means "accepted" to this server's clients: 0 for the Python
+    /// programs, fup and the C# book's own FileSender; 1 for the C# copies that use it (their
+    /// requests look the same, so say which). A denial gets the other byte
+    #[arg(long, value_name = "0|1", default_value_t = ResponseByte::DEFAULT_ACCEPT, value_parser = response_byte)]
+    accept_byte: ResponseByte,
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
@@ -128,7 +134,8 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
     let mut server = Server::new(store, policy)
         .with_timeout(args.timeout.into())
         .with_max_connections(args.max_connections.into())
-        .with_checksum(args.checksum);
+        .with_checksum(args.checksum)
+        .with_accept_byte(args.accept_byte);
     if !args.yes {
         // Questions go to stderr so that stdout stays one line per event, for scripts.
         let stdin = io::BufReader::new(io::stdin());

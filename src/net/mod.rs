@@ -11,14 +11,15 @@ pub mod sys;
 pub mod transfer;
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 pub use deadline::Deadline;
 pub use listen::{Accepted, DEFAULT_MAX_CONNECTIONS, ListenEvent, serve_each};
-pub use transfer::{Mover, Source};
+use sys::Peeked;
+pub use transfer::{Mover, Source, discard};
 
 /// A byte stream to a peer: `Read + Write`, plus read timeouts and, for sockets, the
 /// descriptor (for zero-copy moves and hang-up checks). In-memory streams implement it too,
@@ -39,7 +40,36 @@ pub trait Conn: Read + Write {
     /// Whether the peer has closed the connection, checked without blocking or consuming
     /// anything. Streams that cannot tell say `false`.
     fn peer_closed(&self) -> bool {
-        self.socket().is_some_and(sys::socket_closed)
+        self.socket()
+            .is_some_and(|sock| sys::peek(sock, false) == Peeked::Closed)
+    }
+
+    /// Whether the peer has sent something, or closed, that is waiting to be read; checked
+    /// without blocking or consuming anything. Streams that cannot tell say `false`.
+    fn has_input(&self) -> bool {
+        self.socket()
+            .is_some_and(|sock| sys::peek(sock, false) != Peeked::Nothing)
+    }
+
+    /// Whether the peer closes the connection within `wait`, consuming nothing: `Some(true)`
+    /// at its end of stream (or a reset), `Some(false)` as soon as it sends data or once
+    /// `wait` is over, `None` for streams that cannot tell.
+    fn closes_within(&self, wait: Duration) -> Option<bool> {
+        let sock = self.socket()?;
+        if wait.is_zero() || self.set_read_timeout(Some(wait)).is_err() {
+            return Some(self.peer_closed());
+        }
+        Some(sys::peek(sock, true) == Peeked::Closed)
+    }
+
+    /// Sends our end of stream (a TCP FIN) while still reading, so that a peer sees all we
+    /// sent before the connection goes.
+    ///
+    /// # Errors
+    ///
+    /// If the socket cannot be shut down.
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -52,6 +82,10 @@ macro_rules! socket_conn {
 
             fn socket(&self) -> Option<BorrowedFd<'_>> {
                 Some(self.as_fd())
+            }
+
+            fn shutdown_write(&self) -> io::Result<()> {
+                $base::shutdown(self, Shutdown::Write)
             }
         }
     )*};
@@ -70,6 +104,18 @@ impl<C: Conn + ?Sized> Conn for &mut C {
 
     fn peer_closed(&self) -> bool {
         (**self).peer_closed()
+    }
+
+    fn has_input(&self) -> bool {
+        (**self).has_input()
+    }
+
+    fn closes_within(&self, wait: Duration) -> Option<bool> {
+        (**self).closes_within(wait)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        (**self).shutdown_write()
     }
 }
 

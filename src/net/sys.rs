@@ -27,27 +27,46 @@ fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     }
 }
 
-/// Peeks one byte without blocking: end of stream, or an error such as a reset, means the
-/// peer is gone; pending data or nothing yet means it is still there.
-pub fn socket_closed(sock: BorrowedFd<'_>) -> bool {
+/// What a peek at a socket's receive queue found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// Data is waiting to be read.
+    Data,
+    /// The peer's end of stream, or an error such as a reset: it is gone.
+    Closed,
+    /// Nothing yet (or the wait ran out).
+    Nothing,
+}
+
+/// Peeks at one byte without consuming it: at once, or (`wait`) blocking for as long as the
+/// socket's receive timeout allows.
+pub fn peek(sock: BorrowedFd<'_>, wait: bool) -> Peeked {
     let mut byte = 0u8;
-    // SAFETY: `sock` is an open descriptor for the duration of the borrow, and the buffer is
-    // one byte that we own.
-    let n = unsafe {
-        libc::recv(
-            sock.as_raw_fd(),
-            (&raw mut byte).cast::<libc::c_void>(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
+    let flags = libc::MSG_PEEK | if wait { 0 } else { libc::MSG_DONTWAIT };
+    let n = retry(|| {
+        // SAFETY: `sock` is an open descriptor for the duration of the borrow, and the buffer
+        // is one byte that we own.
+        unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                (&raw mut byte).cast::<libc::c_void>(),
+                1,
+                flags,
+            )
+        }
+    });
     match n {
-        0 => true,
-        n if n > 0 => false,
-        _ => !matches!(
-            io::Error::last_os_error().kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
+        Ok(0) => Peeked::Closed,
+        Ok(_) => Peeked::Data,
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Peeked::Nothing
+        }
+        Err(_) => Peeked::Closed,
     }
 }
 
@@ -157,17 +176,31 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
-    fn hang_up_is_seen_without_consuming_data() {
+    fn peeks_tell_data_from_a_hang_up_without_consuming() {
+        use std::time::{Duration, Instant};
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        assert!(!socket_closed(a.as_fd()));
+        assert_eq!(peek(a.as_fd(), false), Peeked::Nothing);
+        a.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let started = Instant::now();
+        assert_eq!(peek(a.as_fd(), true), Peeked::Nothing, "open and silent");
+        assert!(started.elapsed() >= Duration::from_millis(25));
         b.write_all(b"x").unwrap();
-        assert!(!socket_closed(a.as_fd()), "pending data is not a hang-up");
+        assert_eq!(
+            peek(a.as_fd(), false),
+            Peeked::Data,
+            "pending data is not a hang-up"
+        );
+        b.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(
+            peek(a.as_fd(), true),
+            Peeked::Data,
+            "the byte is still there"
+        );
         let mut one = [0; 1];
         a.read_exact(&mut one).unwrap();
-        b.shutdown(std::net::Shutdown::Both).unwrap();
-        assert!(socket_closed(a.as_fd()));
+        assert_eq!(peek(a.as_fd(), false), Peeked::Closed);
         drop(b);
-        assert!(socket_closed(a.as_fd()));
+        assert_eq!(peek(a.as_fd(), true), Peeked::Closed);
     }
 
     #[test]

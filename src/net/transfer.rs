@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -18,6 +19,40 @@ use crate::wire::HEADER_LEN;
 /// longer fits in L2, so the copy into the page cache reads from memory). Also the default
 /// pipe-max-size, so unprivileged servers get it.
 pub const BUFFER_LEN: usize = 1024 * 1024;
+
+/// Reads and drops what the peer sends, until its end of stream, `max` bytes, `deadline`, or a
+/// pause of `idle` with nothing arriving; returns how many bytes were dropped. A server that
+/// gives up on an upload reads what the client already sent before closing, so that the
+/// kernel does not answer that data with a reset, which would destroy the result just sent
+/// before the client reads it. Data in flight arrives without pauses; a quiet client has sent
+/// all it will.
+pub fn discard<C: Conn + ?Sized>(
+    conn: &mut C,
+    max: u64,
+    deadline: Deadline,
+    idle: Duration,
+) -> u64 {
+    let mut buf = [0; 16 * 1024];
+    let mut dropped = 0;
+    while dropped < max {
+        let Ok(left) = deadline.time_left() else {
+            break;
+        };
+        let want = buf
+            .len()
+            .min(usize::try_from(max - dropped).unwrap_or(usize::MAX));
+        match Deadline::after(left.min(idle))
+            .reader(conn)
+            .read(&mut buf[..want])
+        {
+            Ok(0) => break,
+            Ok(n) => dropped += n as u64,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    dropped
+}
 
 /// Where the bytes of an upload come from: a file, read at positions from its start (and
 /// `sendfile`-able), or any reader, read in order.
@@ -426,6 +461,26 @@ mod tests {
         let mut reference = Sha256::new();
         reference.update(&data);
         assert_eq!(digest, Some(reference.finalize().into()));
+    }
+
+    #[test]
+    fn discard_is_bounded_by_bytes_end_and_time() {
+        let mut duplex = Duplex::new(&[&[7; 100_000]]);
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let idle = Duration::from_secs(5);
+        assert_eq!(discard(&mut duplex, 70_000, deadline, idle), 70_000);
+        let rest = discard(&mut duplex, 70_000, deadline, idle);
+        assert_eq!(rest, 30_000, "then its end");
+        // A quiet peer: the deadline, or a pause, ends it.
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        let soon = Deadline::after(Duration::from_millis(50));
+        assert_eq!(discard(&mut a, u64::MAX, soon, idle), 0);
+        b.write_all(&[1; 10]).unwrap();
+        let later = Deadline::after(Duration::from_secs(5));
+        let pause = Duration::from_millis(50);
+        assert_eq!(discard(&mut a, u64::MAX, later, pause), 10);
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]

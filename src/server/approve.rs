@@ -5,18 +5,19 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::names::RequestName;
 use super::policy::Decision;
 use super::store::Store;
 use crate::wire::Verdict;
 
-/// What the operator is asked about: one upload request whose name has already passed
-/// [`check_name`](super::names::check_name).
+/// What the operator is asked about: one upload request whose name has already been read and
+/// checked ([`read_request_name`](super::names::read_request_name)).
 #[derive(Clone, Copy)]
 pub struct Ask<'a> {
     /// The client's address.
     pub peer: SocketAddr,
-    /// The file's name, as the client sent it.
-    pub name: &'a str,
+    /// The file's name: as the client sent it, and the one component it is stored under.
+    pub name: &'a RequestName,
     /// The file's size in bytes, as announced.
     pub size: u64,
     /// Where it will be stored.
@@ -44,7 +45,7 @@ impl Ask<'_> {
     /// Asked when the question is shown, not when the request arrived, since uploads that
     /// finish in between may take names.
     pub fn save_as(&self) -> String {
-        self.store.free_name(self.name)
+        self.store.free_name(&self.name.stored)
     }
 }
 

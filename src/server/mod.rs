@@ -29,6 +29,7 @@ pub use summary::{End, Summary};
 use crate::error::Error;
 pub use crate::net::listen::DEFAULT_MAX_CONNECTIONS;
 use crate::net::{self, Accepted, ListenEvent};
+use crate::wire::ResponseByte;
 
 /// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -74,6 +75,7 @@ pub struct Server {
     timeout: Duration,
     max_connections: usize,
     checksum: bool,
+    accept_byte: ResponseByte,
     stopping: AtomicBool,
 }
 
@@ -99,6 +101,7 @@ impl Server {
             timeout: DEFAULT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS.into(),
             checksum: false,
+            accept_byte: ResponseByte::DEFAULT_ACCEPT,
             stopping: AtomicBool::new(false),
         }
     }
@@ -113,6 +116,14 @@ impl Server {
     /// takes the buffered path instead of the zero-copy one.
     pub fn with_checksum(mut self, checksum: bool) -> Server {
         self.checksum = checksum;
+        self
+    }
+
+    /// Answers accepted requests with `byte`, and denied ones with the other (`--accept-byte`):
+    /// 0 for the Python programs, fup and the C# author's client, 1 for the C# copies that
+    /// use it. Requests look the same from both, so the operator says which.
+    pub fn with_accept_byte(mut self, byte: ResponseByte) -> Server {
+        self.accept_byte = byte;
         self
     }
 

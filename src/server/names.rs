@@ -1,13 +1,94 @@
-//! Which names an upload may be stored under: the checks every name passes, and the
-//! `name (1).ext` names tried when it is taken. Pure rules, no file system.
+//! Which names an upload may be stored under: how a request's name is read (UTF-8, or CP949
+//! from Korean Windows; a path as typed is cut to its last part), the checks every stored name
+//! passes, and the `name (1).ext` names tried when it is taken. Pure rules, no file system.
 
 use std::fmt;
 
 use crate::text::is_invisible;
-use crate::wire::MAX_NAME_LEN;
 
+/// Longest name a file is stored under, in bytes (the usual file-system limit for one path
+/// component).
+pub const MAX_NAME_LEN: usize = 255;
 /// How many `stem (n).ext` names are tried before giving up on a crowded directory.
 pub const MAX_RENAMES: u32 = 10_000;
+
+/// A request's name, read and checked: what was sent, and the one component it is stored under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestName {
+    /// The name as sent, decoded: a path when the client sent the path as typed.
+    pub sent: String,
+    /// The name to store under: `sent` itself, or its last path component. It passed
+    /// [`check_name`].
+    pub stored: String,
+    /// Whether the bytes sent were CP949 (the Korean Windows code page), not UTF-8.
+    pub cp949: bool,
+}
+
+impl RequestName {
+    /// Whether the client sent a path, of which only the last part is used.
+    pub fn is_path(&self) -> bool {
+        self.sent != self.stored
+    }
+}
+
+/// Reads a request's name the way every known client sends it, and checks it.
+///
+/// The bytes are UTF-8, or else CP949 when they decode as that cleanly (the older C# clients
+/// on Korean Windows); a name with `/` or `\` is a path as typed (the C# clients), and only
+/// its last component is used, never a directory. That component must pass [`check_name`].
+///
+/// # Errors
+///
+/// The first [`NameProblem`] found: [`NameProblem::NotUtf8`] for bytes that are neither
+/// encoding, [`NameProblem::NoFileName`] for a path that ends in a separator.
+///
+/// # Example
+///
+/// ```
+/// use fup::server::names::{NameProblem, read_request_name};
+///
+/// let name = read_request_name(br"C:\Users\u\f.bin")?;
+/// assert_eq!((name.sent.as_str(), name.stored.as_str()), (r"C:\Users\u\f.bin", "f.bin"));
+/// // "사진.jpg" from Korean Windows.
+/// let name = read_request_name(b"\xbb\xe7\xc1\xf8.jpg")?;
+/// assert_eq!((name.stored.as_str(), name.cp949), ("사진.jpg", true));
+/// assert_eq!(read_request_name(b"photos/"), Err(NameProblem::NoFileName));
+/// # Ok::<(), NameProblem>(())
+/// ```
+pub fn read_request_name(raw: &[u8]) -> Result<RequestName, NameProblem> {
+    if raw.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    // Checked on the bytes: no decoder gets to turn a NUL into something else.
+    if raw.contains(&0) {
+        return Err(NameProblem::Nul);
+    }
+    let (sent, cp949) = match std::str::from_utf8(raw) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => {
+            let text = encoding_rs::EUC_KR
+                .decode_without_bom_handling_and_without_replacement(raw)
+                .ok_or(NameProblem::NotUtf8)?;
+            (text.into_owned(), true)
+        }
+    };
+    let stored = match sent.rfind(['/', '\\']) {
+        None => sent.clone(),
+        Some(at) => {
+            let last = &sent[at + 1..];
+            if last.is_empty() {
+                return Err(NameProblem::NoFileName);
+            }
+            last.to_owned()
+        }
+    };
+    check_name(stored.as_bytes())?;
+    Ok(RequestName {
+        sent,
+        stored,
+        cp949,
+    })
+}
 
 /// Why a file name was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,8 +97,10 @@ pub enum NameProblem {
     Empty,
     /// The name is `.` or `..`.
     DotOrDotDot,
-    /// The name is not valid UTF-8.
+    /// The name is neither UTF-8 nor CP949.
     NotUtf8,
+    /// The name is a path that ends in a separator: there is no file name to store under.
+    NoFileName,
     /// The name is longer than [`MAX_NAME_LEN`] bytes.
     TooLong,
     /// The name contains `/` or `\`, so it is not a single path component.
@@ -43,7 +126,8 @@ impl fmt::Display for NameProblem {
         f.write_str(match self {
             NameProblem::Empty => "name is empty",
             NameProblem::DotOrDotDot => "name is . or ..",
-            NameProblem::NotUtf8 => "name is not valid UTF-8",
+            NameProblem::NotUtf8 => "name is neither UTF-8 nor CP949",
+            NameProblem::NoFileName => "name is a path that ends in a separator",
             NameProblem::TooLong => "name is longer than 255 bytes",
             NameProblem::Separator => "name contains a path separator",
             NameProblem::Nul => "name contains a NUL byte",
@@ -275,5 +359,84 @@ mod tests {
         assert!(renamed.len() <= MAX_NAME_LEN, "{}", renamed.len());
         assert!(renamed.ends_with(" (12).txt"));
         assert_eq!(check_name(renamed.as_bytes()), Ok(renamed.as_str()));
+    }
+
+    // See: #9
+    #[test]
+    fn request_names_as_every_known_client_sends_them() {
+        // (bytes sent, name as sent, name stored, CP949)
+        let hangul_cp949: &[u8] = b"\xc7\xd1\xb1\xdb \xc0\xcc\xb8\xa7.bin"; // 한글 이름.bin
+        let cases: &[(&[u8], &str, &str, bool)] = &[
+            (b"f.bin", "f.bin", "f.bin", false),
+            (
+                "한글 이름.bin".as_bytes(),
+                "한글 이름.bin",
+                "한글 이름.bin",
+                false,
+            ),
+            (b"sub/f.bin", "sub/f.bin", "f.bin", false),
+            (b"/home/u/f.bin", "/home/u/f.bin", "f.bin", false),
+            (br"C:\Users\u\f.bin", r"C:\Users\u\f.bin", "f.bin", false),
+            (b"../../etc/passwd", "../../etc/passwd", "passwd", false),
+            (b"a\\b/c", "a\\b/c", "c", false),
+            // An overlong UTF-8 "/" is not UTF-8; as CP949 it is the syllable 유, no separator.
+            (b"\xc0\xaf", "유", "유", true),
+            (hangul_cp949, "한글 이름.bin", "한글 이름.bin", true),
+            (
+                b"C:\\\xbb\xe7\xc1\xf8\\\xbb\xe7\xc1\xf8.jpg",
+                "C:\\사진\\사진.jpg",
+                "사진.jpg",
+                true,
+            ),
+        ];
+        for (raw, sent, stored, cp949) in cases {
+            let name = read_request_name(raw).unwrap();
+            assert_eq!(
+                (name.sent.as_str(), name.stored.as_str(), name.cp949),
+                (*sent, *stored, *cp949),
+                "{raw:?}"
+            );
+            assert_eq!(name.is_path(), sent != stored);
+        }
+    }
+
+    // See: #9
+    #[test]
+    fn request_names_that_are_still_refused() {
+        use NameProblem::*;
+        let long = format!("dir/{}", "a".repeat(256));
+        let cases: &[(&[u8], NameProblem)] = &[
+            (b"", Empty),
+            (b"a/", NoFileName),
+            (br"C:\Users\", NoFileName),
+            (b"/", NoFileName),
+            (b"a/..", DotOrDotDot),
+            (b"a/.", DotOrDotDot),
+            (b"dir/.hidden", Hidden),
+            (b"dir/a\nb", Control),
+            (b"dir/CON", Device),
+            (b"C:x", Colon),
+            (b"a\0/b", Nul),
+            (b"\xff\xfe", NotUtf8),
+            (b"\x80", NotUtf8),
+            (b"a\xc7", NotUtf8),
+            (long.as_bytes(), TooLong),
+            // Decodes as CP949 but is refused like any other name: ESC and a Hangul syllable.
+            (b"\x1b\xb0\xa1", Control),
+        ];
+        for (raw, problem) in cases {
+            assert_eq!(read_request_name(raw), Err(*problem), "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes arrive, what is stored is one plain component, never a path.
+        #[test]
+        fn stored_names_are_single_components(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(name) = read_request_name(&raw) {
+                proptest::prop_assert_eq!(check_name(name.stored.as_bytes()), Ok(name.stored.as_str()));
+                proptest::prop_assert!(!name.stored.contains(['/', '\\']));
+            }
+        }
     }
 }

@@ -10,14 +10,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::approve::Ask;
-use super::names::check_name;
+use super::names::{RequestName, read_request_name};
 use super::policy::{Decision, Reason};
 use super::store::Incoming;
 use super::summary::{End, Summary};
 use super::{Event, Progress, Server};
 use crate::error::{Error, Result};
-use crate::net::{Conn, Deadline, Mover};
-use crate::wire::{Body, Limit, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID, Verdict};
+use crate::net::{Conn, Deadline, Mover, discard};
+use crate::wire::{
+    Body, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID, ResponseByte,
+    Verdict,
+};
 
 /// How often, at most, an upload reports its progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -25,6 +28,19 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long to wait for the optional empty data message after an empty upload: our client
 /// sends it right behind the request's acceptance, and a Python client sends none.
 const EMPTY_TRAILER_GRACE: Duration = Duration::from_secs(1);
+
+/// Empty data messages in a row, none of them the last, that an upload may bring before it is
+/// failed: each one costs the server a header's work and brings it no closer to the end (the
+/// C# client sends them forever past 2 GiB). Our client sends at most one, as the last.
+pub const MAX_EMPTY_DATA: u32 = 16;
+
+/// After sending a failure result, how much of what the client already sent is read and
+/// dropped before closing (see [`discard`]): a few of the largest data messages.
+const LINGER_BYTES: u64 = 4 * MAX_DATA_LEN as u64;
+/// And for how long at most (less if the server's timeout is shorter).
+const LINGER_TIME: Duration = Duration::from_secs(10);
+/// And until the client pauses this long: what it had in flight has arrived by then.
+const LINGER_IDLE: Duration = Duration::from_millis(200);
 
 /// One connection's exchange: request, verdict, data, result.
 pub struct Session<'a> {
@@ -82,11 +98,11 @@ impl<'a> Session<'a> {
         };
         let req = self.summary.request.insert(req);
         let size = req.size;
-        let name = match check_name(&req.name) {
-            Ok(name) => name.to_owned(),
+        let name = match read_request_name(&req.name) {
+            Ok(name) => self.summary.name.insert(name).clone(),
             Err(problem) => {
                 // Refused before anyone is asked; the client just sees a denial.
-                let _ = send_response(stream, request_id, Verdict::Denied);
+                let _ = self.send_response(stream, request_id, Verdict::Denied);
                 return Ok(End::Refused(problem));
             }
         };
@@ -96,16 +112,17 @@ impl<'a> Session<'a> {
             if stream.peer_closed() {
                 return Ok(End::Abandoned);
             }
-            send_response(stream, request_id, Verdict::Denied)?;
+            self.send_response(stream, request_id, Verdict::Denied)?;
             return Ok(End::Denied);
         }
-        send_response(stream, request_id, Verdict::Accepted)?;
-        let path = self.receive_and_store(stream, Receiving::new(request_id, size), &name)?;
+        self.send_response(stream, request_id, Verdict::Accepted)?;
+        let path =
+            self.receive_and_store(stream, Receiving::new(request_id, size), &name.stored)?;
         Ok(End::Stored(path))
     }
 
     /// The server's state and policy first, and only then the operator.
-    fn decide<S: Conn>(&self, stream: &S, name: &str, size: u64) -> Decision {
+    fn decide<S: Conn>(&self, stream: &S, name: &RequestName, size: u64) -> Decision {
         let server = self.server;
         if server.is_stopping() {
             return Decision::deny(Reason::ShuttingDown);
@@ -145,12 +162,34 @@ impl<'a> Session<'a> {
                 .answer_stored(stream, last_id, receiving.size)
                 .map(|()| path),
             Err(err) => {
-                let _ = send_result(stream, receiving.request_id, Outcome::Failure);
+                let _ = send_result(stream, receiving.data_id(), Outcome::Failure);
+                self.linger(stream);
                 Err(err)
             }
         };
         self.summary.transfer = started.elapsed();
         answered
+    }
+
+    /// After a failure result, makes sure the client can read it: sends our end of stream,
+    /// then reads and drops what it already sent, bounded by bytes and time, so that closing
+    /// does not reset the connection under the result (PROTOCOL.md, "Closing").
+    fn linger<S: Conn>(&self, stream: &mut S) {
+        if stream.shutdown_write().is_ok() {
+            let deadline = Deadline::after(self.server.timeout.min(LINGER_TIME));
+            discard(stream, LINGER_BYTES, deadline, LINGER_IDLE);
+        }
+    }
+
+    /// Sends the response to request `request_id` in this server's convention.
+    fn send_response<S: Write>(
+        &self,
+        stream: &mut S,
+        request_id: u32,
+        verdict: Verdict,
+    ) -> Result<()> {
+        let byte = ResponseByte::saying(verdict, self.server.accept_byte);
+        send(stream, RESPONSE_ID, Body::Response { request_id, byte })
     }
 
     /// Receives the data into a temp file and publishes it under `name`. Returns where, and
@@ -237,24 +276,36 @@ impl<'a> Session<'a> {
 /// The state of an accepted upload's data: what every data message must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Receiving {
-    /// The request's msgid, which every data message repeats.
+    /// The request's msgid.
     request_id: u32,
+    /// The msgid every data message carries: the first one's (see [`Receiving::admit`]).
+    data_id: Option<u32>,
     /// The size the request announced.
     size: u64,
     /// The `seq` due next.
     next_seq: u16,
     /// File bytes admitted so far.
     received: u64,
+    /// Empty data messages in a row, none of them the last.
+    empty_run: u32,
 }
 
 impl Receiving {
     fn new(request_id: u32, size: u64) -> Receiving {
         Receiving {
             request_id,
+            data_id: None,
             size,
             next_seq: 0,
             received: 0,
+            empty_run: 0,
         }
+    }
+
+    /// The msgid a result echoes: the data messages' (PROTOCOL.md, step 5), or the request's
+    /// when none came.
+    fn data_id(&self) -> u32 {
+        self.data_id.unwrap_or(self.request_id)
     }
 
     /// Checks a data message's header against the upload and moves `seq` on; returns the
@@ -263,10 +314,13 @@ impl Receiving {
         let Body::Data { len } = msg.body else {
             return Err(msg.body.unexpected(MsgType::Data));
         };
-        // Every data message carries the request's msgid (PROTOCOL.md, step 3).
-        if msg.id != self.request_id {
+        // All data messages carry one msgid, the first one's, whatever the request's was: both
+        // reference servers accept exactly that, and the C# client sends request 0, data 1
+        // (PROTOCOL.md, "The other dialect").
+        let data_id = *self.data_id.get_or_insert(msg.id);
+        if msg.id != data_id {
             return Err(Error::MessageId {
-                expected: self.request_id,
+                expected: data_id,
                 got: msg.id,
             });
         }
@@ -285,6 +339,16 @@ impl Receiving {
                 got: total,
                 limit: self.size,
             });
+        }
+        // Every message must bring the upload closer to its end, or end it: without this a
+        // peer could keep a thread busy for ever with empty messages.
+        self.empty_run = if len == 0 && !msg.last {
+            self.empty_run + 1
+        } else {
+            0
+        };
+        if self.empty_run > MAX_EMPTY_DATA {
+            return Err(Error::NoProgress(self.empty_run));
         }
         Ok(len.into())
     }
@@ -323,18 +387,6 @@ impl Throttle {
         self.reported = Some(now);
         Some(now.duration_since(started))
     }
-}
-
-/// Sends the response to request `request_id`.
-fn send_response<S: Write>(stream: &mut S, request_id: u32, verdict: Verdict) -> Result<()> {
-    send(
-        stream,
-        RESPONSE_ID,
-        Body::Response {
-            request_id,
-            verdict,
-        },
-    )
 }
 
 /// Sends the result, echoing `request_id` (the last data message's msgid).
@@ -575,14 +627,42 @@ mod tests {
         let (dir, server) = server(|_: &Ask<'_>| panic!("the operator must not be asked"));
         let (summary, output) = run(
             &server,
-            &[&request(1, 3, b"../escape"), &data(1, 0, true, b"hi\n")],
+            &[&request(1, 3, b"photos/"), &data(1, 0, true, b"hi\n")],
         );
         assert!(
-            matches!(summary.end, End::Refused(NameProblem::Separator)),
+            matches!(summary.end, End::Refused(NameProblem::NoFileName)),
             "{summary:?}"
         );
-        assert_eq!(output[20], Verdict::Denied as u8);
+        assert_eq!(output[20], 1, "denied");
         assert!(files(&dir).is_empty());
+    }
+
+    // See: #9
+    #[test]
+    fn a_path_is_stored_under_its_last_part_and_nothing_escapes() {
+        let root = tempfile::tempdir().unwrap();
+        let inbox = root.path().join("in");
+        let server = Server::new(Store::open(&inbox).unwrap(), Policy::accept_all());
+        for name in [
+            &b"../escape"[..],
+            b"/etc/passwd",
+            br"C:\Users\u\f.bin",
+            b"sub/f.bin",
+        ] {
+            let (summary, _) = run(&server, &[&request(0, 3, name), &data(1, 0, true, b"hi\n")]);
+            assert!(summary.is_stored(), "{summary}");
+        }
+        let mut names: Vec<String> = fs::read_dir(&inbox)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["escape", "f (1).bin", "f.bin", "passwd"]);
+        assert_eq!(
+            fs::read_dir(root.path()).unwrap().count(),
+            1,
+            "nothing beside the inbox"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::names::NameProblem;
+use super::names::{NameProblem, RequestName};
 use super::policy::Reason;
 use crate::error::Error;
 use crate::text;
@@ -38,6 +38,8 @@ pub struct Summary {
     pub peer: SocketAddr,
     /// The request, once one arrived.
     pub request: Option<FileRequest>,
+    /// The request's name, once it was read and passed the checks.
+    pub name: Option<RequestName>,
     /// File bytes received.
     pub received: u64,
     /// Time from the connection's start to its end, operator's think time included.
@@ -59,6 +61,7 @@ impl Summary {
             connection,
             peer,
             request: None,
+            name: None,
             received: 0,
             elapsed: Duration::ZERO,
             transfer: Duration::ZERO,
@@ -105,7 +108,19 @@ impl fmt::Display for Summary {
                 _ => write!(f, "{}: connection closed without a request", self.peer),
             };
         };
-        let name = text::escape_bytes(&req.name);
+        // The name as sent: decoded when it passed the checks, its raw bytes escaped if not.
+        let (name, sent) = match &self.name {
+            Some(name) if name.cp949 => (
+                format!("{}\" (decoded from CP949)", text::escape(&name.sent)),
+                name.sent.as_str(),
+            ),
+            Some(name) => (
+                format!("{}\"", text::escape(&name.sent)),
+                name.sent.as_str(),
+            ),
+            None => (format!("{}\"", text::escape_bytes(&req.name)), ""),
+        };
+        let name = format!("\"{name}");
         let size = format!("{} ({} bytes)", text::bytes(req.size), req.size);
         let peer = self.peer;
         match &self.end {
@@ -114,8 +129,8 @@ impl fmt::Display for Summary {
                     .file_name()
                     .map(|n| n.to_string_lossy())
                     .unwrap_or_default();
-                write!(f, "stored \"{name}\"")?;
-                if stored_as.as_bytes() != req.name.as_slice() {
+                write!(f, "stored {name}")?;
+                if stored_as != sent {
                     write!(f, " as \"{}\"", text::escape(&stored_as))?;
                 }
                 write!(
@@ -129,9 +144,9 @@ impl fmt::Display for Summary {
                     None => Ok(()),
                 }
             }
-            End::Refused(problem) => write!(f, "refused \"{name}\" {size} from {peer}: {problem}"),
+            End::Refused(problem) => write!(f, "refused {name} {size} from {peer}: {problem}"),
             End::Denied => {
-                write!(f, "denied \"{name}\" {size} from {peer}")?;
+                write!(f, "denied {name} {size} from {peer}")?;
                 match &self.reason {
                     Some(reason) => write!(f, ": {reason}"),
                     None => Ok(()),
@@ -139,11 +154,11 @@ impl fmt::Display for Summary {
             }
             End::Abandoned => write!(
                 f,
-                "dropped \"{name}\" {size} from {peer}: client hung up while waiting"
+                "dropped {name} {size} from {peer}: client hung up while waiting"
             ),
             End::Failed(err) => write!(
                 f,
-                "failed \"{name}\" after {} of {} bytes in {:.2} s from {peer}: {err}",
+                "failed {name} after {} of {} bytes in {:.2} s from {peer}: {err}",
                 self.received,
                 req.size,
                 self.transfer.as_secs_f64(),
@@ -222,6 +237,43 @@ mod tests {
         assert_eq!(
             none.to_string(),
             "127.0.0.1:4000: connection failed before a request: connection closed in the middle of a message"
+        );
+    }
+
+    // See: #9
+    #[test]
+    fn names_show_as_sent_and_as_stored() {
+        let mut path = summary(End::Stored("/in/f.bin".into()));
+        path.request.as_mut().unwrap().name = br"C:\u\f.bin".to_vec();
+        path.name = Some(RequestName {
+            sent: r"C:\u\f.bin".into(),
+            stored: "f.bin".into(),
+            cp949: false,
+        });
+        assert!(
+            path.to_string()
+                .starts_with(r#"stored "C:\\u\\f.bin" as "f.bin" 2.0 KiB"#),
+            "{path}"
+        );
+        let mut korean = summary(End::Stored("/in/사진 (1).jpg".into()));
+        korean.request.as_mut().unwrap().name = b"\xbb\xe7\xc1\xf8.jpg".to_vec();
+        korean.name = Some(RequestName {
+            sent: "사진.jpg".into(),
+            stored: "사진.jpg".into(),
+            cp949: true,
+        });
+        assert!(
+            korean
+                .to_string()
+                .starts_with(r#"stored "사진.jpg" (decoded from CP949) as "사진 (1).jpg" 2.0 KiB"#),
+            "{korean}"
+        );
+        korean.end = End::Denied;
+        assert!(
+            korean
+                .to_string()
+                .starts_with(r#"denied "사진.jpg" (decoded from CP949) 2.0 KiB"#),
+            "{korean}"
         );
     }
 

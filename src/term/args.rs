@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::wire::ResponseByte;
+
 /// A number of seconds as typed on the command line (`60`, `0.5`). Its `Display` is what is
 /// typed, so clap can show a library constant as an option's default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,19 @@ pub fn seconds_or_zero(text: &str) -> Result<Seconds, String> {
         return Ok(Seconds(Duration::ZERO));
     }
     seconds(text)
+}
+
+/// Parses `--accept-byte`: `0` or `1`, the response byte that means "accepted".
+///
+/// # Errors
+///
+/// A message for clap to print for anything else.
+pub fn response_byte(text: &str) -> Result<ResponseByte, String> {
+    match text.trim() {
+        "0" => Ok(ResponseByte::Zero),
+        "1" => Ok(ResponseByte::One),
+        _ => Err(format!("{text:?} is neither 0 nor 1")),
+    }
 }
 
 /// Parses a size such as `1500`, `64K`, `10MiB`, `1.5GB` or `2T`. `K`, `M`, `G`, `T` and the
@@ -133,6 +148,18 @@ mod tests {
             );
         }
         assert_eq!(Seconds(Duration::from_secs(60)).to_string(), "60");
+    }
+
+    #[test]
+    fn response_bytes() {
+        assert_eq!(response_byte("0"), Ok(ResponseByte::Zero));
+        assert_eq!(response_byte("1"), Ok(ResponseByte::One));
+        for bad in ["", "2", "yes", "01", "-1"] {
+            assert!(response_byte(bad).is_err(), "{bad:?}");
+        }
+        for byte in [ResponseByte::Zero, ResponseByte::One] {
+            assert_eq!(response_byte(&byte.to_string()), Ok(byte));
+        }
     }
 
     #[test]

@@ -269,19 +269,34 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 }
 
-/// The lines that describe an upload to the operator, before the prompt: who, what, how
-/// large, where it will be stored (`save_as`), the free space, and how many more wait.
+/// The lines that describe an upload to the operator, before the prompt: who, what (as sent,
+/// and how its name was read when that is not plain), how large, where it will be stored
+/// (`save_as`), the free space, and how many more wait.
 pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
-    let path = ask.store.dir().join(save_as);
+    let name = ask.name;
     let mut text = format!(
-        "{} wants to send \"{}\" ({}, {} bytes)\n  to {}",
+        "{} wants to send \"{}\" ({}, {} bytes)\n",
         ask.peer,
-        text::escape(ask.name),
+        text::escape(&name.sent),
         text::bytes(ask.size),
         ask.size,
-        text::escape(&path.to_string_lossy())
     );
-    if save_as != ask.name {
+    let mut notes = Vec::new();
+    if name.cp949 {
+        notes.push("decoded from CP949".to_string());
+    }
+    if name.is_path() {
+        notes.push(format!(
+            "a path: stored under its last part \"{}\"",
+            text::escape(&name.stored)
+        ));
+    }
+    if !notes.is_empty() {
+        text.push_str(&format!("  name {}\n", notes.join("; ")));
+    }
+    let path = ask.store.dir().join(save_as);
+    text.push_str(&format!("  to {}", text::escape(&path.to_string_lossy())));
+    if save_as != name.stored {
         text.push_str(" (exists, keeping both)");
     }
     if let Some(free) = ask.free {
@@ -312,6 +327,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::server::Store;
+    use crate::server::names::{RequestName, read_request_name};
     use crate::term::screen::PROMPT;
     use std::io::Cursor;
     use std::sync::Arc;
@@ -394,10 +410,21 @@ mod tests {
         store
     }
 
+    /// The name `raw` stands for, kept for the whole test run (an `Ask` borrows it): read as
+    /// a server reads it when it passes, taken as it is when it does not (the escaping tests).
+    fn name(raw: &str) -> &'static RequestName {
+        let name = read_request_name(raw.as_bytes()).unwrap_or_else(|_| RequestName {
+            sent: raw.into(),
+            stored: raw.into(),
+            cp949: false,
+        });
+        Box::leak(Box::new(name))
+    }
+
     fn ask<'a>(name: &'a str, _save_as: &'a str, client_gone: &'a dyn Fn() -> bool) -> Ask<'a> {
         Ask {
             peer: "127.0.0.1:4000".parse().unwrap(),
-            name,
+            name: self::name(name),
             size: 1536,
             store: store(),
             free: Some(2048),
@@ -618,5 +645,32 @@ mod tests {
         );
         let plain = Ask { free: None, ..a };
         assert!(question(&plain, "a.txt", 0).ends_with("/a.txt\n"));
+    }
+
+    // See: #9
+    #[test]
+    fn question_says_how_the_name_was_read() {
+        let path = ask(r"C:\Users\u\f.bin", "", &never);
+        let text = question(&path, "f.bin", 0);
+        assert!(
+            text.starts_with(&format!(
+                "127.0.0.1:4000 wants to send \"C:\\\\Users\\\\u\\\\f.bin\" (1.5 KiB, 1536 bytes)\n  name a path: stored under its last part \"f.bin\"\n  to {}/f.bin;",
+                store().dir().display()
+            )),
+            "{text}"
+        );
+        let korean = Ask {
+            name: Box::leak(Box::new(
+                read_request_name(b"\xbb\xe7\xc1\xf8.jpg").unwrap(),
+            )),
+            ..path
+        };
+        let text = question(&korean, "사진.jpg", 0);
+        assert!(
+            text.contains(
+                "wants to send \"사진.jpg\" (1.5 KiB, 1536 bytes)\n  name decoded from CP949\n  to "
+            ),
+            "{text}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::header::{ByteField, HEADER_LEN, Header, MsgType};
 use super::limits::{
-    FILESIZE_LEN, Limit, MAX_DATA_LEN, MAX_NAME_LEN, MAX_REQUEST_BODY, VERDICT_BODY_LEN,
+    FILESIZE_LEN, Limit, MAX_DATA_LEN, MAX_REQUEST_BODY, MAX_SENT_NAME_LEN, VERDICT_BODY_LEN,
 };
 use crate::error::{Error, Result};
 
@@ -22,23 +22,72 @@ pub const RESPONSE_ID: u32 = 0;
 /// The msgid of the server's result: the one after its response (PROTOCOL.md, step 5).
 pub const RESULT_ID: u32 = 1;
 
-/// The server's answer to a request. On the wire **0 means accepted** (PROTOCOL.md).
+/// An operator's (or a policy's) answer to a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Verdict {
-    /// `0`: go ahead and send the data.
-    Accepted = 0,
-    /// `1`: the server refuses and closes the connection.
-    Denied = 1,
+    /// Go ahead and send the data.
+    Accepted,
+    /// The server refuses and closes the connection.
+    Denied,
 }
 
-impl TryFrom<u8> for Verdict {
+/// The answer byte of a response, as it is on the wire. Which byte means "accepted" is a
+/// convention of each program, not of the protocol (PROTOCOL.md, "The other dialect"): `0`
+/// for the Python programs, fup and the C# author's code, `1` for about half of the public C#
+/// copies. Requests look the same from both, so a server is told which one its clients use
+/// (`--accept-byte`), and a client can tell from whether the server closes at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ResponseByte {
+    /// `0`: accepted for the Python convention, denied for the other.
+    Zero = 0,
+    /// `1`: denied for the Python convention, accepted for the other.
+    One = 1,
+}
+
+impl ResponseByte {
+    /// The byte that means "accepted" unless told otherwise: the Python programs' `0`.
+    pub const DEFAULT_ACCEPT: ResponseByte = ResponseByte::Zero;
+
+    /// The byte that says `verdict` where `accept` means accepted.
+    pub fn saying(verdict: Verdict, accept: ResponseByte) -> ResponseByte {
+        match verdict {
+            Verdict::Accepted => accept,
+            Verdict::Denied => accept.other(),
+        }
+    }
+
+    /// What this byte says where `accept` means accepted.
+    pub fn meaning(self, accept: ResponseByte) -> Verdict {
+        if self == accept {
+            Verdict::Accepted
+        } else {
+            Verdict::Denied
+        }
+    }
+
+    /// The other byte.
+    pub fn other(self) -> ResponseByte {
+        match self {
+            ResponseByte::Zero => ResponseByte::One,
+            ResponseByte::One => ResponseByte::Zero,
+        }
+    }
+}
+
+impl std::fmt::Display for ResponseByte {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", *self as u8)
+    }
+}
+
+impl TryFrom<u8> for ResponseByte {
     type Error = Error;
 
-    fn try_from(value: u8) -> Result<Verdict> {
+    fn try_from(value: u8) -> Result<ResponseByte> {
         match value {
-            0 => Ok(Verdict::Accepted),
-            1 => Ok(Verdict::Denied),
+            0 => Ok(ResponseByte::Zero),
+            1 => Ok(ResponseByte::One),
             value => Err(Error::BadByte {
                 field: ByteField::Response,
                 value,
@@ -101,12 +150,12 @@ impl FileRequest {
 pub enum Body {
     /// `0x01`: `filesize u64` followed by the name's bytes.
     Request(FileRequest),
-    /// `0x02`: the request's msgid and the verdict.
+    /// `0x02`: the request's msgid and the answer byte.
     Response {
         /// The msgid of the request this answers.
         request_id: u32,
-        /// Accepted or denied.
-        verdict: Verdict,
+        /// Accepted or denied, by a convention: see [`ResponseByte`].
+        byte: ResponseByte,
     },
     /// `0x03`: `len` bytes of file data. The bytes are not part of the value: after
     /// [`Message::read_from`] they are the next `len` bytes on the stream, and
@@ -138,7 +187,7 @@ impl Body {
     /// The body's length on the wire.
     pub fn len(&self) -> u32 {
         match self {
-            // A request is only ever built from a name of at most MAX_NAME_LEN bytes on the
+            // A request is only ever built from a name of at most MAX_SENT_NAME_LEN bytes on the
             // decoding side; on the encoding side `write_to` checks before using this.
             Body::Request(req) => (FILESIZE_LEN + req.name.len()).min(u32::MAX as usize) as u32,
             Body::Response { .. } | Body::Result { .. } => VERDICT_BODY_LEN,
@@ -251,7 +300,7 @@ impl Message {
                 let (request_id, byte) = read_verdict_body(&mut r, &header)?;
                 Body::Response {
                     request_id,
-                    verdict: Verdict::try_from(byte)?,
+                    byte: ResponseByte::try_from(byte)?,
                 }
             }
             MsgType::Result => {
@@ -280,7 +329,7 @@ impl Message {
     ///
     /// # Errors
     ///
-    /// [`Error::TooLarge`] for a request name over [`MAX_NAME_LEN`] or data over
+    /// [`Error::TooLarge`] for a request name over [`MAX_SENT_NAME_LEN`] or data over
     /// [`MAX_DATA_LEN`] (nothing is written then), and [`Error::Io`] if writing fails.
     pub fn write_to<W: Write>(&self, mut w: W) -> Result<()> {
         let mut buf = [0; HEADER_LEN + MAX_REQUEST_BODY as usize];
@@ -294,21 +343,20 @@ impl Message {
         let body = &mut buf[HEADER_LEN..];
         let body_len = match &self.body {
             Body::Request(req) => {
-                if req.name.len() > MAX_NAME_LEN {
+                if req.name.len() > MAX_SENT_NAME_LEN {
                     return Err(Error::TooLarge {
                         what: Limit::FileName,
                         got: req.name.len() as u64,
-                        limit: MAX_NAME_LEN as u64,
+                        limit: MAX_SENT_NAME_LEN as u64,
                     });
                 }
                 LE::write_u64(&mut body[..FILESIZE_LEN], req.size);
                 body[FILESIZE_LEN..FILESIZE_LEN + req.name.len()].copy_from_slice(&req.name);
                 FILESIZE_LEN + req.name.len()
             }
-            Body::Response {
-                request_id,
-                verdict,
-            } => encode_verdict_body(body, *request_id, *verdict as u8),
+            Body::Response { request_id, byte } => {
+                encode_verdict_body(body, *request_id, *byte as u8)
+            }
             Body::Result {
                 request_id,
                 outcome,
@@ -365,6 +413,7 @@ fn read_verdict_body<R: Read>(r: &mut R, header: &Header) -> Result<(u32, u8)> {
     Ok((LE::read_u32(&buf[..4]), buf[4]))
 }
 
+/// A response or result body: `msgid u32` + one byte.
 fn encode_verdict_body(body: &mut [u8], request_id: u32, byte: u8) -> usize {
     LE::write_u32(&mut body[..4], request_id);
     body[4] = byte;
@@ -437,7 +486,7 @@ mod tests {
             0,
             Body::Response {
                 request_id: 1,
-                verdict: Verdict::Accepted,
+                byte: ResponseByte::Zero,
             },
         );
         assert_eq!(encode(&msg), GOLDEN_RESPONSE);
@@ -450,12 +499,30 @@ mod tests {
             0,
             Body::Response {
                 request_id: 1,
-                verdict: Verdict::Denied,
+                byte: ResponseByte::One,
             },
         );
         let bytes = encode(&msg);
         assert_eq!(&bytes[16..], &[0x01, 0x00, 0x00, 0x00, 0x01]);
         assert_eq!(decode(&bytes).unwrap(), Some(msg));
+    }
+
+    /// Both conventions, both ways (PROTOCOL.md, "The other dialect").
+    #[test]
+    fn response_bytes_mean_what_the_convention_says() {
+        use ResponseByte::{One, Zero};
+        use Verdict::{Accepted, Denied};
+        #[rustfmt::skip]
+        let cases = [
+            // (accept byte, verdict, byte on the wire)
+            (Zero, Accepted, Zero), (Zero, Denied, One),
+            (One, Accepted, One), (One, Denied, Zero),
+        ];
+        for (accept, verdict, byte) in cases {
+            assert_eq!(ResponseByte::saying(verdict, accept), byte);
+            assert_eq!(byte.meaning(accept), verdict);
+        }
+        assert_eq!(ResponseByte::DEFAULT_ACCEPT, Zero);
     }
 
     #[test]
@@ -634,7 +701,7 @@ mod tests {
 
     #[test]
     fn oversized_values_are_not_encoded() {
-        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let long = "x".repeat(MAX_SENT_NAME_LEN + 1);
         let msg = Message::single(1, Body::Request(FileRequest::new(0, &long)));
         assert!(matches!(
             msg.write_to(Vec::new()),
@@ -656,15 +723,15 @@ mod tests {
         prop_oneof![
             (
                 any::<u64>(),
-                proptest::collection::vec(any::<u8>(), 0..=MAX_NAME_LEN)
+                proptest::collection::vec(any::<u8>(), 0..=MAX_SENT_NAME_LEN)
             )
                 .prop_map(|(size, name)| Body::Request(FileRequest { size, name })),
-            (any::<u32>(), any::<bool>()).prop_map(|(request_id, yes)| Body::Response {
+            (any::<u32>(), any::<bool>()).prop_map(|(request_id, one)| Body::Response {
                 request_id,
-                verdict: if yes {
-                    Verdict::Accepted
+                byte: if one {
+                    ResponseByte::One
                 } else {
-                    Verdict::Denied
+                    ResponseByte::Zero
                 },
             }),
             (0..=MAX_DATA_LEN).prop_map(|len| Body::Data { len }),

@@ -12,8 +12,9 @@ mod message;
 
 pub use header::{ByteField, HEADER_LEN, Header, MsgType};
 pub use limits::{
-    FILESIZE_LEN, Limit, MAX_DATA_LEN, MAX_NAME_LEN, MAX_REQUEST_BODY, VERDICT_BODY_LEN,
+    FILESIZE_LEN, Limit, MAX_DATA_LEN, MAX_REQUEST_BODY, MAX_SENT_NAME_LEN, VERDICT_BODY_LEN,
 };
 pub use message::{
-    Body, FileRequest, Message, Outcome, REQUEST_ID, RESPONSE_ID, RESULT_ID, Verdict, data_header,
+    Body, FileRequest, Message, Outcome, REQUEST_ID, RESPONSE_ID, RESULT_ID, ResponseByte, Verdict,
+    data_header,
 };
