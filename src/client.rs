@@ -523,6 +523,77 @@ mod tests {
         assert_eq!(output.len(), 16 + 8 + 1);
     }
 
+    /// Uploads "hi\n" over a scripted server that hangs up once its script is read, as a
+    /// socket shows it, with `accept_byte` forced or not.
+    fn over(script: &[&[u8]], accept_byte: Option<ResponseByte>) -> (Result<Delivery>, Vec<u8>) {
+        let mut duplex = Duplex::hanging_up(script);
+        let options = Options {
+            accept_byte,
+            ..Options::default()
+        };
+        let result = upload(&mut duplex, &b"hi\n"[..], "f", 3, &options, |_| {});
+        (result.map(|sent| sent.delivery), duplex.output)
+    }
+
+    // See: #9
+    #[test]
+    fn both_response_conventions_without_a_flag() {
+        use ResponseByte::{One, Zero};
+        let (zero, one) = (response(Zero, 1), response(One, 1));
+        let request_only = 16 + 8 + 1;
+        // (what, server's script, delivery, bytes the client sent)
+        let cases: [(&str, Vec<&[u8]>, Delivery, usize); 4] = [
+            (
+                "0 and open: accepted",
+                vec![&zero, GOLDEN_RESULT],
+                Delivery::Stored,
+                44,
+            ),
+            (
+                "1 and closed: denied",
+                vec![&one],
+                Delivery::Denied,
+                request_only,
+            ),
+            (
+                "1 and open: the other convention accepted",
+                vec![&one, GOLDEN_RESULT],
+                Delivery::Stored,
+                44,
+            ),
+            (
+                "0 and closed: the other convention denied",
+                vec![&zero],
+                Delivery::Denied,
+                request_only,
+            ),
+        ];
+        for (what, script, delivery, sent) in cases {
+            let (result, output) = over(&script, None);
+            assert_eq!(result.unwrap(), delivery, "{what}");
+            assert_eq!(output.len(), sent, "{what}");
+        }
+    }
+
+    // See: #9
+    #[test]
+    fn a_forced_convention_is_taken_as_said() {
+        use ResponseByte::{One, Zero};
+        let (zero, one) = (response(Zero, 1), response(One, 1));
+        let (result, _) = over(&[&one, GOLDEN_RESULT], Some(One));
+        assert_eq!(result.unwrap(), Delivery::Stored);
+        let (result, _) = over(&[&zero], Some(One));
+        assert_eq!(result.unwrap(), Delivery::Denied);
+        // Told 0: a close without a result is an error, not a guess.
+        let (result, _) = over(&[&zero], Some(Zero));
+        assert!(
+            matches!(result, Err(Error::Closed(MsgType::Result))),
+            "{result:?}"
+        );
+        let (result, _) = over(&[&one], Some(Zero));
+        assert_eq!(result.unwrap(), Delivery::Denied);
+    }
+
     #[test]
     fn failure_result_is_reported() {
         let mut failure = GOLDEN_RESULT.to_vec();

@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod dialect;
 mod hostile;
 mod pty;
 mod util;

@@ -801,6 +801,24 @@ mod tests {
         assert!(receiving.check_complete().is_err());
         receiving.received = 10;
         assert!(receiving.check_complete().is_ok());
+        // The first data message's msgid holds, whatever the request's was (#9).
+        let mut csharp = Receiving::new(0, 10);
+        assert_eq!(csharp.admit(&data(1, 0, 4)).unwrap(), 4);
+        assert_eq!(csharp.data_id(), 1);
+        assert!(csharp.admit(&data(0, 1, 1)).is_err());
+        // Empty messages that are not the last: 16 in a row are let through, not 17.
+        let mut stuck = Receiving::new(1, 10);
+        for seq in 0..MAX_EMPTY_DATA as u16 {
+            assert_eq!(stuck.admit(&data(1, seq, 0)).unwrap(), 0);
+        }
+        let err = stuck.admit(&data(1, 16, 0)).unwrap_err();
+        assert!(matches!(err, Error::NoProgress(17)), "{err:?}");
+        // A message with bytes resets the count.
+        let mut moving = Receiving::new(1, 100);
+        for seq in 0..100u16 {
+            let len = u32::from(seq % 10 == 9);
+            assert!(moving.admit(&data(1, seq, len)).is_ok(), "{seq}");
+        }
         // seq wraps modulo 2^16.
         let mut wrap = Receiving::new(1, u64::MAX);
         wrap.next_seq = u16::MAX;
