@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod conventions;
 mod dialect;
 mod hostile;
 mod pty;

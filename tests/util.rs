@@ -58,12 +58,42 @@ impl Running {
 
     /// Any command that starts a server printing `listening on` first.
     pub fn command(cmd: &mut Command, input: Input<'_>) -> Running {
-        let mut owned = Command::new(cmd.get_program());
-        owned.args(cmd.get_args());
-        Running::start(owned, input)
+        Running::start(Running::owned(cmd), input)
     }
 
-    fn start(mut cmd: Command, input: Input<'_>) -> Running {
+    /// Like [`Running::command`], environment variables included (the same: kept for the
+    /// tests that are about them).
+    pub fn command_with_env(cmd: &mut Command, input: Input<'_>) -> Running {
+        Running::command(cmd, input)
+    }
+
+    /// Like [`Running::command`] for a server on a loopback address other than 127.0.0.1.
+    pub fn command_any_address(cmd: &mut Command, input: Input<'_>) -> Running {
+        Running::start_on(Running::owned(cmd), input, |addr| {
+            assert!(addr.ip().is_loopback(), "{addr}")
+        })
+    }
+
+    /// A copy of `cmd` (program, arguments, environment) that this module can set up.
+    fn owned(cmd: &Command) -> Command {
+        let mut owned = Command::new(cmd.get_program());
+        owned.args(cmd.get_args());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => owned.env(key, value),
+                None => owned.env_remove(key),
+            };
+        }
+        owned
+    }
+
+    fn start(cmd: Command, input: Input<'_>) -> Running {
+        Running::start_on(cmd, input, |addr| {
+            assert_eq!(addr.ip().to_string(), "127.0.0.1")
+        })
+    }
+
+    fn start_on(mut cmd: Command, input: Input<'_>, check: fn(&SocketAddr)) -> Running {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -90,7 +120,7 @@ impl Running {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("first line: {first:?}"));
         running.addr = addr.parse().unwrap();
-        assert_eq!(running.addr.ip().to_string(), "127.0.0.1");
+        check(&running.addr);
         assert_ne!(running.addr.port(), 0);
         running
     }

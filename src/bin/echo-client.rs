@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fup::echo::{DEFAULT_INTERVAL, ROUND_TIMEOUT, round_trip};
-use fup::term::args::{Seconds, seconds_or_zero};
+use fup::term::args::{Address, Seconds, address, parse_with_address, seconds_or_zero};
 use fup::text;
 
 /// Send a message to an echo server, check that exactly the same bytes come back, and print
@@ -19,23 +19,27 @@ use fup::text;
     after_help = "Prints one line per round, like ping, and with --count a summary.\n\nExample:\n  echo-client 127.0.0.1 hello --count 5 --interval 0.5"
 )]
 struct Args {
-    /// Server host name or IP address
-    host: String,
+    /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT)
+    #[arg(value_parser = address)]
+    host: Address,
     /// Message to send
     message: String,
     /// Server TCP port
-    #[arg(long, default_value_t = fup::DEFAULT_PORT)]
+    #[arg(short, long, env = "FUP_PORT", default_value_t = fup::DEFAULT_PORT)]
     port: u16,
     /// Number of rounds
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
-    /// Seconds to wait between rounds, as ping does
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_INTERVAL), value_parser = seconds_or_zero)]
+    /// Time to wait between rounds, as ping does; seconds, or with a unit: 500ms
+    #[arg(short, long, value_name = "DURATION", default_value_t = Seconds(DEFAULT_INTERVAL), value_parser = seconds_or_zero)]
     interval: Seconds,
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
+    // 128 + the signal's number, as every fup program exits on a signal.
+    let _ = fup::term::signals::exit_on_signals(|_| {});
+    match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
@@ -47,11 +51,16 @@ fn main() -> ExitCode {
 
 /// Runs every round; returns whether all of them echoed exactly.
 fn run(args: Args) -> anyhow::Result<bool> {
-    let addr = (args.host.as_str(), args.port)
+    let addr = (args.host.host.as_str(), args.port)
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {}", args.host))?
+        .with_context(|| {
+            format!(
+                "cannot resolve {}: the name does not resolve",
+                args.host.host
+            )
+        })?
         .next()
-        .with_context(|| format!("{} has no address", args.host))?;
+        .with_context(|| format!("{} has no address", args.host.host))?;
     let message = args.message.as_bytes();
     let mut times = Vec::new();
     for i in 0..args.count {

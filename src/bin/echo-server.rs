@@ -2,7 +2,7 @@
 #![deny(unsafe_code)]
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -18,15 +18,18 @@ struct Args {
     #[arg(default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
     /// TCP port to listen on (0 picks a free port)
-    #[arg(long, default_value_t = fup::DEFAULT_PORT)]
+    #[arg(short, long, env = "FUP_PORT", default_value_t = fup::DEFAULT_PORT)]
     port: u16,
     /// Connections served at once; more are closed as they arrive
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    // 128 + the signal's number, as every fup program exits on a signal.
+    let _ = fup::term::signals::exit_on_signals(|_| {});
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("echo-server: {err:#}");
@@ -36,8 +39,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let listener = TcpListener::bind((args.bind, args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = fup::net::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     println!(
         "listening on {}",
         listener

@@ -17,9 +17,10 @@ use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
     Options, Sent, auto_chunk_size, connect, upload_file,
 };
-use fup::term::args::{Seconds, response_byte, seconds};
+use fup::term::args::{
+    Address, Seconds, address, chunk_size, parse_with_address, response_byte, seconds,
+};
 use fup::text;
-use fup::wire::MAX_DATA_LEN;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Upload files to a FUP (File Upload Protocol) server, one connection per file, in order.
@@ -29,28 +30,31 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// denials and failures on stderr.
 ///
 /// Exit status: 0 when every file was stored, 1 when any was denied or failed, 2 for usage
-/// errors, 130 when interrupted (Ctrl-C; the server discards the partial file).
+/// errors, 128 + the signal's number when interrupted (130 for Ctrl-C, 143 for SIGTERM; the
+/// server discards the partial file).
 #[derive(Parser)]
 #[command(
     version,
     after_help = "Examples:\n  fup-client 192.0.2.7 report.pdf photos/*.jpg\n  fup-client --port 6000 -q backup.host db.dump"
 )]
 struct Args {
-    /// Server host name or IP address
-    host: String,
+    /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT)
+    #[arg(value_parser = address)]
+    host: Address,
     /// Files to upload
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Server TCP port
-    #[arg(long, default_value_t = fup::DEFAULT_PORT)]
+    #[arg(short, long, env = "FUP_PORT", default_value_t = fup::DEFAULT_PORT)]
     port: u16,
-    #[arg(long, help = chunk_size_help(), value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DATA_LEN)))]
+    #[arg(long, value_name = "SIZE", env = "FUP_CHUNK_SIZE", help = chunk_size_help(), value_parser = chunk_size)]
     chunk_size: Option<u32>,
-    /// Seconds allowed to connect, for each write, and for the server's result
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
+    /// Time allowed to connect, for each write, and for the server's result; seconds, or with
+    /// a unit: 90s, 2m, 500ms
+    #[arg(short, long, value_name = "DURATION", env = "FUP_TIMEOUT", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
     timeout: Seconds,
-    /// Seconds allowed for the server's operator to answer the request
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_ANSWER_TIMEOUT), value_parser = seconds)]
+    /// Time allowed for the server's operator to answer the request
+    #[arg(long, value_name = "DURATION", env = "FUP_ANSWER_TIMEOUT", default_value_t = Seconds(DEFAULT_ANSWER_TIMEOUT), value_parser = seconds)]
     answer_timeout: Seconds,
     /// Compute the SHA-256 of each file while sending it and print it in sha256sum format
     /// (costs the zero-copy path: see the README)
@@ -59,7 +63,7 @@ struct Args {
     /// The response byte that means "accepted" for this server: 0 (Python, fup, the C# book's
     /// FileReceiver) or 1 (the C# copies that use it) [default: told from whether the server
     /// closes at once, as every known server does when it denies]
-    #[arg(long, value_name = "0|1", value_parser = response_byte)]
+    #[arg(long, value_name = "0|1", env = "FUP_ACCEPT_BYTE", value_parser = response_byte)]
     accept_byte: Option<ResponseByte>,
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
@@ -70,9 +74,9 @@ struct Args {
 fn chunk_size_help() -> String {
     let grown_past_gib = (u64::from(DEFAULT_CHUNK_SIZE) * MAX_UNWRAPPED_CHUNKS) >> 30;
     format!(
-        "Bytes per data message, used exactly; seq wraps past {} messages, which only fup \
-         servers accept [default: {DEFAULT_CHUNK_SIZE}, grown for files over {grown_past_gib} GiB so \
-         that the original Python server can take them]",
+        "Bytes per data message (e.g. 64K, 1M), used exactly; seq wraps past {} messages, \
+         which only fup servers accept [default: {DEFAULT_CHUNK_SIZE}, grown for files over \
+         {grown_past_gib} GiB so that the original Python server can take them]",
         thousands(MAX_UNWRAPPED_CHUNKS)
     )
 }
@@ -94,9 +98,9 @@ fn thousands(n: u64) -> String {
 const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
     // The connection closes with the process, and the server then removes the partial file.
-    let _ = ctrlc::set_handler(|| std::process::exit(130));
+    let _ = fup::term::signals::exit_on_signals(|_| {});
     let bars = !args.quiet && io::stderr().is_terminal();
     let (mut stored, mut denied, mut failed) = (0, 0, 0);
     for path in &args.files {
@@ -157,9 +161,9 @@ fn open(path: &Path) -> anyhow::Result<Upload<'_>> {
 /// Uploads one file and reports it.
 fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
     let Upload { file, name, size } = open(path)?;
-    let addr = format!("{}:{}", args.host, args.port);
+    let addr = &args.host;
     let timeout = args.timeout.into();
-    let stream = connect(&args.host, args.port, timeout)
+    let stream = connect(&args.host.host, args.port, timeout)
         .with_context(|| format!("cannot connect to {addr}"))?;
     let options = Options {
         chunk_size: args

@@ -2,7 +2,7 @@
 #![deny(unsafe_code)]
 
 use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use fup::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, Server, Store,
 };
 use fup::term::args::{Seconds, response_byte, seconds, size};
-use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, status_line};
+use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, status_line};
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
 ///
@@ -25,7 +25,8 @@ use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, status_line};
 /// upload is denied. Decisions taken without asking (--yes, --accept-from, --max-size, too
 /// little free space, a timeout) are logged with their reason. Unsafe names (paths, hidden files,
 /// control characters…) are denied without asking. Files are never overwritten: a name that
-/// exists is stored as `name (1).ext`. Ctrl-C removes partial uploads and exits with 130.
+/// exists is stored as `name (1).ext`. Ctrl-C (or SIGTERM) removes partial uploads and exits
+/// with 128 + the signal's number (130, 143).
 #[derive(Parser)]
 #[command(
     version,
@@ -33,27 +34,29 @@ use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, status_line};
 )]
 struct Args {
     /// Directory to store accepted files in (created if missing)
+    #[arg(env = "FUP_DIR")]
     dir: PathBuf,
     /// TCP port to listen on (0 picks a free port)
-    #[arg(long, default_value_t = fup::DEFAULT_PORT)]
+    #[arg(short, long, env = "FUP_PORT", default_value_t = fup::DEFAULT_PORT)]
     port: u16,
     /// Address to listen on (default: all IPv4 interfaces)
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    #[arg(short, long, env = "FUP_BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
     /// Accept every upload without asking
-    #[arg(long)]
+    #[arg(short, long)]
     yes: bool,
-    /// Seconds a client has to send each message whole (the request, then each data message)
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
+    /// Time a client has to send each message whole (the request, then each data message);
+    /// seconds, or with a unit: 90s, 2m, 500ms
+    #[arg(short, long, value_name = "DURATION", env = "FUP_TIMEOUT", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
     timeout: Seconds,
-    /// Seconds the operator has to answer a question before the upload is denied
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(DEFAULT_PROMPT_TIMEOUT), value_parser = seconds)]
+    /// Time the operator has to answer a question before the upload is denied
+    #[arg(long, value_name = "DURATION", env = "FUP_PROMPT_TIMEOUT", default_value_t = Seconds(DEFAULT_PROMPT_TIMEOUT), value_parser = seconds)]
     prompt_timeout: Seconds,
     /// Accept uploads from these address ranges without asking (e.g. 10.0.0.0/8,192.168.1.7)
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = str::parse::<Cidr>)]
+    #[arg(short, long, value_name = "CIDR,...", env = "FUP_ACCEPT_FROM", value_delimiter = ',', value_parser = str::parse::<Cidr>)]
     accept_from: Vec<Cidr>,
     /// Deny, without asking, files larger than this (e.g. 500M, 10GiB; K/M/G/T are powers of 1024)
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    #[arg(short, long, value_name = "SIZE", env = "FUP_MAX_SIZE", value_parser = size)]
     max_size: Option<u64>,
     /// Compute the SHA-256 of each upload while receiving it and print it in sha256sum format
     /// (costs the zero-copy path: see the README)
@@ -65,10 +68,10 @@ struct Args {
     /// The response byte that means "accepted" to this server's clients: 0 for the Python
     /// programs, fup and the C# book's own FileSender; 1 for the C# copies that use it (their
     /// requests look the same, so say which). A denial gets the other byte
-    #[arg(long, value_name = "0|1", default_value_t = ResponseByte::DEFAULT_ACCEPT, value_parser = response_byte)]
+    #[arg(long, value_name = "0|1", env = "FUP_ACCEPT_BYTE", default_value_t = ResponseByte::DEFAULT_ACCEPT, value_parser = response_byte)]
     accept_byte: ResponseByte,
     /// Connections served at once; more are closed as they arrive
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
 }
 
@@ -91,24 +94,27 @@ fn run(args: Args) -> anyhow::Result<()> {
     if swept > 0 {
         eprintln!("fup-server: removed {swept} partial upload(s) left by an earlier run");
     }
-    let listener = TcpListener::bind((args.bind, args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = fup::net::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    if let Some(warning) = open_door_warning(&args) {
+        eprintln!("fup-server: warning: {warning}");
+    }
     // On a terminal, log lines, live status lines and questions share the screen in order.
     let screen =
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
     let server = Arc::new(server(&args, store, screen.clone())?);
     let on_signal = Arc::clone(&server);
-    ctrlc::set_handler(move || {
+    signals::exit_on_signals(move |signal| {
         let removed = on_signal.shutdown(SHUTDOWN_GRACE);
         // Not eprintln!: with the terminal gone it would panic here, and the server would
         // never exit.
         let _ = writeln!(
             io::stderr(),
-            "\nfup-server: interrupted; denied waiting requests, removed {removed} partial upload(s)"
+            "\nfup-server: {}; denied waiting requests, removed {removed} partial upload(s)",
+            signals::describe(signal)
         );
-        std::process::exit(130);
     })
-    .context("cannot handle Ctrl-C")?;
+    .context("cannot handle signals")?;
     println!(
         "listening on {}",
         listener
@@ -121,6 +127,29 @@ fn run(args: Args) -> anyhow::Result<()> {
             report(event, screen.as_deref(), quiet)
         })
         .context("cannot accept connections")
+}
+
+/// A warning when uploads are accepted without asking from anyone who can reach every
+/// interface: `--yes`, or an `--accept-from` range with public addresses in it.
+fn open_door_warning(args: &Args) -> Option<String> {
+    if !args.bind.is_unspecified() {
+        return None;
+    }
+    let everyone = format!("on all interfaces (port {}); consider --bind", args.port);
+    if args.yes {
+        return Some(format!(
+            "--yes accepts every upload from anyone who can reach this machine {everyone}"
+        ));
+    }
+    // Public examples of each family (RFC 5737/3849 ranges would be "documentation").
+    let public: [IpAddr; 2] = [[8, 8, 8, 8].into(), "2001:4860::8888".parse().ok()?];
+    let wide = args
+        .accept_from
+        .iter()
+        .find(|range| public.iter().any(|ip| range.contains(*ip)))?;
+    Some(format!(
+        "--accept-from {wide} accepts uploads without asking from public addresses {everyone}"
+    ))
 }
 
 /// The server the arguments describe: its policy, and the operator at this terminal unless
@@ -183,5 +212,36 @@ fn report(event: Event, screen: Option<&Screen>, quiet: bool) {
         Some(screen) => screen.log(&mut out, &line),
         // A closed stdout must not take a connection thread down with it.
         None => drop(writeln!(out, "{line}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &[&str]) -> Args {
+        Args::try_parse_from([&["fup-server"], line, &["dir"]].concat()).unwrap()
+    }
+
+    // See: #10
+    #[test]
+    fn open_doors_are_warned_about() {
+        let warn = |line: &[&str]| open_door_warning(&args(line));
+        assert!(
+            warn(&["--yes"])
+                .unwrap()
+                .starts_with("--yes accepts every upload")
+        );
+        assert!(warn(&["--yes", "-b", "127.0.0.1"]).is_none());
+        assert!(warn(&["--yes", "-b", "::1"]).is_none());
+        assert!(warn(&["--yes", "-b", "::"]).is_some());
+        assert!(
+            warn(&["--accept-from", "0.0.0.0/0"])
+                .unwrap()
+                .starts_with("--accept-from 0.0.0.0/0 accepts")
+        );
+        assert!(warn(&["--accept-from", "2000::/3"]).is_some());
+        assert!(warn(&["--accept-from", "192.168.0.0/16,10.0.0.0/8"]).is_none());
+        assert!(warn(&[]).is_none());
     }
 }

@@ -11,7 +11,7 @@ pub mod sys;
 pub mod transfer;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -131,6 +131,24 @@ pub fn prepare(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> {
     stream.set_write_timeout(Some(write_timeout))
 }
 
+/// Binds a listener on `addr`, saying plainly when the port is taken.
+///
+/// # Errors
+///
+/// If the address cannot be bound.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|err| match err.kind() {
+        io::ErrorKind::AddrInUse => io::Error::new(
+            err.kind(),
+            "the port is already in use (another server? choose one with --port)",
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            io::Error::new(err.kind(), "no interface of this machine has that address")
+        }
+        _ => err,
+    })
+}
+
 /// Connects to the first address of `addr` that answers within `timeout` each, and
 /// [`prepare`]s the connection with the same `timeout` for writes.
 ///
@@ -138,8 +156,14 @@ pub fn prepare(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> {
 ///
 /// If the name does not resolve, or no address accepts: the last address's error.
 pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for addr in addr.to_socket_addrs()? {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    let addrs = addr.to_socket_addrs().map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the name does not resolve ({err})"),
+        )
+    })?;
+    for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => {
                 prepare(&stream, timeout)?;
@@ -170,5 +194,21 @@ mod tests {
         drop(listener);
         let err = connect(("127.0.0.1", port), Duration::from_secs(5)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        // A name that cannot resolve (rejected before any lookup: nothing leaves the machine).
+        let err = connect(("bad\0name", port), Duration::from_secs(5)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("the name does not resolve ("),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_port_in_use_says_so() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind(taken.local_addr().unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the port is already in use (another server? choose one with --port)"
+        );
     }
 }

@@ -27,19 +27,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens `dir`, creating it (and its parents) if missing.
+    /// Opens `dir`, creating it (and its parents) if missing, and checks that files can be
+    /// created in it now rather than at the first upload.
     ///
     /// # Errors
     ///
-    /// If the directory cannot be created, or the path exists and is not a directory.
+    /// If the path is a file, or the directory cannot be created or written to; each with a
+    /// message that says which.
     pub fn open(dir: &Path) -> io::Result<Store> {
-        fs::create_dir_all(dir)?;
-        if !fs::metadata(dir)?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+        match fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "it is a file, not a directory",
+                ));
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir)?,
+            Err(err) => return Err(err),
         }
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir)
+            .map_err(|err| io::Error::new(err.kind(), format!("it is not writable: {err}")))?;
         Ok(Store {
             dir: dir.to_path_buf(),
             in_flight: Arc::default(),
@@ -296,6 +307,24 @@ mod tests {
         fs::create_dir(dir.path().join("a.txt")).unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join("a (1).txt")).unwrap();
         assert_eq!(store.free_name("a.txt"), "a (2).txt");
+    }
+
+    // See: #10
+    #[test]
+    fn open_says_what_is_wrong_with_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file).unwrap_err();
+        assert_eq!(err.to_string(), "it is a file, not a directory");
+        let err = Store::open(&file.join("below")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+        // /proc is not writable, even for root.
+        let err = Store::open(Path::new("/proc/self")).unwrap_err();
+        assert!(err.to_string().starts_with("it is not writable: "), "{err}");
+        // The check leaves nothing behind.
+        Store::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -23,30 +23,48 @@ impl From<Seconds> for Duration {
     }
 }
 
-/// Parses a positive number of seconds such as `60` or `0.5`, for clap's `value_parser`.
+/// Parses a positive duration such as `60` or `0.5` (seconds), `90s`, `500ms`, `2m` or `1h`,
+/// for clap's `value_parser`.
 ///
 /// # Errors
 ///
-/// A message for clap to print if the text is not a positive, finite number of seconds.
+/// A message for clap to print if the text is not a positive, finite duration.
 ///
 /// ```
 /// use std::time::Duration;
 /// use fup::term::args::{seconds, Seconds};
 ///
 /// assert_eq!(seconds("1.5"), Ok(Seconds(Duration::from_millis(1500))));
+/// assert_eq!(seconds("2m"), Ok(Seconds(Duration::from_secs(120))));
 /// assert!(seconds("0").is_err());
 /// ```
 pub fn seconds(text: &str) -> Result<Seconds, String> {
-    let secs: f64 = text
-        .trim()
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 60, 90s, 2m, 500ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h; a bare number is seconds)"
+            ));
+        }
+    };
+    let secs = number * scale;
     if secs <= 0.0 {
         return Err("must be more than 0 seconds".to_string());
     }
     Duration::try_from_secs_f64(secs)
         .map(Seconds)
-        .map_err(|_| format!("{text:?} seconds is out of range"))
+        .map_err(|_| format!("{text:?} is out of range"))
 }
 
 /// Parses a number of seconds that may be 0, such as an interval between rounds.
@@ -61,6 +79,104 @@ pub fn seconds_or_zero(text: &str) -> Result<Seconds, String> {
     seconds(text)
 }
 
+/// A server's address as typed: a host name or IP address, with a port when one was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The host name or IP address, without brackets.
+    pub host: String,
+    /// The port given with it (`HOST:PORT`, `[IPv6]:PORT`).
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.host.contains(':'), self.port) {
+            (true, Some(port)) => write!(f, "[{}]:{port}", self.host),
+            (false, Some(port)) => write!(f, "{}:{port}", self.host),
+            (_, None) => f.write_str(&self.host),
+        }
+    }
+}
+
+/// Parses a server address in every form the servers print and people type: `HOST`, `IPv4`,
+/// `IPv6`, `[IPv6]`, `HOST:PORT`, `IPv4:PORT` and `[IPv6]:PORT`.
+///
+/// # Errors
+///
+/// A message for clap to print if the text is not such an address.
+///
+/// ```
+/// use fup::term::args::address;
+///
+/// assert_eq!(address("[::1]:6000")?.port, Some(6000));
+/// assert_eq!(address("::1")?.host, "::1");
+/// assert_eq!(address("example.org:6000")?.host, "example.org");
+/// # Ok::<(), String>(())
+/// ```
+pub fn address(text: &str) -> Result<Address, String> {
+    let t = text.trim();
+    let bad = || format!("{text:?} is not an address (HOST, HOST:PORT, IPv6 or [IPv6]:PORT)");
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("{p:?} in {text:?} is not a port number"))
+    };
+    // An IPv6 address, maybe with a zone (`fe80::1%eth0`), which the resolver takes.
+    let is_ipv6 = |h: &str| {
+        let addr = h.split_once('%').map_or(h, |(addr, _)| addr);
+        addr.parse::<std::net::Ipv6Addr>().is_ok()
+    };
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        if !is_ipv6(host) {
+            return Err(bad());
+        }
+        match after {
+            "" => (host, None),
+            _ => (host, Some(port(after.strip_prefix(':').ok_or_else(bad)?)?)),
+        }
+    } else if t.matches(':').count() > 1 {
+        // More than one colon and no brackets: a bare IPv6 address, which has no port.
+        if !is_ipv6(t) {
+            return Err(bad());
+        }
+        (t, None)
+    } else if let Some((host, p)) = t.split_once(':') {
+        (host, Some(port(p)?))
+    } else {
+        (t, None)
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(Address {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parses the program's arguments, with the server's port taken from its address when it has
+/// one: that port wins over `--port`'s default and environment value, and a different
+/// `--port` given on the command line is a usage error (exit 2, as clap's own).
+pub fn parse_with_address<A: clap::Parser>(
+    address: impl Fn(&mut A) -> (&mut Address, &mut u16),
+) -> A {
+    let matches = A::command().get_matches();
+    let mut args = A::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let given = matches.value_source("port") == Some(clap::parser::ValueSource::CommandLine);
+    let (addr, port) = address(&mut args);
+    match addr.port {
+        Some(p) if given && p != *port => A::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("the address {addr} names port {p} but --port says {port}"),
+            )
+            .exit(),
+        Some(p) => *port = p,
+        None => addr.port = Some(*port),
+    }
+    args
+}
+
 /// Parses `--accept-byte`: `0` or `1`, the response byte that means "accepted".
 ///
 /// # Errors
@@ -71,6 +187,23 @@ pub fn response_byte(text: &str) -> Result<ResponseByte, String> {
         "0" => Ok(ResponseByte::Zero),
         "1" => Ok(ResponseByte::One),
         _ => Err(format!("{text:?} is neither 0 nor 1")),
+    }
+}
+
+/// Parses a data message size for `--chunk-size`: a [`size`] from 1 byte to the protocol's
+/// largest data message.
+///
+/// # Errors
+///
+/// A message for clap to print if the text is not such a size.
+pub fn chunk_size(text: &str) -> Result<u32, String> {
+    let max = crate::wire::MAX_DATA_LEN;
+    match u32::try_from(size(text)?) {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be from 1 byte to {} ({max})",
+            crate::text::bytes(max.into())
+        )),
     }
 }
 
@@ -129,7 +262,14 @@ mod tests {
         let secs = |s| Ok(Seconds(Duration::from_millis(s)));
         assert_eq!(seconds("60"), secs(60_000));
         assert_eq!(seconds(" 0.25 "), secs(250));
-        for bad in ["", "x", "-1", "0", "0.0", "inf", "NaN", "1e300"] {
+        assert_eq!(seconds("90s"), secs(90_000));
+        assert_eq!(seconds("2m"), secs(120_000));
+        assert_eq!(seconds("1.5min"), secs(90_000));
+        assert_eq!(seconds("500ms"), secs(500));
+        assert_eq!(seconds("1h"), secs(3_600_000));
+        for bad in [
+            "", "x", "-1", "0", "0.0", "inf", "NaN", "1e300", "2d", "0ms", "1e400h",
+        ] {
             assert!(seconds(bad).is_err(), "{bad:?}");
         }
         assert_eq!(seconds_or_zero("0"), secs(0));
@@ -150,6 +290,41 @@ mod tests {
         assert_eq!(Seconds(Duration::from_secs(60)).to_string(), "60");
     }
 
+    // See: #10
+    #[test]
+    fn addresses_in_every_printed_form() {
+        let cases = [
+            ("127.0.0.1", "127.0.0.1", None),
+            ("127.0.0.1:6000", "127.0.0.1", Some(6000)),
+            ("::1", "::1", None),
+            ("[::1]", "::1", None),
+            ("[::1]:6000", "::1", Some(6000)),
+            ("fe80::1%eth0", "fe80::1%eth0", None),
+            ("localhost", "localhost", None),
+            ("files.example.org:0", "files.example.org", Some(0)),
+        ];
+        for (text, host, port) in cases {
+            let parsed = address(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!((parsed.host.as_str(), parsed.port), (host, port), "{text}");
+        }
+        for bad in [
+            "",
+            ":6000",
+            "[::1",
+            "[::1]6000",
+            "[nope]:1",
+            "host:",
+            "host:x",
+            "host:70000",
+            "1:2:3",
+            "a b",
+        ] {
+            assert!(address(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(address("[::1]:6000").unwrap().to_string(), "[::1]:6000");
+        assert_eq!(address("h:1").unwrap().to_string(), "h:1");
+    }
+
     #[test]
     fn response_bytes() {
         assert_eq!(response_byte("0"), Ok(ResponseByte::Zero));
@@ -159,6 +334,16 @@ mod tests {
         }
         for byte in [ResponseByte::Zero, ResponseByte::One] {
             assert_eq!(response_byte(&byte.to_string()), Ok(byte));
+        }
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size("1M"), Ok(1 << 20));
+        assert_eq!(chunk_size("4096"), Ok(4096));
+        assert_eq!(chunk_size("16MiB"), Ok(16 << 20));
+        for bad in ["0", "17M", "1T", "x"] {
+            assert!(chunk_size(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod prompt;
 pub mod screen;
+pub mod signals;
 
 pub use prompt::{DEFAULT_PROMPT_TIMEOUT, TerminalApprover};
 pub use screen::Screen;
