@@ -192,3 +192,160 @@ fn plain_one_line_errors() {
         );
     }
 }
+
+/// A fup-server with a 64 KiB file-size limit (a larger upload fails) and `extra` options.
+fn limited_server(dir: &std::path::Path, extra: &str, input: Input<'_>) -> Running {
+    let script = format!(
+        "ulimit -f 64 && exec {} --port 0 --bind 127.0.0.1 {extra} {}",
+        env!("CARGO_BIN_EXE_fup-server"),
+        dir.display()
+    );
+    Running::command(Command::new("bash").args(["-c", &script]), input)
+}
+
+// See: #10
+#[test]
+fn json_on_both_sides_for_a_mixed_run() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = limited_server(dir.path(), "--json", Input::Pipe);
+    let files: Vec<String> = [("ok.txt", 10), ("no.txt", 20), ("big.bin", 200_000)]
+        .into_iter()
+        .map(|(name, len)| {
+            let path = src.path().join(name);
+            fs::write(&path, pattern(len)).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .chain([src.path().join("missing").to_str().unwrap().to_string()])
+        .collect();
+    let port = server.port();
+    let client = {
+        let mut args = vec![
+            "--json".to_string(),
+            "--checksum".into(),
+            "-p".into(),
+            port,
+            "127.0.0.1".into(),
+        ];
+        args.extend(files.iter().cloned());
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(env!("CARGO_BIN_EXE_fup-client"), &args)
+        })
+    };
+    for answer in ["y", "n", "y"] {
+        server.err_line_containing("accept? [y/N]");
+        server.answer(answer);
+    }
+    let out = client.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = text(&out);
+    assert!(stderr.is_empty(), "all of it is in the JSON: {stderr}");
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let verdicts: Vec<&str> = objects
+        .iter()
+        .map(|o| o["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["stored", "denied", "failed", "error"]);
+    assert_eq!(objects[0]["name"], "ok.txt");
+    assert_eq!(objects[0]["size"], 10);
+    assert!(objects[0]["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(objects[0]["sha256"].as_str().unwrap().len(), 64);
+    assert!(objects[1].get("seconds").is_none(), "denied: no transfer");
+    assert_eq!(
+        objects[2]["error"],
+        "server reported that storing the file failed"
+    );
+    assert!(
+        objects[3]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot open file"),
+        "{}",
+        objects[3]
+    );
+    // The server's side: one object per connection, with the time.
+    let lines: Vec<serde_json::Value> = (0..3)
+        .map(|_| serde_json::from_str(&server.raw_line()).unwrap())
+        .collect();
+    let verdicts: Vec<&str> = lines
+        .iter()
+        .map(|o| o["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["stored", "denied", "failed"]);
+    assert_eq!(
+        lines[0]["stored"],
+        dir.path().join("ok.txt").to_str().unwrap()
+    );
+    assert_eq!(lines[0]["received"], 10);
+    assert!(lines[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(stamp_len(&format!("{} x", lines[0]["time"].as_str().unwrap())).is_some());
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("File too large"),
+        "{}",
+        lines[2]
+    );
+    eprintln!("client --json:\n{stdout}server --json:");
+    for line in &lines {
+        eprintln!("{line}");
+    }
+}
+
+// See: #10
+#[test]
+fn unattended_log_lines_carry_rfc3339_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes", "--checksum"], Input::Text(""));
+    let (code, stderr) = client(&["-p", &server.port(), "127.0.0.1"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = server.raw_line();
+    let len = stamp_len(&line).unwrap_or_else(|| panic!("no timestamp: {line:?}"));
+    assert!(line[len..].starts_with("stored \"c.txt\""), "{line}");
+    // The digest line stays in sha256sum's format.
+    let digest = server.raw_line();
+    assert!(
+        digest.ends_with("/c.txt") && digest.find("  ") == Some(64),
+        "{digest}"
+    );
+}
+
+// See: #10
+#[test]
+fn standard_input_is_uploaded_under_the_given_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let data = pattern(300_000);
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fup-client"))
+        .args([
+            "-p",
+            &server.port(),
+            "127.0.0.1",
+            "-",
+            "--name",
+            "piped.bin",
+        ])
+        .write_stdin(data.clone())
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert!(text(&out).0.starts_with("sent \"piped.bin\" 293.0 KiB in "));
+    assert!(fs::read(dir.path().join("piped.bin")).unwrap() == data);
+    // `-` needs --name, and --name needs `-`: usage errors.
+    for args in [
+        vec!["-"],
+        vec!["--name", "x", "/etc/hostname"],
+        vec!["-", "-", "--name", "x"],
+    ] {
+        let mut all = vec!["-p", "1", "127.0.0.1"];
+        all.extend(args.iter());
+        let out = run(env!("CARGO_BIN_EXE_fup-client"), &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -115,10 +115,15 @@ impl Running {
             stdin,
             addr: ([0, 0, 0, 0], 0).into(),
         };
-        let first = running.line();
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"));
+        let first = running.raw_line();
+        // `listening on ADDR`, or `{"listening":"ADDR"}` with --json.
+        let addr = match first.strip_prefix("listening on ") {
+            Some(addr) => addr.to_string(),
+            None => serde_json::from_str::<serde_json::Value>(&first)
+                .ok()
+                .and_then(|v| v["listening"].as_str().map(str::to_string))
+                .unwrap_or_else(|| panic!("first line: {first:?}")),
+        };
         running.addr = addr.parse().unwrap();
         check(&running.addr);
         assert_ne!(running.addr.port(), 0);
@@ -130,8 +135,18 @@ impl Running {
         self.addr.port().to_string()
     }
 
-    /// The next line on standard output.
+    /// The next line on standard output, without the timestamp that starts a log line when
+    /// stdout is not a terminal (tests of it use [`Running::raw_line`]).
     pub fn line(&self) -> String {
+        let line = self.raw_line();
+        match stamp_len(&line) {
+            Some(len) => line[len..].to_string(),
+            None => line,
+        }
+    }
+
+    /// The next line on standard output, as printed.
+    pub fn raw_line(&self) -> String {
         self.stdout
             .recv_timeout(TIMEOUT)
             .expect("a line on the server's stdout in time")
@@ -362,4 +377,17 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The length of the RFC 3339 timestamp and space that start `line` (`2026-11-26T10:05:42Z `),
+/// if they do.
+pub fn stamp_len(line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:ddZ ";
+    (b.len() > shape.len()
+        && shape.iter().zip(b).all(|(s, c)| match s {
+            b'd' => c.is_ascii_digit(),
+            s => s == c,
+        }))
+    .then_some(shape.len())
 }

@@ -1,12 +1,12 @@
 //! `fup-client`: upload files to a FUP server and report its verdict on each.
 #![deny(unsafe_code)]
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use fup::term::args::{
     Address, Seconds, address, chunk_size, parse_with_address, response_byte, seconds,
 };
 use fup::text;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// Upload files to a FUP (File Upload Protocol) server, one connection per file, in order.
 ///
@@ -41,9 +41,13 @@ struct Args {
     /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT)
     #[arg(value_parser = address)]
     host: Address,
-    /// Files to upload
+    /// Files to upload; `-` is standard input (with --name), read to its end into an unlinked
+    /// temporary file first, since the protocol sends the size before the data
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// The name to upload standard input (`-`) under
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Server TCP port
     #[arg(short, long, env = "FUP_PORT", default_value_t = fup::DEFAULT_PORT)]
     port: u16,
@@ -68,6 +72,10 @@ struct Args {
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
     quiet: bool,
+    /// Print one JSON object per file on stdout instead of text: file, name, size, verdict
+    /// (stored, denied, failed, error), seconds, rate, sha256 and error, those that apply
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.
@@ -101,20 +109,31 @@ fn main() -> ExitCode {
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
     // The connection closes with the process, and the server then removes the partial file.
     let _ = fup::term::signals::exit_on_signals(|_| {});
-    let bars = !args.quiet && io::stderr().is_terminal();
+    let stdin_files = args.files.iter().filter(|p| is_stdin(p)).count();
+    if stdin_files > 1 || (stdin_files == 1) != args.name.is_some() {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "standard input (-) is uploaded once, and needs --name NAME; --name is only for -",
+            )
+            .exit();
+    }
+    let bars = !args.quiet && !args.json && io::stderr().is_terminal();
     let (mut stored, mut denied, mut failed) = (0, 0, 0);
     for path in &args.files {
-        match send(&args, path, bars) {
-            Ok(Delivery::Stored) => stored += 1,
-            Ok(Delivery::Denied) => denied += 1,
-            Ok(Delivery::Failed) => failed += 1,
-            Err(err) => {
-                eprintln!("fup-client: {}: {err:#}", shown(path));
-                failed += 1;
-            }
+        let done = send(&args, path, bars);
+        match &done {
+            Ok(done) if done.sent.delivery == Delivery::Stored => stored += 1,
+            Ok(done) if done.sent.delivery == Delivery::Denied => denied += 1,
+            _ => failed += 1,
+        }
+        match args.json {
+            true => println!("{}", json(path, &done)),
+            false => present(path, &done, args.quiet),
         }
     }
-    if args.files.len() > 1 && !args.quiet {
+    if args.files.len() > 1 && !args.quiet && !args.json {
         println!("{}", totals(stored, denied, failed));
     }
     if stored == args.files.len() {
@@ -135,14 +154,27 @@ fn totals(stored: usize, denied: usize, failed: usize) -> String {
     total
 }
 
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// A file to upload: open, not a directory, with a UTF-8 name.
-struct Upload<'a> {
+struct Upload {
     file: File,
-    name: &'a str,
+    name: String,
     size: u64,
 }
 
-fn open(path: &Path) -> anyhow::Result<Upload<'_>> {
+/// Opens `path`, or for `-` spools standard input into an unlinked temporary file, since the
+/// request must say the size before any data.
+fn open(path: &Path, name: Option<&str>) -> anyhow::Result<Upload> {
+    if is_stdin(path) {
+        let mut file = tempfile::tempfile().context("cannot create a temporary file")?;
+        let size =
+            io::copy(&mut io::stdin().lock(), &mut file).context("cannot read standard input")?;
+        let name = name.unwrap_or_default().to_string();
+        return Ok(Upload { file, name, size });
+    }
     let file = File::open(path).context("cannot open file")?;
     let meta = file.metadata().context("cannot read file metadata")?;
     if meta.is_dir() {
@@ -153,14 +185,23 @@ fn open(path: &Path) -> anyhow::Result<Upload<'_>> {
     };
     Ok(Upload {
         file,
-        name,
+        name: name.to_string(),
         size: meta.len(),
     })
 }
 
-/// Uploads one file and reports it.
-fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
-    let Upload { file, name, size } = open(path)?;
+/// What became of one file that was sent.
+struct Done {
+    sent: Sent,
+    name: String,
+    size: u64,
+    /// From the server's acceptance to its result: the transfer alone.
+    elapsed: Duration,
+}
+
+/// Uploads one file.
+fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Done> {
+    let Upload { file, name, size } = open(path, args.name.as_deref())?;
     let addr = &args.host;
     let timeout = args.timeout.into();
     let stream = connect(&args.host.host, args.port, timeout)
@@ -174,45 +215,66 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Delivery> {
         checksum: args.checksum,
         accept_byte: args.accept_byte,
     };
-    let shown_name = text::escape(name);
-    let bar = bars.then(|| progress_bar(&shown_name, size));
-    // Timed from acceptance, so the operator's think time does not count against the rate.
+    let bar = bars.then(|| progress_bar(&text::escape(&name), size));
+    // Timed from acceptance, so the operator's think time counts neither in the bar's rate
+    // and time left nor in the final figure.
     let accepted: Mutex<Option<Instant>> = Mutex::new(None);
     let last_progress = Mutex::new(Instant::now());
-    let done = AtomicBool::new(false);
-    let sent = thread::scope(|scope| {
+    let (sent, finished) = thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         if let Some(bar) = &bar {
-            scope.spawn(|| watch(bar, &accepted, &last_progress, &done));
+            let (accepted, last) = (&accepted, &last_progress);
+            scope.spawn(move || watch(bar, accepted, last, &done_rx));
         }
         let progress = |sent| {
             let now = Instant::now();
-            lock(&accepted).get_or_insert(now);
+            let mut at = lock(&accepted);
+            if at.is_none() {
+                *at = Some(now);
+                if let Some(bar) = &bar {
+                    // The wait for the answer is not part of the transfer's rate or ETA.
+                    bar.reset();
+                }
+            }
+            drop(at);
             *lock(&last_progress) = now;
             if let Some(bar) = &bar {
                 bar.set_position(sent);
             }
         };
-        let sent = upload_file(&stream, &file, name, size, &options, progress);
-        done.store(true, Ordering::SeqCst);
-        sent
+        let sent = upload_file(&stream, &file, &name, size, &options, progress);
+        // Before the watcher is told: nothing after the result counts.
+        let finished = Instant::now();
+        drop(done_tx);
+        (sent, finished)
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let sent = sent.with_context(|| format!("upload to {addr} failed"))?;
-    let elapsed = lock(&accepted).map(|at| at.elapsed()).unwrap_or_default();
-    present(&sent, &shown_name, size, elapsed, path, args.quiet);
-    Ok(sent.delivery)
+    let elapsed = lock(&accepted).map_or(Duration::ZERO, |at| finished - at);
+    Ok(Done {
+        sent,
+        name,
+        size,
+        elapsed,
+    })
 }
 
-/// Reports one upload: stored on stdout (with its digest, when computed), the rest on stderr.
-fn present(sent: &Sent, name: &str, size: u64, elapsed: Duration, path: &Path, quiet: bool) {
-    let human = text::bytes(size);
-    match sent.delivery {
+/// Reports one upload as text: stored on stdout (with its digest, when computed), the rest on
+/// stderr.
+fn present(path: &Path, done: &anyhow::Result<Done>, quiet: bool) {
+    let done = match done {
+        Ok(done) => done,
+        Err(err) => return eprintln!("fup-client: {}: {err:#}", shown(path)),
+    };
+    let name = text::escape(&done.name);
+    let human = text::bytes(done.size);
+    match done.sent.delivery {
         Delivery::Stored if !quiet => println!(
             "sent \"{name}\" {human} in {:.2} s ({}): stored",
-            elapsed.as_secs_f64(),
-            text::rate(size, elapsed)
+            done.elapsed.as_secs_f64(),
+            text::rate(done.size, done.elapsed)
         ),
         Delivery::Stored => {}
         Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server"),
@@ -222,19 +284,64 @@ fn present(sent: &Sent, name: &str, size: u64, elapsed: Duration, path: &Path, q
             )
         }
     }
-    if let (Delivery::Stored, Some(sha256)) = (sent.delivery, sent.sha256) {
+    if let (Delivery::Stored, Some(sha256)) = (done.sent.delivery, done.sent.sha256) {
         // sha256sum's format, so `sha256sum -c` can check the local file.
         println!("{}  {}", text::hex(&sha256), shown(path));
     }
 }
 
+/// Reports one upload as a JSON object: file, name, size, verdict (stored, denied, failed or
+/// error), seconds and rate of the transfer, sha256 when computed, error.
+fn json(path: &Path, done: &anyhow::Result<Done>) -> serde_json::Value {
+    use serde_json::json;
+    let mut object = json!({ "file": path.to_string_lossy() });
+    match done {
+        Err(err) => {
+            object["verdict"] = json!("error");
+            object["error"] = json!(format!("{err:#}"));
+        }
+        Ok(done) => {
+            object["name"] = json!(done.name);
+            object["size"] = json!(done.size);
+            object["verdict"] = json!(match done.sent.delivery {
+                Delivery::Stored => "stored",
+                Delivery::Denied => "denied",
+                Delivery::Failed => "failed",
+            });
+            if done.sent.delivery != Delivery::Denied {
+                let secs = done.elapsed.as_secs_f64();
+                object["seconds"] = json!(secs);
+                if secs > 0.0 {
+                    object["rate"] = json!((done.size as f64 / secs).round());
+                }
+            }
+            if let (Delivery::Stored, Some(sha256)) = (done.sent.delivery, done.sent.sha256) {
+                object["sha256"] = json!(text::hex(&sha256));
+            }
+            if done.sent.delivery == Delivery::Failed {
+                object["error"] = json!("server reported that storing the file failed");
+            }
+        }
+    }
+    object
+}
+
+/// The bar, with its figures written as the summary lines write them (one size format).
 fn progress_bar(name: &str, size: u64) -> ProgressBar {
     let bar = ProgressBar::new(size);
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {sent}/{total} {speed} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("sent", |s: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = w.write_str(&text::bytes(s.pos()));
+            })
+            .with_key("total", |s: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = w.write_str(&text::bytes(s.len().unwrap_or(0)));
+            })
+            .with_key("speed", |s: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}/s", text::bytes(s.per_sec() as u64));
+            })
+            .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(format!("\"{name}\""));
     bar.set_message("waiting for the server to accept");
@@ -242,21 +349,21 @@ fn progress_bar(name: &str, size: u64) -> ProgressBar {
     bar
 }
 
-/// Keeps the bar's message true: waiting for the answer, stalled, or nothing.
+/// Keeps the bar's message true (waiting for the answer, stalled, or nothing) until the
+/// upload is over, which `done` says at once (its sender is dropped).
 fn watch(
     bar: &ProgressBar,
     accepted: &Mutex<Option<Instant>>,
     last: &Mutex<Instant>,
-    done: &AtomicBool,
+    done: &mpsc::Receiver<()>,
 ) {
-    while !done.load(Ordering::SeqCst) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(Duration::from_millis(250)) {
         let message = match *lock(accepted) {
             None => "waiting for the server to accept",
             Some(_) if lock(last).elapsed() >= STALLED_AFTER => "stalled",
             Some(_) => "",
         };
         bar.set_message(message);
-        thread::sleep(Duration::from_millis(250));
     }
 }
 

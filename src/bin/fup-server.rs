@@ -65,6 +65,11 @@ struct Args {
     /// Print only failed connections and errors, not stored or denied uploads
     #[arg(short, long)]
     quiet: bool,
+    /// Print one JSON object per line on stdout instead of text: `{"listening": ADDR}` once
+    /// ready, then one per connection (time, connection, peer, verdict, name, size, received,
+    /// stored, seconds, rate, reason, sha256, error: those that apply)
+    #[arg(long)]
+    json: bool,
     /// The response byte that means "accepted" to this server's clients: 0 for the Python
     /// programs, fup and the C# book's own FileSender; 1 for the C# copies that use it (their
     /// requests look the same, so say which). A denial gets the other byte
@@ -115,18 +120,40 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
     })
     .context("cannot handle signals")?;
-    println!(
-        "listening on {}",
-        listener
-            .local_addr()
-            .context("cannot read the bound address")?
-    );
-    let quiet = args.quiet;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let log = Log {
+        // Unattended logs get timestamps; a terminal shows the time itself.
+        stamp: !io::stdout().is_terminal(),
+        screen,
+        quiet: args.quiet,
+        json: args.json,
+    };
+    match args.json {
+        true => println!("{}", serde_json::json!({ "listening": bound.to_string() })),
+        false => println!("listening on {bound}"),
+    }
     server
-        .serve(listener, move |event| {
-            report(event, screen.as_deref(), quiet)
-        })
+        .serve(listener, move |event| log.report(event))
         .context("cannot accept connections")
+}
+
+/// Where and how the server's events are shown.
+struct Log {
+    /// The terminal's live screen, when stdout and stderr are one.
+    screen: Option<Arc<Screen>>,
+    /// `-q`: only failures.
+    quiet: bool,
+    /// `--json`: one object per line.
+    json: bool,
+    /// RFC 3339 timestamps at the start of each text line.
+    stamp: bool,
+}
+
+/// Now, as RFC 3339 in UTC to the second: `2026-11-26T10:05:42Z`.
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// A warning when uploads are accepted without asking from anyone who can reach every
@@ -180,38 +207,65 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
 
 /// Prints one event: connection summaries on stdout (above what is live when both are one
 /// terminal, with a status line per upload in flight), server troubles on stderr.
-fn report(event: Event, screen: Option<&Screen>, quiet: bool) {
-    let line = match event {
-        Event::Progress(progress) => {
-            if let Some(screen) = screen.filter(|_| !quiet) {
-                let line = status_line(&progress);
-                screen.set_status(&mut io::stderr().lock(), progress.connection, Some(line));
-            }
-            return;
-        }
-        Event::Finished(summary) => {
-            if let Some(screen) = screen {
-                screen.set_status(&mut io::stderr().lock(), summary.connection, None);
-            }
-            if quiet && !summary.is_failed() {
+impl Log {
+    /// Prints one event: connection summaries on stdout (above what is live when both are one
+    /// terminal, with a status line per upload in flight), server troubles on stderr.
+    fn report(&self, event: Event) {
+        let screen = self.screen.as_deref();
+        let line = match event {
+            Event::Progress(progress) => {
+                if let Some(screen) = screen.filter(|_| !self.quiet) {
+                    let line = status_line(&progress);
+                    screen.set_status(&mut io::stderr().lock(), progress.connection, Some(line));
+                }
                 return;
             }
-            match summary.checksum_line() {
-                Some(checksum) => format!("{summary}\n{checksum}"),
-                None => summary.to_string(),
+            Event::Finished(summary) => {
+                if let Some(screen) = screen {
+                    screen.set_status(&mut io::stderr().lock(), summary.connection, None);
+                }
+                if self.quiet && !summary.is_failed() {
+                    return;
+                }
+                if self.json {
+                    let mut object = summary.to_json();
+                    object["time"] = now().into();
+                    object.to_string()
+                } else {
+                    let line = self.stamped(&summary.to_string());
+                    // The digest line stays in sha256sum's format, for `sha256sum -c`.
+                    match summary.checksum_line() {
+                        Some(checksum) => format!("{line}\n{checksum}"),
+                        None => line,
+                    }
+                }
             }
+            Event::Listen(event) if event.is_error() => {
+                let _ = writeln!(io::stderr(), "fup-server: {event}");
+                return;
+            }
+            Event::Listen(event) if self.json => serde_json::json!({
+                "time": now(),
+                "verdict": "closed",
+                "error": event.to_string(),
+            })
+            .to_string(),
+            Event::Listen(event) => self.stamped(&event.to_string()),
+        };
+        let mut out = io::stdout().lock();
+        match screen {
+            Some(screen) => screen.log(&mut out, &line),
+            // A closed stdout must not take a connection thread down with it.
+            None => drop(writeln!(out, "{line}")),
         }
-        Event::Listen(event) if event.is_error() => {
-            let _ = writeln!(io::stderr(), "fup-server: {event}");
-            return;
+    }
+
+    /// `line`, after a timestamp when stdout is not a terminal.
+    fn stamped(&self, line: &str) -> String {
+        match self.stamp {
+            true => format!("{} {line}", now()),
+            false => line.to_string(),
         }
-        Event::Listen(event) => event.to_string(),
-    };
-    let mut out = io::stdout().lock();
-    match screen {
-        Some(screen) => screen.log(&mut out, &line),
-        // A closed stdout must not take a connection thread down with it.
-        None => drop(writeln!(out, "{line}")),
     }
 }
 

@@ -81,6 +81,68 @@ impl Summary {
         matches!(self.end, End::Failed(_))
     }
 
+    /// What the connection came to, in one word: `stored`, `refused`, `denied`, `dropped`,
+    /// `failed` or `no request`.
+    pub fn verdict(&self) -> &'static str {
+        match self.end {
+            End::Stored(_) => "stored",
+            End::Refused(_) => "refused",
+            End::Denied => "denied",
+            End::Abandoned => "dropped",
+            End::Failed(_) => "failed",
+            End::NoRequest => "no request",
+        }
+    }
+
+    /// The summary as one JSON object (`fup-server --json`): `connection`, `peer`, `verdict`,
+    /// and as far as they are known `name` (as sent, decoded; `cp949` when it was), `size`,
+    /// `received`, `stored` (the path), `seconds` and `rate` (bytes per second) of the
+    /// transfer, `reason`, `sha256`, `error`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut object = json!({
+            "connection": self.connection,
+            "peer": self.peer.to_string(),
+            "verdict": self.verdict(),
+        });
+        let mut set = |key: &str, value: serde_json::Value| {
+            object[key] = value;
+        };
+        if let Some(req) = &self.request {
+            match &self.name {
+                Some(name) => {
+                    set("name", json!(name.sent));
+                    if name.cp949 {
+                        set("cp949", json!(true));
+                    }
+                }
+                None => set("name", json!(text::escape_bytes(&req.name))),
+            }
+            set("size", json!(req.size));
+            set("received", json!(self.received));
+        }
+        match &self.end {
+            End::Stored(path) => {
+                set("stored", json!(path.to_string_lossy()));
+                let secs = self.transfer.as_secs_f64();
+                set("seconds", json!(secs));
+                if secs > 0.0 {
+                    set("rate", json!((self.received as f64 / secs).round()));
+                }
+            }
+            End::Refused(problem) => set("error", json!(problem.to_string())),
+            End::Failed(err) => set("error", json!(err.to_string())),
+            _ => {}
+        }
+        if let Some(reason) = &self.reason {
+            set("reason", json!(reason.to_string()));
+        }
+        if let Some(sha256) = self.sha256.filter(|_| self.is_stored()) {
+            set("sha256", json!(text::hex(&sha256)));
+        }
+        object
+    }
+
     /// The stored file's digest in `sha256sum`'s format (`HEX  PATH`), so that
     /// `sha256sum -c` can check it; for stored uploads that were hashed.
     pub fn checksum_line(&self) -> Option<String> {
@@ -274,6 +336,46 @@ mod tests {
                 .to_string()
                 .starts_with(r#"denied "사진.jpg" (decoded from CP949) 2.0 KiB"#),
             "{korean}"
+        );
+    }
+
+    // See: #10
+    #[test]
+    fn json_objects_say_what_the_log_says() {
+        let mut stored = summary(End::Stored("/in/a.txt".into()));
+        stored.name = Some(RequestName {
+            sent: "a.txt".into(),
+            stored: "a.txt".into(),
+            cp949: false,
+        });
+        stored.sha256 = Some([0xab; 32]);
+        stored.reason = Some(Reason::Yes);
+        assert_eq!(
+            stored.to_json(),
+            serde_json::json!({
+                "connection": 3, "peer": "127.0.0.1:4000", "verdict": "stored",
+                "name": "a.txt", "size": 2048, "received": 1024, "stored": "/in/a.txt",
+                "seconds": 2.0, "rate": 512.0, "reason": "--yes", "sha256": "ab".repeat(32),
+            })
+        );
+        let refused = summary(End::Refused(NameProblem::Control));
+        assert_eq!(
+            refused.to_json(),
+            serde_json::json!({
+                "connection": 3, "peer": "127.0.0.1:4000", "verdict": "refused",
+                "name": "a\\u{1b}.txt", "size": 2048, "received": 1024,
+                "error": "name contains a control character",
+            })
+        );
+        let failed = summary(End::Failed(Error::Truncated));
+        assert_eq!(
+            failed.to_json()["error"],
+            "connection closed in the middle of a message"
+        );
+        let none = Summary::new("127.0.0.1:4000".parse().unwrap(), 9);
+        assert_eq!(
+            none.to_json(),
+            serde_json::json!({"connection": 9, "peer": "127.0.0.1:4000", "verdict": "no request"})
         );
     }
 
