@@ -349,3 +349,46 @@ fn standard_input_is_uploaded_under_the_given_name() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+// See: #10
+#[test]
+fn completions_and_man_pages_come_from_the_programs() {
+    let programs = [
+        env!("CARGO_BIN_EXE_fup-server"),
+        env!("CARGO_BIN_EXE_fup-client"),
+        env!("CARGO_BIN_EXE_echo-server"),
+        env!("CARGO_BIN_EXE_echo-client"),
+    ];
+    for program in programs {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        // Without the program's required arguments.
+        let man = run(program, &["--man"]);
+        assert_eq!(man.status.code(), Some(0), "{name}");
+        let page = text(&man).0;
+        assert!(
+            page.contains(&format!(".TH {name} 1")),
+            "{name}: {page:.200}"
+        );
+        assert!(
+            page.contains("\\-\\-port"),
+            "{name}: options are documented"
+        );
+        for shell in ["bash", "zsh", "fish"] {
+            let out = run(program, &["--completions", shell]);
+            assert_eq!(out.status.code(), Some(0), "{name} {shell}");
+            let script = text(&out).0;
+            assert!(
+                script.contains("port") && script.contains(name),
+                "{name} {shell}"
+            );
+        }
+        assert_eq!(
+            run(program, &["--completions", "cmd"]).status.code(),
+            Some(2)
+        );
+    }
+}

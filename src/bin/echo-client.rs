@@ -15,6 +15,7 @@ use fup::text;
 /// the round-trip time. Each round uses its own connection. Exit status 1 if any round failed.
 #[derive(Parser)]
 #[command(
+    name = "echo-client",
     version,
     after_help = "Prints one line per round, like ping, and with --count a summary.\n\nExample:\n  echo-client 127.0.0.1 hello --count 5 --interval 0.5"
 )]
@@ -33,9 +34,17 @@ struct Args {
     /// Time to wait between rounds, as ping does; seconds, or with a unit: 500ms
     #[arg(short, long, value_name = "DURATION", default_value_t = Seconds(DEFAULT_INTERVAL), value_parser = seconds_or_zero)]
     interval: Seconds,
+    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Print a man page (roff) and exit
+    #[arg(long)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
+    // --completions and --man are answered before the usual parsing: see Args.
+    fup::term::generate::handle::<Args>();
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
     // 128 + the signal's number, as every fup program exits on a signal.
     let _ = fup::term::signals::exit_on_signals(|_| {});

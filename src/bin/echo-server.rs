@@ -12,7 +12,11 @@ use fup::net::{Accepted, DEFAULT_MAX_CONNECTIONS, serve_each};
 
 /// Echo every byte back to each client until it closes, one thread per connection.
 #[derive(Parser)]
-#[command(version, after_help = "Example:\n  echo-server 127.0.0.1 --port 6000")]
+#[command(
+    name = "echo-server",
+    version,
+    after_help = "Example:\n  echo-server 127.0.0.1 --port 6000"
+)]
 struct Args {
     /// Address to listen on
     #[arg(default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
@@ -23,9 +27,17 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Print a man page (roff) and exit
+    #[arg(long)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
+    // --completions and --man are answered before the usual parsing: see Args.
+    fup::term::generate::handle::<Args>();
     let args = Args::parse();
     // 128 + the signal's number, as every fup program exits on a signal.
     let _ = fup::term::signals::exit_on_signals(|_| {});

@@ -34,6 +34,7 @@ use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 /// server discards the partial file).
 #[derive(Parser)]
 #[command(
+    name = "fup-client",
     version,
     after_help = "Examples:\n  fup-client 192.0.2.7 report.pdf photos/*.jpg\n  fup-client --port 6000 -q backup.host db.dump"
 )]
@@ -76,6 +77,12 @@ struct Args {
     /// (stored, denied, failed, error), seconds, rate, sha256 and error, those that apply
     #[arg(long)]
     json: bool,
+    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Print a man page (roff) and exit
+    #[arg(long)]
+    man: bool,
 }
 
 /// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.
@@ -106,6 +113,8 @@ fn thousands(n: u64) -> String {
 const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    // --completions and --man are answered before the usual parsing: see Args.
+    fup::term::generate::handle::<Args>();
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
     // The connection closes with the process, and the server then removes the partial file.
     let _ = fup::term::signals::exit_on_signals(|_| {});

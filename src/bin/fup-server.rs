@@ -29,6 +29,7 @@ use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, statu
 /// with 128 + the signal's number (130, 143).
 #[derive(Parser)]
 #[command(
+    name = "fup-server",
     version,
     after_help = "Examples:\n  fup-server ./uploads\n  fup-server --accept-from 192.168.1.0/24 --max-size 10GiB ./uploads\n  fup-server --yes --port 6000 --bind 127.0.0.1 /tmp/inbox"
 )]
@@ -78,9 +79,17 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Print a man page (roff) and exit
+    #[arg(long)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
+    // --completions and --man are answered before the usual parsing: see Args.
+    fup::term::generate::handle::<Args>();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -5,6 +5,7 @@
 //! [`Approve`](crate::server::Approve)r and reports [`Event`](crate::server::Event)s.
 
 pub mod args;
+pub mod generate;
 pub mod prompt;
 pub mod screen;
 pub mod signals;
