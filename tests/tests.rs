@@ -6,5 +6,6 @@ mod conventions;
 mod dialect;
 mod hostile;
 mod pty;
+mod terminal;
 mod util;
 mod wire;

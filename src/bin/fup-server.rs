@@ -113,6 +113,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(warning) = open_door_warning(&args) {
         eprintln!("fup-server: warning: {warning}");
     }
+    // Started in the background (`fup-server DIR &`), it must not be stopped by its terminal:
+    // it keeps serving, and questions wait for `fg` or their timeout.
+    if io::stdin().is_terminal() || io::stderr().is_terminal() {
+        fup::net::sys::ignore_terminal_stops();
+    }
     // On a terminal, log lines, live status lines and questions share the screen in order.
     let screen =
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
@@ -205,7 +210,11 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
         // Questions go to stderr so that stdout stays one line per event, for scripts.
         let stdin = io::BufReader::new(io::stdin());
         let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout.into()))
-            .context("cannot read answers from standard input")?;
+            .context("cannot read answers from standard input")?
+            .with_foreground(|| {
+                use std::os::fd::AsFd;
+                fup::net::sys::is_foreground(io::stdin().as_fd()).unwrap_or(true)
+            });
         server = match screen {
             Some(screen) => server.with_operator(approver.with_screen(screen)),
             None => server.with_operator(approver),

@@ -94,6 +94,25 @@ pub fn ignore_file_size_signal() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
+/// Whether this process is in the foreground of the terminal `tty` (its process group is the
+/// terminal's foreground group); `None` when `tty` is not a terminal.
+pub fn is_foreground(tty: BorrowedFd<'_>) -> Option<bool> {
+    // SAFETY: tcgetpgrp reads a borrowed descriptor; getpgrp cannot fail.
+    let (foreground, own) = unsafe { (libc::tcgetpgrp(tty.as_raw_fd()), libc::getpgrp()) };
+    (foreground >= 0).then_some(foreground == own)
+}
+
+/// Keeps a server started in the background (`fup-server DIR &`) from being stopped by the
+/// terminal: a background read from it then fails with `EIO` instead of stopping the whole
+/// process with SIGTTIN, and a write goes through instead of SIGTTOU stopping it.
+pub fn ignore_terminal_stops() {
+    // SAFETY: as in `ignore_file_size_signal`: dispositions set to "ignore", no handler.
+    unsafe {
+        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+    }
+}
+
 /// A pipe that spliced data passes through; it holds page references, not copies.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
@@ -201,6 +220,12 @@ mod tests {
         assert_eq!(peek(a.as_fd(), false), Peeked::Closed);
         drop(b);
         assert_eq!(peek(a.as_fd(), true), Peeked::Closed);
+    }
+
+    #[test]
+    fn a_pipe_is_no_terminal() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(is_foreground(a.as_fd()), None);
     }
 
     #[test]

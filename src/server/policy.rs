@@ -34,6 +34,8 @@ pub enum Reason {
     NoInput,
     /// The operator did not answer within this time.
     PromptTimeout(Duration),
+    /// No answer within this time while the server ran in the background of its terminal.
+    InBackground(Duration),
     /// The operator's answers were neither yes nor no, too many times.
     NoValidAnswer,
     /// The server has no operator to ask, and no rule decided.
@@ -58,6 +60,11 @@ impl fmt::Display for Reason {
             Reason::PromptTimeout(limit) => {
                 write!(f, "no answer within {} s", limit.as_secs_f64())
             }
+            Reason::InBackground(limit) => write!(
+                f,
+                "no answer within {} s: fup-server runs in the background (fg brings it back)",
+                limit.as_secs_f64()
+            ),
             Reason::NoValidAnswer => f.write_str("no valid answer"),
             Reason::NoOperator => f.write_str("no operator to ask"),
         }

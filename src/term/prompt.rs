@@ -41,6 +41,8 @@ pub struct TerminalApprover<W> {
     screen: Arc<Screen>,
     /// Set by [`Approve::stop`]: every question is denied from then on.
     stopping: AtomicBool,
+    /// Whether the process is in the terminal's foreground, where answers can be typed.
+    foreground: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -82,8 +84,13 @@ impl<W: Write + Send> TerminalApprover<W> {
                 let mut input = input;
                 loop {
                     let mut line = String::new();
-                    // End of input, or an unreadable one, both end the answers.
                     match input.read_line(&mut line) {
+                        // A background job's read of its terminal fails with EIO (SIGTTIN is
+                        // ignored): wait to be brought to the foreground.
+                        Err(err) if err.raw_os_error() == Some(libc::EIO) => {
+                            thread::sleep(POLL);
+                        }
+                        // End of input, or an unreadable one, both end the answers.
                         Ok(0) | Err(_) => break,
                         Ok(_) if tx.send(line).is_err() => break,
                         Ok(_) => {}
@@ -114,7 +121,19 @@ impl<W: Write + Send> TerminalApprover<W> {
             prompt_timeout,
             screen: Arc::default(),
             stopping: AtomicBool::new(false),
+            foreground: Box::new(|| true),
         }
+    }
+
+    /// Tells the approver how to know whether the process is in the terminal's foreground:
+    /// a question asked in the background says that it waits for `fg`, and one that times out
+    /// there says so.
+    pub fn with_foreground(
+        mut self,
+        foreground: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.foreground = Box::new(foreground);
+        self
     }
 
     /// Shares `screen` with whoever else writes to the same terminal (log and status lines).
@@ -175,10 +194,22 @@ impl<W: Write + Send> TerminalApprover<W> {
         let deadline = self
             .prompt_timeout
             .and_then(|t| Instant::now().checked_add(t));
+        if !(self.foreground)() {
+            let until = match self.prompt_timeout {
+                Some(t) => format!(", or it is denied in {} s", t.as_secs_f64()),
+                None => String::new(),
+            };
+            self.screen.question_line(
+                out,
+                &format!(
+                    "(fup-server runs in the background: bring it back with fg to answer{until})"
+                ),
+            );
+        }
         for tries in 1..=MAX_TRIES {
             self.screen.show_prompt(out);
             let answered = self.wait_for_answer(&term.answers, deadline, ask.client_gone);
-            self.screen.prompt_answered();
+            self.screen.prompt_answered(out);
             let answer = match answered {
                 Ok(answer) => answer,
                 Err(reason) => {
@@ -227,7 +258,10 @@ impl<W: Write + Send> TerminalApprover<W> {
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         let limit = self.prompt_timeout.unwrap_or_default();
-                        return Err(Reason::PromptTimeout(limit));
+                        return Err(match (self.foreground)() {
+                            true => Reason::PromptTimeout(limit),
+                            false => Reason::InBackground(limit),
+                        });
                     }
                 }
             }
@@ -589,9 +623,10 @@ mod tests {
         approver.screen.log(&mut log, "after");
         let text = screen.text();
         assert!(text.starts_with("before any question\n"), "{text:?}");
-        assert!(text.ends_with("accept? [y/N] after\n"), "{text:?}");
+        assert!(text.ends_with("\x1b8\x1b[1Bafter\n"), "{text:?}");
+        // Slid in above the prompt, whose row is never rewritten (see screen.rs).
         assert!(
-            text.contains("accept? [y/N] \r\x1b[Kstored \"x\"\naccept? [y/N] "),
+            text.contains("accept? [y/N] \x1b7\n\x1bM\r\x1b[1Lstored \"x\"\x1b8\x1b[1B"),
             "{text:?}"
         );
     }
