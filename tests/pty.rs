@@ -121,8 +121,15 @@ fn client_shows_a_progress_bar_on_a_terminal() {
     pty.exp_string("\"bar.bin\" [").unwrap();
     pty.exp_string("waiting for the server to accept").unwrap();
     server.err_line_containing("accept? [y/N]");
+    // The operator thinks for a while (what this test is about, not a wait for readiness):
+    // none of it may count in the transfer's figures (#10).
+    thread::sleep(std::time::Duration::from_millis(1500));
     server.answer("y");
     pty.exp_string("sent \"bar.bin\" 97.7 KiB in ").unwrap();
-    pty.exp_string(": stored").unwrap();
+    let figures = pty.exp_string(": stored").unwrap();
+    let seconds: f64 = figures.split(' ').next().unwrap().parse().unwrap();
+    // 100 kB over loopback: milliseconds. Neither the 1.5 s wait for the answer nor the bar's
+    // ticks (the old client added up to 0.25 s of them) may show.
+    assert!(seconds < 0.1, "more than the transfer counted: {figures:?}");
     pty.exp_eof().unwrap();
 }
