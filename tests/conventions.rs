@@ -193,22 +193,12 @@ fn plain_one_line_errors() {
     }
 }
 
-/// A fup-server with a 64 KiB file-size limit (a larger upload fails) and `extra` options.
-fn limited_server(dir: &std::path::Path, extra: &str, input: Input<'_>) -> Running {
-    let script = format!(
-        "ulimit -f 64 && exec {} --port 0 --bind 127.0.0.1 {extra} {}",
-        env!("CARGO_BIN_EXE_fup-server"),
-        dir.display()
-    );
-    Running::command(Command::new("bash").args(["-c", &script]), input)
-}
-
 // See: #10
 #[test]
 fn json_on_both_sides_for_a_mixed_run() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = limited_server(dir.path(), "--json", Input::Pipe);
+    let mut server = Running::limited_fup_server(dir.path(), "--json", Input::Pipe);
     let files: Vec<String> = [("ok.txt", 10), ("no.txt", 20), ("big.bin", 200_000)]
         .into_iter()
         .map(|(name, len)| {

@@ -322,15 +322,7 @@ fn fup_client_hears_a_failure_in_the_middle_of_a_long_upload() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // A 64 KiB file-size limit: the server fails the upload at its first write past it.
-    let script = format!(
-        "ulimit -f 64 && exec {} --yes --port 0 --bind 127.0.0.1 {}",
-        env!("CARGO_BIN_EXE_fup-server"),
-        dir.path().display()
-    );
-    let server = Running::command(
-        std::process::Command::new("bash").args(["-c", &script]),
-        Input::Text(""),
-    );
+    let server = Running::limited_fup_server(dir.path(), "--yes", Input::Text(""));
     // 100 MiB in 64 KiB messages: more than the server reads out after giving up.
     let path = src.path().join("long.bin");
     fs::File::create(&path).unwrap().set_len(100 << 20).unwrap();

@@ -366,12 +366,7 @@ fn file_size_limit_fails_the_upload_not_the_server() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // 64 KiB file-size limit: past it writes fail with EFBIG (SIGXFSZ is ignored).
-    let script = format!(
-        "ulimit -f 64 && exec {} --yes --port 0 --bind 127.0.0.1 {}",
-        env!("CARGO_BIN_EXE_fup-server"),
-        dir.path().display()
-    );
-    let server = Running::command(Command::new("bash").args(["-c", &script]), Input::Text(""));
+    let server = Running::limited_fup_server(dir.path(), "--yes", Input::Text(""));
     let (code, stderr) = upload_len(&server, src.path(), "big.bin", 200_000);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("storing the file failed"), "{stderr}");

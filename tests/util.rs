@@ -44,6 +44,17 @@ impl Running {
         Running::start(cmd, input)
     }
 
+    /// `fup-server --port 0 --bind 127.0.0.1 EXTRA DIR` under a 64 KiB file-size limit: an
+    /// upload past it fails (EFBIG: the server ignores SIGXFSZ) and the server goes on.
+    pub fn limited_fup_server(dir: &Path, extra: &str, input: Input<'_>) -> Running {
+        let script = format!(
+            "ulimit -f 64 && exec {} --port 0 --bind 127.0.0.1 {extra} {}",
+            env!("CARGO_BIN_EXE_fup-server"),
+            dir.display()
+        );
+        Running::command(Command::new("bash").args(["-c", &script]), input)
+    }
+
     /// `echo-server 127.0.0.1 --port 0`.
     pub fn echo_server() -> Running {
         Running::echo_server_with(&[])

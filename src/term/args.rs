@@ -23,6 +23,17 @@ impl From<Seconds> for Duration {
     }
 }
 
+/// Splits `1.5 GiB` into its number and its unit (which may be empty), the one syntax of
+/// sizes and durations.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
+}
+
 /// Parses a positive duration such as `60` or `0.5` (seconds), `90s`, `500ms`, `2m` or `1h`,
 /// for clap's `value_parser`.
 ///
@@ -39,15 +50,9 @@ impl From<Seconds> for Duration {
 /// assert!(seconds("0").is_err());
 /// ```
 pub fn seconds(text: &str) -> Result<Seconds, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 60, 90s, 2m, 500ms)"))?;
-    let scale = match unit.trim() {
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 60, 90s, 2m, 500ms)"))?;
+    let scale = match unit {
         "" | "s" | "sec" => 1.0,
         "ms" => 0.001,
         "m" | "min" => 60.0,
@@ -222,15 +227,8 @@ pub fn chunk_size(text: &str) -> Result<u32, String> {
 /// assert_eq!(size("2MB"), Ok(2_000_000));
 /// ```
 pub fn size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(text).ok_or_else(|| format!("{text:?} is not a size"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024.0 * 1024.0,
