@@ -47,6 +47,7 @@ pub mod client;
 pub mod echo;
 pub mod error;
 pub mod net;
+pub mod secure;
 pub mod server;
 pub mod term;
 #[cfg(any(test, feature = "testing"))]
