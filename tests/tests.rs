@@ -6,6 +6,7 @@ mod conventions;
 mod dialect;
 mod hostile;
 mod pty;
+mod secure;
 mod terminal;
 mod util;
 mod wire;

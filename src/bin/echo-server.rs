@@ -37,7 +37,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // --completions and --man are answered before the usual parsing: see Args.
-    fup::term::generate::handle::<Args>();
+    fup::term::generate::handle::<Args>(false);
     let args = Args::parse();
     // 128 + the signal's number, as every fup program exits on a signal.
     let _ = fup::term::signals::exit_on_signals(|_| {});

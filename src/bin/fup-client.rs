@@ -77,6 +77,10 @@ struct Args {
     /// (stored, denied, failed, error), seconds, rate, sha256 and error, those that apply
     #[arg(long)]
     json: bool,
+    /// Print this installation's identity (the hash of its public key, made on first use in
+    /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
+    #[arg(long)]
+    show_identity: bool,
     /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
     #[arg(long, value_name = "SHELL")]
     completions: Option<clap_complete::Shell>,
@@ -114,7 +118,7 @@ const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     // --completions and --man are answered before the usual parsing: see Args.
-    fup::term::generate::handle::<Args>();
+    fup::term::generate::handle::<Args>(true);
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
     // The connection closes with the process, and the server then removes the partial file.
     let _ = fup::term::signals::exit_on_signals(|_| {});

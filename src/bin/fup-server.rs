@@ -79,6 +79,10 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Print this installation's identity (the hash of its public key, made on first use in
+    /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
+    #[arg(long)]
+    show_identity: bool,
     /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
     #[arg(long, value_name = "SHELL")]
     completions: Option<clap_complete::Shell>,
@@ -89,7 +93,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // --completions and --man are answered before the usual parsing: see Args.
-    fup::term::generate::handle::<Args>();
+    fup::term::generate::handle::<Args>(true);
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -7,5 +7,7 @@
 
 pub mod files;
 pub mod id;
+pub mod keys;
 
 pub use id::{IdError, Identity};
+pub use keys::{KeyError, Keys};

@@ -1,5 +1,6 @@
-//! Shell completions and man pages, generated from each program's clap definition so that
-//! they cannot drift from `--help`.
+//! What a program prints about itself instead of running: shell completions and man pages,
+//! generated from its clap definition so that they cannot drift from `--help`, and the
+//! installation's identity.
 
 use std::io::{self, Write};
 
@@ -12,6 +13,8 @@ pub enum Generate {
     Completions(clap_complete::Shell),
     /// Its man page, in roff.
     Man,
+    /// The installation's identity (`--show-identity`), made on first use.
+    Identity,
 }
 
 /// What the command line `args` (without the program's name) asks to generate, if anything:
@@ -24,6 +27,9 @@ pub enum Generate {
 pub fn requested(args: &[String]) -> Result<Option<Generate>, String> {
     if args.iter().any(|a| a == "--man") {
         return Ok(Some(Generate::Man));
+    }
+    if args.iter().any(|a| a == "--show-identity") {
+        return Ok(Some(Generate::Identity));
     }
     let shell = args
         .iter()
@@ -46,12 +52,14 @@ pub fn requested(args: &[String]) -> Result<Option<Generate>, String> {
     }
 }
 
-/// If the command line asks for completions or a man page of program `A`, prints them and
-/// exits (0, or 2 for an unknown shell); otherwise returns.
-pub fn handle<A: CommandFactory>() {
+/// If the command line asks for completions or a man page of program `A` (or, when
+/// `identity`, for the installation's identity), prints them and exits (0; 1 when that fails;
+/// 2 for an unknown shell); otherwise returns.
+pub fn handle<A: CommandFactory>(identity: bool) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match requested(&args) {
         Ok(None) => return,
+        Ok(Some(Generate::Identity)) if !identity => return,
         Ok(Some(what)) => match print::<A>(what) {
             Ok(()) => 0,
             Err(err) => {
@@ -81,6 +89,13 @@ pub fn print<A: CommandFactory>(what: Generate) -> io::Result<()> {
     match what {
         Generate::Completions(shell) => clap_complete::generate(shell, &mut cmd, name, &mut text),
         Generate::Man => clap_mangen::Man::new(cmd).render(&mut text)?,
+        Generate::Identity => {
+            let keys =
+                crate::secure::keys::installation(|v| std::env::var(v).ok()).map_err(|err| {
+                    io::Error::other(format!("cannot use this installation's identity: {err}"))
+                })?;
+            writeln!(text, "{}", keys.identity())?;
+        }
     }
     let mut out = io::stdout().lock();
     out.write_all(&text)?;
@@ -107,6 +122,7 @@ mod tests {
                 Some(Generate::Completions(Shell::Zsh)),
             ),
             (line(&["dir", "-p", "0"]), None),
+            (line(&["--show-identity"]), Some(Generate::Identity)),
         ];
         for (args, expected) in cases {
             assert_eq!(requested(&args), Ok(expected), "{args:?}");

@@ -1,0 +1,199 @@
+//! An installation's own identity: an Ed25519 key pair kept in the configuration directory,
+//! made on first use, and a self-signed certificate for it.
+//!
+//! Only the private key is stored (`identity.key`, PKCS#8 PEM, mode 0600). The certificate is
+//! made from it at each start: the identity is the hash of the public key, not of a
+//! certificate, so a certificate can be renewed at will without anyone's pin changing.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{CertificateParams, KeyPair, PKCS_ED25519, PublicKeyData};
+
+use super::files::{check_private, create_private};
+use super::id::Identity;
+
+/// The private key's file name in the configuration directory.
+pub const KEY_FILE: &str = "identity.key";
+
+/// Why the installation's identity cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// No configuration directory can be known (no `$FUP_CONFIG_DIR`, `$XDG_CONFIG_HOME` or
+    /// `$HOME`).
+    #[error("no configuration directory: set FUP_CONFIG_DIR")]
+    NoConfigDir,
+    /// A file or directory could not be used.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The key file may be read by others (the message says how to mend it).
+    #[error(transparent)]
+    Exposed(io::Error),
+    /// The key file holds no usable Ed25519 key.
+    #[error("{}: not a usable key ({problem})", .path.display())]
+    Bad {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The installation's key pair, its certificate, and its identity.
+pub struct Keys {
+    pair: KeyPair,
+    cert_pem: String,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("Keys")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Loads the key in `dir`, or makes one (and the directory, mode 0700) on first use.
+    ///
+    /// # Errors
+    ///
+    /// If the directory or key cannot be made or read, the key file may be read by others,
+    /// or it does not hold an Ed25519 key.
+    pub fn load_or_create(dir: &Path) -> Result<Keys, KeyError> {
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::Io { path, source }
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+        let path = dir.join(KEY_FILE);
+        let bad = |problem: String| KeyError::Bad {
+            path: path.clone(),
+            problem,
+        };
+        let pair = match fs::read_to_string(&path) {
+            Ok(pem) => {
+                check_private(&path).map_err(KeyError::Exposed)?;
+                KeyPair::from_pem(&pem).map_err(|e| bad(e.to_string()))?
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let pair = KeyPair::generate_for(&PKCS_ED25519).map_err(|e| bad(e.to_string()))?;
+                match create_private(&path, pair.serialize_pem().as_bytes()) {
+                    Ok(()) => pair,
+                    // Another program of this installation made it first: use that one.
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        return Keys::load_or_create(dir);
+                    }
+                    Err(err) => return Err(io_error(&path)(err)),
+                }
+            }
+            Err(err) => return Err(io_error(&path)(err)),
+        };
+        if pair.algorithm() != &PKCS_ED25519 {
+            return Err(bad("the key is not Ed25519".into()));
+        }
+        let cert = CertificateParams::new(vec!["fup".to_string()])
+            .and_then(|params| params.self_signed(&pair))
+            .map_err(|e| bad(e.to_string()))?;
+        let identity = Identity::of_public_key(&pair.subject_public_key_info());
+        Ok(Keys {
+            cert_pem: cert.pem(),
+            pair,
+            identity,
+        })
+    }
+
+    /// The identity: the hash of the public key.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// The self-signed certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The private key, PKCS#8 PEM, for the TLS configuration.
+    pub fn key_pem(&self) -> String {
+        self.pair.serialize_pem()
+    }
+}
+
+/// The installation's keys, in the configuration directory that `var` (the environment)
+/// names; see [`config_dir`](super::files::config_dir).
+///
+/// # Errors
+///
+/// As [`Keys::load_or_create`], and [`KeyError::NoConfigDir`].
+pub fn installation(var: impl Fn(&str) -> Option<String>) -> Result<Keys, KeyError> {
+    let dir = super::files::config_dir(var).ok_or(KeyError::NoConfigDir)?;
+    Keys::load_or_create(&dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn made_on_first_use_then_the_same() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("config/fup");
+        let first = Keys::load_or_create(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        let again = Keys::load_or_create(&dir).unwrap();
+        assert_eq!(first.identity(), again.identity());
+        assert!(again.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(again.key_pem().contains("PRIVATE KEY"));
+        assert!(
+            !format!("{again:?}").contains("PRIVATE"),
+            "Debug never shows the key"
+        );
+        // Another installation, another identity.
+        let other = Keys::load_or_create(&root.path().join("other")).unwrap();
+        assert_ne!(other.identity(), first.identity());
+    }
+
+    #[test]
+    fn an_exposed_or_broken_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Keys::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, KeyError::Exposed(_)), "{err}");
+        assert!(err.to_string().contains("run chmod 600"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Keys::load_or_create(dir.path()).unwrap().identity(),
+            keys.identity()
+        );
+        fs::write(&path, "not a key").unwrap();
+        let err = Keys::load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a usable key"), "{err}");
+    }
+
+    #[test]
+    fn the_installation_needs_a_directory() {
+        let err = installation(|_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no configuration directory: set FUP_CONFIG_DIR"
+        );
+    }
+}
