@@ -11,6 +11,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, KeyPair, PKCS_ED25519, PublicKeyData};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::files::{check_private, create_private};
 use super::id::Identity;
@@ -49,6 +50,7 @@ pub enum KeyError {
 /// The installation's key pair, its certificate, and its identity.
 pub struct Keys {
     pair: KeyPair,
+    cert: CertificateDer<'static>,
     cert_pem: String,
     identity: Identity,
 }
@@ -111,6 +113,7 @@ impl Keys {
         let identity = Identity::of_public_key(&pair.subject_public_key_info());
         Ok(Keys {
             cert_pem: cert.pem(),
+            cert: cert.der().clone(),
             pair,
             identity,
         })
@@ -126,9 +129,19 @@ impl Keys {
         &self.cert_pem
     }
 
-    /// The private key, PKCS#8 PEM, for the TLS configuration.
+    /// The private key, PKCS#8 PEM.
     pub fn key_pem(&self) -> String {
         self.pair.serialize_pem()
+    }
+
+    /// The self-signed certificate, DER, for the TLS configuration.
+    pub fn cert_der(&self) -> CertificateDer<'static> {
+        self.cert.clone()
+    }
+
+    /// The private key, PKCS#8 DER, for the TLS configuration.
+    pub fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivatePkcs8KeyDer::from(self.pair.serialize_der()).into()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod files;
 pub mod id;
 pub mod keys;
+pub mod tls;
 
 pub use id::{IdError, Identity};
 pub use keys::{KeyError, Keys};
