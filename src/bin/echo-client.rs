@@ -34,12 +34,8 @@ struct Args {
     /// Time to wait between rounds, as ping does; seconds, or with a unit: 500ms
     #[arg(short, long, value_name = "DURATION", default_value_t = Seconds(DEFAULT_INTERVAL), value_parser = seconds_or_zero)]
     interval: Seconds,
-    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
-    #[arg(long, value_name = "SHELL")]
-    completions: Option<clap_complete::Shell>,
-    /// Print a man page (roff) and exit
-    #[arg(long)]
-    man: bool,
+    #[command(flatten)]
+    about: fup::term::generate::About,
 }
 
 fn main() -> ExitCode {

@@ -27,12 +27,8 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
-    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
-    #[arg(long, value_name = "SHELL")]
-    completions: Option<clap_complete::Shell>,
-    /// Print a man page (roff) and exit
-    #[arg(long)]
-    man: bool,
+    #[command(flatten)]
+    about: fup::term::generate::About,
 }
 
 fn main() -> ExitCode {

@@ -81,12 +81,8 @@ struct Args {
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
     show_identity: bool,
-    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
-    #[arg(long, value_name = "SHELL")]
-    completions: Option<clap_complete::Shell>,
-    /// Print a man page (roff) and exit
-    #[arg(long)]
-    man: bool,
+    #[command(flatten)]
+    about: fup::term::generate::About,
 }
 
 /// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.

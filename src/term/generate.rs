@@ -6,6 +6,19 @@ use std::io::{self, Write};
 
 use clap::CommandFactory;
 
+/// The options every program has for printing something about itself instead of running,
+/// flattened into its arguments so that `--help` and the man page list them. They are acted
+/// on by [`handle`], before the usual parsing.
+#[derive(clap::Args, Debug)]
+pub struct About {
+    /// Print a completion script for this shell (bash, elvish, fish, powershell, zsh) and exit
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+    /// Print a man page (roff) and exit
+    #[arg(long)]
+    pub man: bool,
+}
+
 /// What a program can print about itself instead of running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generate {
