@@ -60,7 +60,7 @@ fn short_options_units_and_environment_defaults() {
         .env("FUP_PORT", "0")
         .env("FUP_BIND", "127.0.0.1")
         .env("FUP_DIR", dir2.path());
-    let second = Running::command_with_env(&mut cmd, Input::Text(""));
+    let second = Running::command(&mut cmd, Input::Text(""));
     ok(&["-p", &second.port(), "127.0.0.1"], &[]);
     assert_eq!(fs::read(dir2.path().join("c.txt")).unwrap(), b"conventions");
 }

@@ -67,15 +67,10 @@ impl Running {
         Running::start(cmd, Input::Text(""))
     }
 
-    /// Any command that starts a server printing `listening on` first.
+    /// Any command that starts a server printing `listening on` first (its program,
+    /// arguments and environment).
     pub fn command(cmd: &mut Command, input: Input<'_>) -> Running {
         Running::start(Running::owned(cmd), input)
-    }
-
-    /// Like [`Running::command`], environment variables included (the same: kept for the
-    /// tests that are about them).
-    pub fn command_with_env(cmd: &mut Command, input: Input<'_>) -> Running {
-        Running::command(cmd, input)
     }
 
     /// Like [`Running::command`] for a server on a loopback address other than 127.0.0.1.
