@@ -81,6 +81,10 @@ pub enum Error {
     /// The server reported success before it had all the data.
     #[error("server reported success before all the data was sent")]
     EarlyResult,
+    /// Secure mode's TLS handshake failed (a hostile or broken one, a key refused, a peer
+    /// that stalled past the deadline).
+    #[error("secure handshake failed: {0}")]
+    Handshake(io::Error),
     /// The data messages did not add up to the size the request announced.
     #[error("announced {announced} bytes but the last data message came after {received}")]
     SizeMismatch {

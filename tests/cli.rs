@@ -27,7 +27,7 @@ fn uploads_of_every_edge_size_and_odd_names_arrive_exactly() {
         assert!(out.status.success(), "{name}: {stderr}");
         assert!(
             stdout.starts_with(&format!("sent \"{name}\" "))
-                && stdout.trim_end().ends_with(": stored"),
+                && stdout.trim_end().ends_with(": stored, secure"),
             "{stdout}"
         );
         assert_eq!(
@@ -135,12 +135,20 @@ fn closed_stdin_denies_and_mentions_yes() {
             prompt.contains(r#"wants to send "x.bin" (1 B, 1 bytes)"#),
             "{prompt}"
         );
+        let who = server.err_line();
+        assert_eq!(
+            who,
+            format!(
+                "  secure, client {} (not trusted yet; a: accept and always trust it)",
+                shared_identity()
+            )
+        );
         let place = server.err_line();
         assert!(
             place.contains("x.bin;") && place.contains(" free"),
             "{place}"
         );
-        assert_eq!(server.err_line(), "accept? [y/N] ");
+        assert_eq!(server.err_line(), "accept? [y/N/a] ");
         let note = server.err_line();
         assert!(
             note.contains("standard input is closed") && note.contains("--yes"),
@@ -261,7 +269,8 @@ fn client_reports_a_server_that_closes_early_or_misbehaves() {
     );
     for (i, (script, message)) in cases.into_iter().chain([forced]).enumerate() {
         let (addr, fake) = fake_server(script);
-        let mut args = vec![file];
+        // Fake servers speak the plain protocol only.
+        let mut args = vec!["--plain", file];
         if i == 5 {
             args.extend(["--accept-byte", "0"]);
         }
@@ -280,7 +289,10 @@ fn client_sends_exactly_the_captured_bytes() {
     let file = src.path().join("hello.txt");
     fs::write(&file, b"hi\n").unwrap();
     let (addr, fake) = fake_server(vec![GOLDEN_RESPONSE.to_vec(), GOLDEN_RESULT.to_vec()]);
-    let out = fup_client(&addr.port().to_string(), &[file.to_str().unwrap()]);
+    let out = fup_client(
+        &addr.port().to_string(),
+        &["--plain", file.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(fake.join().unwrap(), [GOLDEN_REQUEST, GOLDEN_DATA].concat());
 }
@@ -436,7 +448,7 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success());
     assert!(
-        stdout.starts_with("sent \"small.bin\" 10 B in ") && stdout.ends_with(": stored\n"),
+        stdout.starts_with("sent \"small.bin\" 10 B in ") && stdout.ends_with(": stored, secure\n"),
         "{stdout}"
     );
     assert_eq!(stderr, "");
@@ -448,7 +460,10 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout, "");
-    assert_eq!(stderr, "fup-client: \"ok.bin\" 2.9 KiB: denied by server\n");
+    assert_eq!(
+        stderr,
+        "fup-client: \"ok.bin\" 2.9 KiB: denied by server, secure\n"
+    );
 }
 
 // See: #5

@@ -13,10 +13,9 @@ fn client(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("c.txt");
     fs::write(&file, b"conventions").unwrap();
-    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fup-client"))
-        .args(args)
-        .arg(&file)
-        .envs(envs.iter().copied())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    with_config(cmd.args(args).arg(&file).envs(envs.iter().copied()));
+    let out = assert_cmd::Command::from_std(cmd)
         .timeout(TIMEOUT)
         .output()
         .unwrap();
@@ -209,6 +208,7 @@ fn json_on_both_sides_for_a_mixed_run() {
         .chain([src.path().join("missing").to_str().unwrap().to_string()])
         .collect();
     let port = server.port();
+    pin_shared(&port);
     let client = {
         let mut args = vec![
             "--json".to_string(),
@@ -224,7 +224,7 @@ fn json_on_both_sides_for_a_mixed_run() {
         })
     };
     for answer in ["y", "n", "y"] {
-        server.err_line_containing("accept? [y/N]");
+        server.err_line_containing("accept? [y/N");
         server.answer(answer);
     }
     let out = client.join().unwrap();
@@ -311,7 +311,9 @@ fn standard_input_is_uploaded_under_the_given_name() {
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let data = pattern(300_000);
-    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fup-client"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    with_config(&mut cmd);
+    let out = assert_cmd::Command::from_std(cmd)
         .args([
             "-p",
             &server.port(),

@@ -164,12 +164,13 @@ fn csharp_server(
     accept_byte: u8,
     answers: Vec<bool>,
 ) -> (SocketAddr, thread::JoinHandle<HashMap<String, Vec<u8>>>) {
+    let mut answers: std::collections::VecDeque<bool> = answers.into();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = thread::spawn(move || {
         let counter = Arc::new(AtomicU32::new(0));
         let mut stored = HashMap::new();
-        for yes in answers {
+        while let Some(yes) = answers.pop_front() {
             let (mut stream, _) = listener.accept().unwrap();
             stream.set_read_timeout(Some(TIMEOUT)).unwrap();
             let mut head = [0; 16];
@@ -178,6 +179,11 @@ fn csharp_server(
             let len = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
             let mut body = vec![0; len];
             stream.read_exact(&mut body).unwrap();
+            if head[4..8] != [1, 0, 0, 0] {
+                // Not a request (fup's secure-mode probe): closed, as the Python server does.
+                answers.push_front(yes);
+                continue;
+            }
             let size = u64::from_le_bytes(body[..8].try_into().unwrap());
             let name = String::from_utf8(body[8..].to_vec()).unwrap();
             let mut reply = header(counter.fetch_add(1, Ordering::SeqCst), 2, 5, 0, 1, 0);
@@ -234,12 +240,18 @@ fn fup_client_uploads_to_csharp_servers_of_both_conventions() {
             if forced {
                 args.extend(["--accept-byte", &byte]);
             }
-            let out = fup_client(&port, &args);
+            // Probes first (the server closes on it), then goes on in plain, saying so once.
+            let out = fup_client_fresh(&port, &args);
             let (stdout, stderr) = text(&out);
             let what = format!("accept byte {accept_byte}, forced: {forced}");
             assert_eq!(out.status.code(), Some(1), "{what}: {stdout}{stderr}");
             assert_eq!(
-                stderr, "fup-client: \"b.bin\" 4.9 KiB: denied by server\n",
+                stderr,
+                format!(
+                    "fup-client: note: 127.0.0.1:{port} does not offer secure mode; sending in \
+                     plain (unencrypted, unauthenticated; --secure refuses this)\n\
+                     fup-client: \"b.bin\" 4.9 KiB: denied by server, plain\n"
+                ),
                 "{what}"
             );
             assert!(stdout.contains("sent \"a.bin\" 0 B in"), "{what}: {stdout}");
@@ -334,7 +346,7 @@ fn fup_client_hears_a_failure_in_the_middle_of_a_long_upload() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         stderr,
-        "fup-client: \"long.bin\" 100.0 MiB: server reported that storing the file failed\n"
+        "fup-client: \"long.bin\" 100.0 MiB: server reported that storing the file failed, secure\n"
     );
     let log = server.line();
     assert!(

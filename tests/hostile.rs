@@ -526,7 +526,7 @@ fn unanswered_prompt_denies_and_a_client_that_hangs_up_leaves_the_queue() {
     let mut first = connect(server.addr);
     first.write_all(&request(0, "first")).unwrap();
     server.err_line_containing("\"first\"");
-    server.err_line_containing("accept? [y/N]");
+    server.err_line_containing("accept? [y/N");
     let second = connect(server.addr);
     (&second).write_all(&request(0, "second")).unwrap();
     drop(second);
@@ -688,7 +688,10 @@ fn client_gives_up_on_a_stalling_server() {
     // Never answers the request.
     let (addr, fake) = fake_server_with(vec![], false);
     let started = Instant::now();
-    let out = fup_client(&addr.port().to_string(), &["--answer-timeout", "1", file]);
+    let out = fup_client(
+        &addr.port().to_string(),
+        &["--plain", "--answer-timeout", "1", file],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out)
@@ -701,7 +704,10 @@ fn client_gives_up_on_a_stalling_server() {
     fake.join().unwrap();
     // Accepts, takes the data, never gives a result.
     let (addr, fake) = fake_server_with(vec![GOLDEN_RESPONSE.to_vec()], false);
-    let out = fup_client(&addr.port().to_string(), &["--timeout", "1", file]);
+    let out = fup_client(
+        &addr.port().to_string(),
+        &["--plain", "--timeout", "1", file],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out)
@@ -715,7 +721,7 @@ fn client_gives_up_on_a_stalling_server() {
     let mut lie = GOLDEN_RESULT.to_vec();
     lie[16] = 9;
     let (addr, fake) = fake_server(vec![GOLDEN_RESPONSE.to_vec(), lie]);
-    let out = fup_client(&addr.port().to_string(), &[file]);
+    let out = fup_client(&addr.port().to_string(), &["--plain", file]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).1.contains("expected message id 1, got 9"),
@@ -732,7 +738,7 @@ fn interrupt_denies_requests_waiting_for_the_operator() {
     let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
     let mut first = connect(server.addr);
     first.write_all(&request(10, "first")).unwrap();
-    server.err_line_containing("accept? [y/N]");
+    server.err_line_containing("accept? [y/N");
     let mut second = connect(server.addr);
     second.write_all(&request(10, "second")).unwrap();
     signal(server.pid(), "INT");
@@ -763,7 +769,7 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
         "127.0.0.1",
         file.to_str().unwrap(),
     ]);
-    server.err_line_containing("accept? [y/N]");
+    server.err_line_containing("accept? [y/N");
     signal(client.id(), "INT");
     assert_eq!(client.wait().unwrap().code(), Some(130));
     assert!(
@@ -779,7 +785,7 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
 fn terminate_works_even_when_stderr_is_gone() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fup-server"))
+    let mut child = with_config(&mut Command::new(env!("CARGO_BIN_EXE_fup-server")))
         .args(["--yes", "--port", "0", "--bind", "127.0.0.1"])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())

@@ -13,7 +13,7 @@ use crate::util::*;
 /// fup-server in a pty on a free port; returns the session and the port.
 fn server_in_pty(dir: &std::path::Path) -> (PtySession, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-server"));
-    cmd.args(["--port", "0", "--bind", "127.0.0.1"]).arg(dir);
+    with_config(cmd.args(["--port", "0", "--bind", "127.0.0.1"]).arg(dir));
     let mut pty =
         spawn_command(cmd, Some(TIMEOUT.as_millis() as u64)).expect("spawn fup-server in a pty");
     let (_, port) = pty.exp_regex(r"listening on 127\.0\.0\.1:\d+").unwrap();
@@ -38,7 +38,7 @@ fn operator_answers_at_a_real_terminal() {
 
     // y stores.
     let client = upload(&port, &file);
-    let shown = pty.exp_string("accept? [y/N] ").unwrap();
+    let shown = pty.exp_string("accept? [y/N/a] ").unwrap();
     assert!(
         shown.contains("wants to send \"a.txt\" (3 B, 3 bytes)"),
         "{shown:?}"
@@ -54,7 +54,7 @@ fn operator_answers_at_a_real_terminal() {
 
     // Enter denies; the prompt says the upload would be kept beside the first.
     let client = upload(&port, &file);
-    let shown = pty.exp_string("accept? [y/N] ").unwrap();
+    let shown = pty.exp_string("accept? [y/N/a] ").unwrap();
     assert!(
         shown.contains("a (1).txt (exists, keeping both)"),
         "{shown:?}"
@@ -65,10 +65,11 @@ fn operator_answers_at_a_real_terminal() {
 
     // Anything else asks again.
     let client = upload(&port, &file);
-    pty.exp_string("accept? [y/N] ").unwrap();
+    pty.exp_string("accept? [y/N/a] ").unwrap();
     pty.send_line("maybe").unwrap();
-    pty.exp_string("please answer y (yes) or n (no)").unwrap();
-    pty.exp_string("accept? [y/N] ").unwrap();
+    pty.exp_string("please answer y (yes), n (no) or a (always: trust this client)")
+        .unwrap();
+    pty.exp_string("accept? [y/N/a] ").unwrap();
     pty.send_line("YES").unwrap();
     pty.exp_string("stored \"a.txt\" as \"a (1).txt\"").unwrap();
     assert_eq!(client.join().unwrap(), Some(0));
@@ -94,7 +95,7 @@ fn hostile_names_never_reach_the_terminal_raw() {
         assert_eq!(response[20], 1, "denied");
         let shown = pty.exp_string("refused \"").unwrap();
         let (rest, _) = pty
-            .exp_regex(r"from 127\.0\.0\.1:\d+: name contains")
+            .exp_regex(r"from 127\.0\.0\.1:\d+, plain: name contains")
             .unwrap();
         for text in [shown, rest] {
             assert!(
@@ -114,13 +115,21 @@ fn client_shows_a_progress_bar_on_a_terminal() {
     let file = src.path().join("bar.bin");
     fs::write(&file, pattern(100_000)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
-    cmd.args(["--port", &server.port(), "127.0.0.1"]).arg(&file);
+    // Pinned, so that no first-contact question comes before the bar.
+    with_config(cmd.args([
+        "--port",
+        &server.port(),
+        "127.0.0.1",
+        "--pin",
+        &server.identity(),
+    ]))
+    .arg(&file);
     let mut pty =
         spawn_command(cmd, Some(TIMEOUT.as_millis() as u64)).expect("spawn fup-client in a pty");
     // Until the operator answers, the bar says what it waits for.
     pty.exp_string("\"bar.bin\" [").unwrap();
     pty.exp_string("waiting for the server to accept").unwrap();
-    server.err_line_containing("accept? [y/N]");
+    server.err_line_containing("accept? [y/N/a]");
     // The operator thinks for a while (what this test is about, not a wait for readiness):
     // none of it may count in the transfer's figures (#10).
     thread::sleep(std::time::Duration::from_millis(1500));

@@ -1,9 +1,11 @@
 //! Starting the real binaries and talking to them, every wait bounded by [`TIMEOUT`].
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::Duration;
@@ -16,6 +18,66 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 mod golden;
 pub use golden::{GOLDEN_DATA, GOLDEN_REQUEST, GOLDEN_RESPONSE, GOLDEN_RESULT};
 
+/// The configuration directory every binary started here uses unless a test sets
+/// `FUP_CONFIG_DIR` itself: one per test run (under cargo's target tmp), its key made once
+/// here, so every server and client of the run has the same identity and pins always agree
+/// whatever port a server gets. Tests of identities give each side a directory of its own.
+pub fn config_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("config-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        fup::secure::Keys::load_or_create(&dir).unwrap();
+        dir
+    })
+}
+
+/// The identity of every server and client that uses [`config_dir`].
+pub fn shared_identity() -> String {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        fup::secure::Keys::load_or_create(config_dir())
+            .unwrap()
+            .identity()
+            .to_string()
+    })
+    .clone()
+}
+
+/// Pins [`shared_identity`] for 127.0.0.1:`port` in [`config_dir`]'s known_hosts, as a
+/// client that met that server before would have: no first-contact note in the tests that
+/// are not about it. (Servers on that port with other identities are met only by clients
+/// with directories of their own.)
+pub fn pin_shared(port: &str) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let file = config_dir().join("known_hosts");
+    let line = format!("127.0.0.1:{port} {}\n", shared_identity());
+    let known = std::fs::read_to_string(&file).unwrap_or_default();
+    if !known.contains(&line) {
+        use std::io::Write as _;
+        let mut out = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&file)
+            .unwrap();
+        out.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+/// Sets `FUP_CONFIG_DIR` to [`config_dir`] unless `cmd` sets it already.
+pub fn with_config(cmd: &mut Command) -> &mut Command {
+    if !cmd.get_envs().any(|(key, _)| key == "FUP_CONFIG_DIR") {
+        cmd.env("FUP_CONFIG_DIR", config_dir());
+    }
+    cmd
+}
+
 /// A server binary running in the background; killed when dropped.
 pub struct Running {
     child: Child,
@@ -24,6 +86,8 @@ pub struct Running {
     stdin: Option<ChildStdin>,
     /// The address it printed in its `listening on` line.
     pub addr: SocketAddr,
+    /// The `identity: ID` line that follows it (fup-server), once read.
+    identity: RefCell<Option<String>>,
 }
 
 /// What the operator's standard input holds.
@@ -100,7 +164,7 @@ impl Running {
     }
 
     fn start_on(mut cmd: Command, input: Input<'_>, check: fn(&SocketAddr)) -> Running {
-        let mut child = cmd
+        let mut child = with_config(&mut cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,15 +184,23 @@ impl Running {
             stderr,
             stdin,
             addr: ([0, 0, 0, 0], 0).into(),
+            identity: RefCell::new(None),
         };
-        let first = running.raw_line();
-        // `listening on ADDR`, or `{"listening":"ADDR"}` with --json.
+        let first = running.next_line();
+        // `listening on ADDR`, or `{"listening":"ADDR","identity":ID}` with --json.
         let addr = match first.strip_prefix("listening on ") {
             Some(addr) => addr.to_string(),
-            None => serde_json::from_str::<serde_json::Value>(&first)
-                .ok()
-                .and_then(|v| v["listening"].as_str().map(str::to_string))
-                .unwrap_or_else(|| panic!("first line: {first:?}")),
+            None => {
+                let json = serde_json::from_str::<serde_json::Value>(&first)
+                    .unwrap_or_else(|_| panic!("first line: {first:?}"));
+                if let Some(id) = json["identity"].as_str() {
+                    *running.identity.borrow_mut() = Some(id.to_string());
+                }
+                json["listening"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("first line: {first:?}"))
+                    .to_string()
+            }
         };
         running.addr = addr.parse().unwrap();
         check(&running.addr);
@@ -151,11 +223,34 @@ impl Running {
         }
     }
 
-    /// The next line on standard output, as printed.
+    /// The next line on standard output, as printed (after fup-server's `identity:` line).
     pub fn raw_line(&self) -> String {
+        let line = self.next_line();
+        if self.identity.borrow().is_none()
+            && let Some(id) = line.strip_prefix("identity: ")
+        {
+            *self.identity.borrow_mut() = Some(id.to_string());
+            return self.next_line();
+        }
+        line
+    }
+
+    fn next_line(&self) -> String {
         self.stdout
             .recv_timeout(TIMEOUT)
             .expect("a line on the server's stdout in time")
+    }
+
+    /// The identity fup-server printed after `listening on`.
+    pub fn identity(&self) -> String {
+        if self.identity.borrow().is_none() {
+            let line = self.next_line();
+            let id = line
+                .strip_prefix("identity: ")
+                .unwrap_or_else(|| panic!("{line:?}"));
+            *self.identity.borrow_mut() = Some(id.to_string());
+        }
+        self.identity.borrow().clone().unwrap()
     }
 
     /// The next line on standard error.
@@ -223,7 +318,7 @@ impl Drop for Running {
 /// Forwards each line of `pipe` to a channel, so reads can have a deadline. A prompt, which
 /// waits for its answer without a newline, counts as a line of its own; empty lines are skipped.
 fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    const PROMPT_END: &[u8] = b"[y/N] ";
+    const PROMPT_ENDS: [&[u8]; 2] = [b"[y/N] ", b"[y/N/a] "];
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut pipe = pipe;
@@ -233,7 +328,7 @@ fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
             if byte[0] != b'\n' {
                 line.push(byte[0]);
             }
-            if byte[0] == b'\n' || line.ends_with(PROMPT_END) {
+            if byte[0] == b'\n' || PROMPT_ENDS.iter().any(|end| line.ends_with(end)) {
                 let text = String::from_utf8_lossy(&line).into_owned();
                 line.clear();
                 if !text.is_empty() && tx.send(text).is_err() {
@@ -245,20 +340,37 @@ fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-/// Runs a binary to completion (at most [`TIMEOUT`]).
+/// Runs a binary to completion (at most [`TIMEOUT`]), with [`config_dir`].
 pub fn run(bin: &str, args: &[&str]) -> Output {
-    assert_cmd::Command::new(bin)
-        .args(args)
+    let mut cmd = Command::new(bin);
+    with_config(cmd.args(args));
+    assert_cmd::Command::from_std(cmd)
         .timeout(TIMEOUT)
         .output()
         .expect("run binary")
 }
 
-/// Runs `fup-client` against `port` on 127.0.0.1 with `args` (files and options).
+/// Runs `fup-client` against `port` on 127.0.0.1 with `args` (files and options), the
+/// server's identity pinned already (see [`pin_shared`]).
 pub fn fup_client(port: &str, args: &[&str]) -> Output {
+    pin_shared(port);
     let mut all = vec!["--port", port, "127.0.0.1"];
     all.extend_from_slice(args);
     run(env!("CARGO_BIN_EXE_fup-client"), &all)
+}
+
+/// Runs `fup-client` against `port` on 127.0.0.1 with `args`, as a client that never met a
+/// server there (a configuration directory of its own): for servers that are not fup's.
+pub fn fup_client_fresh(port: &str, args: &[&str]) -> Output {
+    let config = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    cmd.env("FUP_CONFIG_DIR", config.path())
+        .args(["--port", port, "127.0.0.1"])
+        .args(args);
+    assert_cmd::Command::from_std(cmd)
+        .timeout(TIMEOUT)
+        .output()
+        .expect("run fup-client")
 }
 
 /// Standard output and error as text.
@@ -367,7 +479,10 @@ pub fn upload_bytes(name: &str, file: &[u8], chunk: usize) -> Vec<u8> {
 /// Starts `fup-client` with `args` in the background, output discarded, for tests that stop
 /// it midway.
 pub fn spawn_fup_client(args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_fup-client"))
+    if let Some(at) = args.iter().position(|a| *a == "--port") {
+        pin_shared(args[at + 1]);
+    }
+    with_config(&mut Command::new(env!("CARGO_BIN_EXE_fup-client")))
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

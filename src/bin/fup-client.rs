@@ -1,9 +1,10 @@
 //! `fup-client`: upload files to a FUP server and report its verdict on each.
 #![deny(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Mutex, mpsc};
@@ -15,8 +16,11 @@ use clap::Parser;
 use fup::ResponseByte;
 use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
-    Options, Sent, auto_chunk_size, connect, upload_file,
+    Options, Sent, auto_chunk_size, upload_file,
 };
+use fup::secure::dial::{DialError, Dialer, Mode, Note};
+use fup::secure::files::{self, HostPort};
+use fup::secure::{Identity, keys};
 use fup::term::args::{
     Address, Seconds, address, chunk_size, parse_with_address, response_byte, seconds,
 };
@@ -24,6 +28,13 @@ use fup::text;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 /// Upload files to a FUP (File Upload Protocol) server, one connection per file, in order.
+///
+/// Secure by default with fup servers: the client offers secure mode (TLS 1.3, both sides
+/// identified by key) and uses it when the server answers; the server's identity is pinned
+/// on first contact (asked on a terminal, recorded otherwise) in known_hosts, and a pinned
+/// server that shows another identity, or stops offering secure mode, is refused before
+/// anything is sent. A server that does not offer it (the Python and C# programs, older fup)
+/// gets the plain protocol, with one note on stderr.
 ///
 /// On a terminal each file gets a progress bar (bytes, rate, time left, and "stalled" when
 /// nothing moved for 5 s); otherwise one line per file. Stored files are reported on stdout,
@@ -77,6 +88,17 @@ struct Args {
     /// (stored, denied, failed, error), seconds, rate, sha256 and error, those that apply
     #[arg(long)]
     json: bool,
+    /// Require secure mode: a server that does not offer it is an error, and nothing is sent
+    #[arg(long, conflicts_with = "plain")]
+    secure: bool,
+    /// Never offer secure mode: the plain protocol's bytes exactly, unencrypted and
+    /// unauthenticated (for servers that mishandle the offer)
+    #[arg(long)]
+    plain: bool,
+    /// Require the server to show this identity (what `fup-server --show-identity` prints
+    /// there), whatever known_hosts says; implies secure mode
+    #[arg(long, value_name = "ID", conflicts_with = "plain", value_parser = str::parse::<Identity>)]
+    pin: Option<Identity>,
     /// Print this installation's identity (the hash of its public key, made on first use in
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
@@ -130,8 +152,28 @@ fn main() -> ExitCode {
     }
     let bars = !args.quiet && !args.json && io::stderr().is_terminal();
     let (mut stored, mut denied, mut failed) = (0, 0, 0);
+    let keys = match args.plain {
+        true => None,
+        false => match keys::installation(|name| std::env::var(name).ok()) {
+            Ok(keys) => Some(keys),
+            Err(err) => {
+                eprintln!(
+                    "fup-client: cannot set up secure mode: {err} (--plain sends unencrypted)"
+                );
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let asked = Cell::new(false);
+    let mut dialer = match dialer(&args, keys.as_ref(), &asked) {
+        Ok(dialer) => dialer,
+        Err(err) => {
+            eprintln!("fup-client: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
     for path in &args.files {
-        let done = send(&args, path, bars);
+        let done = send(&args, &mut dialer, &asked, path, bars);
         match &done {
             Ok(done) if done.sent.delivery == Delivery::Stored => stored += 1,
             Ok(done) if done.sent.delivery == Delivery::Denied => denied += 1,
@@ -140,6 +182,14 @@ fn main() -> ExitCode {
         match args.json {
             true => println!("{}", json(path, &done)),
             false => present(path, &done, args.quiet),
+        }
+        // A server that is not who it must be gets none of the other files either.
+        if let Err(err) = &done
+            && err
+                .downcast_ref::<DialError>()
+                .is_some_and(|err| !matches!(err, DialError::Io(_)))
+        {
+            break;
         }
     }
     if args.files.len() > 1 && !args.quiet && !args.json {
@@ -199,9 +249,63 @@ fn open(path: &Path, name: Option<&str>) -> anyhow::Result<Upload> {
     })
 }
 
+/// The dialer for this command's server: the mode the flags ask for, the client's keys,
+/// known_hosts in the configuration directory, and on first contact the question (on a
+/// terminal) or ssh's accept-new (without one). `asked` tells whether the question was put.
+fn dialer<'a>(
+    args: &Args,
+    keys: Option<&'a keys::Keys>,
+    asked: &'a Cell<bool>,
+) -> anyhow::Result<Dialer<'a>> {
+    let mode = match (args.plain, args.secure || args.pin.is_some()) {
+        (true, _) => Mode::Plain,
+        (false, true) => Mode::Secure,
+        (false, false) => Mode::Auto,
+    };
+    let known_hosts = files::config_dir(|name| std::env::var(name).ok())
+        .unwrap_or_default()
+        .join(files::KNOWN_HOSTS);
+    let host = HostPort {
+        host: args.host.host.clone(),
+        port: args.port,
+    };
+    let dialer = Dialer::new(
+        host,
+        mode,
+        keys,
+        known_hosts,
+        args.pin,
+        args.timeout.into(),
+        move |host, id| {
+            let terminal = io::stdin().is_terminal() && io::stderr().is_terminal();
+            asked.set(terminal);
+            !terminal || ask_trust(host, id)
+        },
+    )?;
+    Ok(dialer)
+}
+
+/// Asks at the terminal whether to trust `host`'s identity `id`, met for the first time.
+fn ask_trust(host: &HostPort, id: &Identity) -> bool {
+    eprintln!(
+        "fup-client: first contact with {host}, which shows the identity\n  {id}\n\
+         Compare it with the `identity:` line fup-server prints when it starts (or with\n\
+         `fup-server --show-identity` on that machine) before you say yes."
+    );
+    eprint!("trust {id}? [y/N] ");
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    if io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 /// What became of one file that was sent.
 struct Done {
     sent: Sent,
+    /// Whether it went in secure mode.
+    secure: bool,
     name: String,
     size: u64,
     /// From the server's acceptance to its result: the transfer alone.
@@ -209,12 +313,42 @@ struct Done {
 }
 
 /// Uploads one file.
-fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Done> {
+fn send(
+    args: &Args,
+    dialer: &mut Dialer<'_>,
+    asked: &Cell<bool>,
+    path: &Path,
+    bars: bool,
+) -> anyhow::Result<Done> {
     let Upload { file, name, size } = open(path, args.name.as_deref())?;
     let addr = &args.host;
     let timeout = args.timeout.into();
-    let stream = connect(&args.host.host, args.port, timeout)
-        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut link, note) = match dialer.dial() {
+        Ok(opened) => opened,
+        Err(err @ DialError::Io(_)) => {
+            return Err(err).with_context(|| format!("cannot connect to {addr}"));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    match note {
+        Some(Note::Plain) => eprintln!(
+            "fup-client: note: {addr} does not offer secure mode; sending in plain \
+             (unencrypted, unauthenticated; --secure refuses this)"
+        ),
+        Some(Note::Pinned { id, file }) if asked.get() => {
+            eprintln!(
+                "fup-client: {addr}'s identity {id} is now pinned in {}",
+                file.display()
+            );
+        }
+        Some(Note::Pinned { id, file }) => eprintln!(
+            "fup-client: first contact with {addr}: pinned its identity {id} in {} \
+             (no terminal to ask)",
+            file.display()
+        ),
+        None => {}
+    }
+    let secure = link.server_id().is_some();
     let options = Options {
         chunk_size: args
             .chunk_size
@@ -222,7 +356,11 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Done> {
         timeout,
         answer_timeout: args.answer_timeout.into(),
         checksum: args.checksum,
-        accept_byte: args.accept_byte,
+        // Inside secure mode only fup servers speak, in the default convention.
+        accept_byte: match secure {
+            true => Some(ResponseByte::DEFAULT_ACCEPT),
+            false => args.accept_byte,
+        },
     };
     let bar = bars.then(|| progress_bar(&text::escape(&name), size));
     // Timed from acceptance, so the operator's think time counts neither in the bar's rate
@@ -251,7 +389,7 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Done> {
                 bar.set_position(sent);
             }
         };
-        let sent = upload_file(&stream, &file, &name, size, &options, progress);
+        let sent = upload_file(&mut link, &file, &name, size, &options, progress);
         // Before the watcher is told: nothing after the result counts.
         let finished = Instant::now();
         drop(done_tx);
@@ -264,6 +402,7 @@ fn send(args: &Args, path: &Path, bars: bool) -> anyhow::Result<Done> {
     let elapsed = lock(&accepted).map_or(Duration::ZERO, |at| finished - at);
     Ok(Done {
         sent,
+        secure,
         name,
         size,
         elapsed,
@@ -279,17 +418,18 @@ fn present(path: &Path, done: &anyhow::Result<Done>, quiet: bool) {
     };
     let name = text::escape(&done.name);
     let human = text::bytes(done.size);
+    let how = if done.secure { "secure" } else { "plain" };
     match done.sent.delivery {
         Delivery::Stored if !quiet => println!(
-            "sent \"{name}\" {human} in {:.2} s ({}): stored",
+            "sent \"{name}\" {human} in {:.2} s ({}): stored, {how}",
             done.elapsed.as_secs_f64(),
             text::rate(done.size, done.elapsed)
         ),
         Delivery::Stored => {}
-        Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server"),
+        Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server, {how}"),
         Delivery::Failed => {
             eprintln!(
-                "fup-client: \"{name}\" {human}: server reported that storing the file failed"
+                "fup-client: \"{name}\" {human}: server reported that storing the file failed, {how}"
             )
         }
     }
@@ -312,6 +452,7 @@ fn json(path: &Path, done: &anyhow::Result<Done>) -> serde_json::Value {
         Ok(done) => {
             object["name"] = json!(done.name);
             object["size"] = json!(done.size);
+            object["secure"] = json!(done.secure);
             object["verdict"] = json!(match done.sent.delivery {
                 Delivery::Stored => "stored",
                 Delivery::Denied => "denied",

@@ -10,16 +10,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use fup::ResponseByte;
+use fup::secure::{Identity, files, keys, tls};
 use fup::server::policy::Cidr;
 use fup::server::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, Server, Store,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, SecureMode, Server,
+    Store, TrustedClients,
 };
 use fup::term::args::{Seconds, response_byte, seconds, size};
 use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, status_line};
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
 ///
-/// Prints `listening on ADDR:PORT` once ready, then one line per connection. Answers are read
+/// Prints `listening on ADDR:PORT` once ready, then `identity: ID` (this installation's, for
+/// clients to compare), then one line per connection. Secure mode (TLS 1.3, both sides
+/// identified by key) is offered to fup clients on the same port; plain clients (the Python
+/// and C# programs, `fup-client --plain`) are served as before. Answers are read
 /// from standard input, one line per question: `y`/`yes` accepts, `n`/`no` or Enter denies,
 /// anything else asks again (3 times, then denies); once standard input is closed every
 /// upload is denied. Decisions taken without asking (--yes, --accept-from, --max-size, too
@@ -79,6 +84,15 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Refuse plain uploads (they are unencrypted, and their address proves nothing): only
+    /// fup clients in secure mode may upload
+    #[arg(long)]
+    require_secure: bool,
+    /// Secure clients accepted without asking: one identity per line, an optional label after
+    /// it, `#` comments (default: trusted_clients in the configuration directory). Answering
+    /// `a` (always) at the prompt adds the client to it
+    #[arg(long, value_name = "FILE", env = "FUP_TRUSTED_CLIENTS")]
+    trusted_clients: Option<PathBuf>,
     /// Print this installation's identity (the hash of its public key, made on first use in
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
@@ -121,7 +135,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     // On a terminal, log lines, live status lines and questions share the screen in order.
     let screen =
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
-    let server = Arc::new(server(&args, store, screen.clone())?);
+    let (secure, identity) = secure_mode(&args)?;
+    let server = Arc::new(server(&args, store, screen.clone())?.with_secure(secure));
     let on_signal = Arc::clone(&server);
     signals::exit_on_signals(move |signal| {
         let removed = on_signal.shutdown(SHUTDOWN_GRACE);
@@ -145,8 +160,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         json: args.json,
     };
     match args.json {
-        true => println!("{}", serde_json::json!({ "listening": bound.to_string() })),
-        false => println!("listening on {bound}"),
+        true => println!(
+            "{}",
+            serde_json::json!({ "listening": bound.to_string(), "identity": identity.to_string() })
+        ),
+        false => println!("listening on {bound}\nidentity: {identity}"),
     }
     server
         .serve(listener, move |event| log.report(event))
@@ -193,6 +211,23 @@ fn open_door_warning(args: &Args) -> Option<String> {
     ))
 }
 
+/// Secure mode as the arguments and the configuration directory set it up: the
+/// installation's key (made on first use) and the trusted clients.
+fn secure_mode(args: &Args) -> anyhow::Result<(SecureMode, Identity)> {
+    let var = |name: &str| std::env::var(name).ok();
+    let keys = keys::installation(var).context("cannot set up secure mode")?;
+    let config = tls::server_config(&keys)?;
+    let file = match &args.trusted_clients {
+        Some(file) => file.clone(),
+        // installation() found the directory already.
+        None => files::config_dir(var)
+            .unwrap_or_default()
+            .join(files::TRUSTED_CLIENTS),
+    };
+    let trusted = TrustedClients::load(&file).context("cannot read the trusted clients")?;
+    Ok((SecureMode { config, trusted }, keys.identity()))
+}
+
 /// The server the arguments describe: its policy, and the operator at this terminal unless
 /// `--yes` leaves nothing to ask.
 fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Result<Server> {
@@ -200,6 +235,7 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
         max_size: args.max_size,
         accept_from: args.accept_from.clone(),
         accept_all: args.yes,
+        require_secure: args.require_secure,
     };
     let mut server = Server::new(store, policy)
         .with_timeout(args.timeout.into())

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 
 use super::id::{IdError, Identity};
 
+/// The server's trusted clients' file, in the configuration directory.
+pub const TRUSTED_CLIENTS: &str = "trusted_clients";
+/// The client's pinned servers' file, in the configuration directory.
+pub const KNOWN_HOSTS: &str = "known_hosts";
+
 /// The configuration directory: `$FUP_CONFIG_DIR`, else `$XDG_CONFIG_HOME/fup`, else
 /// `~/.config/fup`; `None` when none of those can be known. `var` reads the environment.
 pub fn config_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {

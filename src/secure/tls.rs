@@ -4,11 +4,11 @@
 //! [`Identity`] from it. What to trust is then a matter of pinning: a client pinned to an
 //! identity fails the handshake against any other, before it sends a byte of data.
 //!
-//! Not yet used by the programs (#11): the probe that offers secure mode and the session over
-//! a TLS stream come next.
+//! Session resumption is off both ways: every connection is a full handshake proving both
+//! keys, and nothing (no session ticket) arrives unasked once the exchange has started.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -44,8 +44,61 @@ pub fn peer_identity(conn: &rustls::CommonState) -> Option<Identity> {
     identity_of(conn.peer_certificates()?.first()?).ok()
 }
 
+/// The hidden switch that forces one cipher suite (`aes128`, `aes256`, `chacha20`), for
+/// `scripts/bench.sh` to measure each; anything else, or nothing, means the default order.
+pub const SUITE_VAR: &str = "FUP_TLS_SUITE";
+
+/// rustls' *ring* provider with the suites in the order that is fastest on this machine:
+/// AES-GCM first where the CPU has AES instructions (AES-128 before AES-256, fewer rounds),
+/// ChaCha20-Poly1305 first where it does not. The server follows the client's order.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256 as AES128, TLS13_AES_256_GCM_SHA384 as AES256,
+        TLS13_CHACHA20_POLY1305_SHA256 as CHACHA20,
+    };
+    let suites = match std::env::var(SUITE_VAR).as_deref() {
+        Ok("aes128") => vec![AES128],
+        Ok("aes256") => vec![AES256],
+        Ok("chacha20") => vec![CHACHA20],
+        _ if aes_in_hardware() => vec![AES128, AES256, CHACHA20],
+        _ => vec![CHACHA20, AES128, AES256],
+    };
+    Arc::new(CryptoProvider {
+        cipher_suites: suites,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The identity a client's configuration last saw a server show, refused or not: what a
+/// client reports when a pinned server shows another key.
+#[derive(Clone, Debug, Default)]
+pub struct SeenServer(Arc<Mutex<Option<Identity>>>);
+
+impl SeenServer {
+    /// The identity seen, if the handshake got as far as the server's certificate.
+    pub fn get(&self) -> Option<Identity> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, id: Identity) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(id);
+    }
 }
 
 /// Checks the handshake's signatures with the peer's key, as any TLS does, but takes any
@@ -55,11 +108,14 @@ struct KeyHolder {
     provider: Arc<CryptoProvider>,
     /// The only identity a client accepts, when it has one pinned.
     pinned: Option<Identity>,
+    /// Where a client notes the identity its server showed.
+    seen: SeenServer,
 }
 
 impl KeyHolder {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), Error> {
         let id = identity_of(cert)?;
+        self.seen.set(id);
         match self.pinned {
             Some(pinned) if pinned != id => Err(Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -192,19 +248,23 @@ pub fn server_config(keys: &Keys) -> Result<Arc<ServerConfig>, ConfigError> {
     let clients = Arc::new(KeyHolder {
         provider: Arc::clone(&provider),
         pinned: None,
+        seen: SeenServer::default(),
     });
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(ConfigError)?
         .with_client_cert_verifier(clients)
         .with_single_cert(vec![keys.cert_der()], keys.key_der())
         .map_err(ConfigError)?;
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
 /// A client's configuration: TLS 1.3 only, its own certificate for the server, and the
 /// server's identity checked against `pinned` when there is one (the handshake fails
 /// otherwise); without, any server identity is let through for the caller to decide on.
+/// [`SeenServer`] tells, after the handshake, which identity the server showed.
 ///
 /// # Errors
 ///
@@ -212,20 +272,23 @@ pub fn server_config(keys: &Keys) -> Result<Arc<ServerConfig>, ConfigError> {
 pub fn client_config(
     keys: &Keys,
     pinned: Option<Identity>,
-) -> Result<Arc<ClientConfig>, ConfigError> {
+) -> Result<(Arc<ClientConfig>, SeenServer), ConfigError> {
     let provider = provider();
+    let seen = SeenServer::default();
     let servers = Arc::new(KeyHolder {
         provider: Arc::clone(&provider),
         pinned,
+        seen: seen.clone(),
     });
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(ConfigError)?
         .dangerous()
         .with_custom_certificate_verifier(servers)
         .with_client_auth_cert(vec![keys.cert_der()], keys.key_der())
         .map_err(ConfigError)?;
-    Ok(Arc::new(config))
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok((Arc::new(config), seen))
 }
 
 #[cfg(test)]
@@ -279,7 +342,7 @@ mod tests {
             let (a, b) = UnixStream::pair().unwrap();
             let server = serve(server_config(&server_keys).unwrap(), a);
             let (seen_server, reply, suite) =
-                client(client_config(&client_keys, pinned).unwrap(), b).unwrap();
+                client(client_config(&client_keys, pinned).unwrap().0, b).unwrap();
             assert_eq!(seen_server, Some(server_keys.identity()));
             assert_eq!(reply, b"world");
             assert!(suite.starts_with("TLS13_"), "{suite}");
@@ -296,12 +359,10 @@ mod tests {
         let (_pd, pinned) = keys();
         let (a, b) = UnixStream::pair().unwrap();
         let server = serve(server_config(&impostor).unwrap(), a);
-        let err = client(
-            client_config(&client_keys, Some(pinned.identity())).unwrap(),
-            b,
-        )
-        .unwrap_err();
+        let (config, seen) = client_config(&client_keys, Some(pinned.identity())).unwrap();
+        let err = client(config, b).unwrap_err();
         assert!(err.to_string().contains("certificate"), "{err}");
+        assert_eq!(seen.get(), Some(impostor.identity()));
         // The impostor's handshake fails: it never read a byte of application data.
         assert!(server.join().unwrap().is_err());
     }
@@ -318,6 +379,7 @@ mod tests {
             .with_custom_certificate_verifier(Arc::new(KeyHolder {
                 provider: provider(),
                 pinned: None,
+                seen: SeenServer::default(),
             }))
             .with_no_client_auth();
         assert!(client(Arc::new(anonymous), b).is_err());

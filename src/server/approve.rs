@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use super::names::RequestName;
 use super::policy::Decision;
 use super::store::Store;
+use super::trust::Client;
 use crate::wire::Verdict;
 
 /// What the operator is asked about: one upload request whose name has already been read and
@@ -16,6 +17,8 @@ use crate::wire::Verdict;
 pub struct Ask<'a> {
     /// The client's address.
     pub peer: SocketAddr,
+    /// Who the client is: plain, or secure with its identity (and label, if trusted).
+    pub client: &'a Client,
     /// The file's name: as the client sent it, and the one component it is stored under.
     pub name: &'a RequestName,
     /// The file's size in bytes, as announced.
@@ -32,6 +35,7 @@ impl fmt::Debug for Ask<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ask")
             .field("peer", &self.peer)
+            .field("client", &self.client)
             .field("name", &self.name)
             .field("size", &self.size)
             .field("store", &self.store.dir())

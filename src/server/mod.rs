@@ -11,6 +11,7 @@ pub mod policy;
 pub mod session;
 pub mod store;
 pub mod summary;
+pub mod trust;
 
 use std::fmt;
 use std::io;
@@ -25,6 +26,7 @@ pub use policy::{Decision, Policy, Reason};
 pub use session::{PROGRESS_EVERY, Session};
 pub use store::Store;
 pub use summary::{End, Summary};
+pub use trust::{Client, SecureMode, TrustedClients};
 
 use crate::error::Error;
 pub use crate::net::listen::DEFAULT_MAX_CONNECTIONS;
@@ -61,7 +63,7 @@ pub enum Event {
     /// An accepted upload moved on.
     Progress(Progress),
     /// A connection ended.
-    Finished(Summary),
+    Finished(Box<Summary>),
     /// The accept loop gave up on a connection, or on accepting one; the server goes on.
     Listen(ListenEvent),
 }
@@ -76,6 +78,7 @@ pub struct Server {
     max_connections: usize,
     checksum: bool,
     accept_byte: ResponseByte,
+    secure: Option<SecureMode>,
     stopping: AtomicBool,
 }
 
@@ -102,6 +105,7 @@ impl Server {
             max_connections: DEFAULT_MAX_CONNECTIONS.into(),
             checksum: false,
             accept_byte: ResponseByte::DEFAULT_ACCEPT,
+            secure: None,
             stopping: AtomicBool::new(false),
         }
     }
@@ -133,6 +137,14 @@ impl Server {
     /// Writes to a peer that does not read time out after the same time.
     pub fn with_timeout(mut self, timeout: Duration) -> Server {
         self.timeout = timeout;
+        self
+    }
+
+    /// Offers secure mode: a client's probe is answered, and its upload runs over TLS 1.3
+    /// with `secure`'s key; its trusted clients are accepted without asking. Without it, a
+    /// probe is refused like any message out of place, as fup 1.0 did.
+    pub fn with_secure(mut self, secure: SecureMode) -> Server {
+        self.secure = Some(secure);
         self
     }
 
@@ -199,7 +211,7 @@ impl Server {
             max,
             move |accepted| {
                 let summary = self.handle(accepted, &*on_connection);
-                on_connection(Event::Finished(summary));
+                on_connection(Event::Finished(Box::new(summary)));
             },
             |event| report(Event::Listen(event)),
         )

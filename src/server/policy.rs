@@ -1,5 +1,5 @@
 //! The acceptance policy: the rules that decide an upload without asking the operator
-//! (`--max-size`, free space, `--accept-from`, `--yes`), and the typed reasons for every
+//! (`--require-secure`, `--max-size`, free space, trusted clients, `--accept-from`, `--yes`), and the typed reasons for every
 //! decision not taken by the operator's own answer. Pure: no sockets, no files, no clock.
 //!
 //! A new policy rule goes here: a field on [`Policy`], a step in [`Policy::decide`], a
@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::trust::Client;
 use crate::text;
 use crate::wire::Verdict;
 
@@ -20,6 +21,10 @@ pub enum Reason {
     Yes,
     /// `--accept-from`: the client is in this trusted range.
     AcceptFrom(Cidr),
+    /// A secure client in the trusted clients' file, under this label if any.
+    TrustedClient(Option<String>),
+    /// `--require-secure`, and the upload is plain.
+    PlainRefused,
     /// `--max-size`: the file is larger than this many bytes.
     MaxSize(u64),
     /// The file is larger than the free space, this many bytes.
@@ -47,6 +52,11 @@ impl fmt::Display for Reason {
         match self {
             Reason::Yes => f.write_str("--yes"),
             Reason::AcceptFrom(range) => write!(f, "--accept-from {range}"),
+            Reason::TrustedClient(None) => f.write_str("trusted client"),
+            Reason::TrustedClient(Some(label)) => {
+                write!(f, "trusted client \"{}\"", text::escape(label))
+            }
+            Reason::PlainRefused => f.write_str("plain upload refused (--require-secure)"),
             Reason::MaxSize(max) => write!(f, "larger than --max-size {}", text::bytes(*max)),
             Reason::NoSpace(free) => {
                 write!(f, "not enough free space ({} free)", text::bytes(*free))
@@ -78,6 +88,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Why, for a decision taken without the operator; `None` when the operator answered.
     pub reason: Option<Reason>,
+    /// The operator answered "always": accept, and trust this (secure) client from now on.
+    pub always: bool,
 }
 
 impl Decision {
@@ -86,6 +98,7 @@ impl Decision {
         Decision {
             verdict: Verdict::Accepted,
             reason: Some(reason),
+            always: false,
         }
     }
 
@@ -94,6 +107,7 @@ impl Decision {
         Decision {
             verdict: Verdict::Denied,
             reason: Some(reason),
+            always: false,
         }
     }
 }
@@ -104,6 +118,17 @@ impl From<Verdict> for Decision {
         Decision {
             verdict,
             reason: None,
+            always: false,
+        }
+    }
+}
+
+impl Decision {
+    /// The operator's answer "always": accepted, and the client trusted from now on.
+    pub fn always() -> Decision {
+        Decision {
+            always: true,
+            ..Verdict::Accepted.into()
         }
     }
 }
@@ -117,6 +142,8 @@ pub struct Policy {
     pub accept_from: Vec<Cidr>,
     /// Accept everything that passes the size checks (`--yes`).
     pub accept_all: bool,
+    /// Deny every plain upload (`--require-secure`).
+    pub require_secure: bool,
 }
 
 impl Policy {
@@ -128,15 +155,32 @@ impl Policy {
         }
     }
 
-    /// Decides an upload of `size` bytes from `peer` with `free` bytes free, if a rule
-    /// applies; `None` means the operator must be asked. Size rules come first, so even a
-    /// trusted client cannot fill the disk or pass `--max-size`.
-    pub fn decide(&self, peer: IpAddr, size: u64, free: Option<u64>) -> Option<Decision> {
+    /// Decides an upload of `size` bytes from `client` at `peer` with `free` bytes free, if a
+    /// rule applies; `None` means the operator must be asked. A plain upload to a server that
+    /// requires secure mode is denied first; size rules come next, so even a trusted client
+    /// cannot fill the disk or pass `--max-size`; then a trusted key, then a trusted range.
+    pub fn decide(
+        &self,
+        peer: IpAddr,
+        client: &Client,
+        size: u64,
+        free: Option<u64>,
+    ) -> Option<Decision> {
+        if self.require_secure && !client.is_secure() {
+            return Some(Decision::deny(Reason::PlainRefused));
+        }
         if let Some(max) = self.max_size.filter(|&max| size > max) {
             return Some(Decision::deny(Reason::MaxSize(max)));
         }
         if let Some(free) = free.filter(|&free| size > free) {
             return Some(Decision::deny(Reason::NoSpace(free)));
+        }
+        if let Client::Secure {
+            trusted: Some(label),
+            ..
+        } = client
+        {
+            return Some(Decision::accept(Reason::TrustedClient(label.clone())));
         }
         if let Some(range) = self.accept_from.iter().find(|range| range.contains(peer)) {
             return Some(Decision::accept(Reason::AcceptFrom(*range)));
@@ -256,7 +300,7 @@ mod tests {
         let strict = Policy {
             max_size: Some(100),
             accept_from: vec![lan],
-            accept_all: false,
+            ..Policy::default()
         };
         let yes = Policy {
             max_size: Some(100),
@@ -289,8 +333,48 @@ mod tests {
             ("--yes and untrusted", &both, "11.0.0.1", 5, None, accept(Reason::Yes)),
         ];
         for (what, policy, peer, size, free, expected) in cases {
-            assert_eq!(policy.decide(ip(peer), size, free), expected, "{what}");
+            let plain = policy.decide(ip(peer), &Client::Plain, size, free);
+            assert_eq!(plain, expected, "{what}");
+            // An untrusted secure client is decided like a plain one.
+            let id = crate::secure::Identity::of_public_key(b"k");
+            let secure = Client::Secure { id, trusted: None };
+            assert_eq!(
+                policy.decide(ip(peer), &secure, size, free),
+                expected,
+                "{what}"
+            );
         }
+    }
+
+    #[test]
+    fn trusted_keys_and_require_secure() {
+        let id = crate::secure::Identity::of_public_key(b"k");
+        let laptop = Client::Secure {
+            id,
+            trusted: Some(Some("laptop".into())),
+        };
+        let untrusted = Client::Secure { id, trusted: None };
+        let policy = Policy {
+            max_size: Some(100),
+            require_secure: true,
+            accept_from: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Policy::default()
+        };
+        let peer = ip("10.0.0.1");
+        #[rustfmt::skip]
+        let cases = [
+            ("plain refused, even from a trusted range", &Client::Plain, 5, Some(Decision::deny(Reason::PlainRefused))),
+            ("trusted key", &laptop, 5, Some(Decision::accept(Reason::TrustedClient(Some("laptop".into()))))),
+            ("trusted key, too large", &laptop, 101, Some(Decision::deny(Reason::MaxSize(100)))),
+            ("untrusted key: the range decides", &untrusted, 5, Some(Decision::accept(Reason::AcceptFrom("10.0.0.0/8".parse().unwrap())))),
+        ];
+        for (what, client, size, expected) in cases {
+            assert_eq!(policy.decide(peer, client, size, None), expected, "{what}");
+        }
+        assert_eq!(
+            Reason::TrustedClient(Some("a\nb".into())).to_string(),
+            "trusted client \"a\\nb\""
+        );
     }
 
     #[test]

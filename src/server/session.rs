@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::approve::Ask;
@@ -14,9 +15,11 @@ use super::names::{RequestName, read_request_name};
 use super::policy::{Decision, Reason};
 use super::store::Incoming;
 use super::summary::{End, Summary};
+use super::trust::Client;
 use super::{Event, Progress, Server};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, discard};
+use crate::secure::{probe, stream as tls};
 use crate::wire::{
     Body, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID, ResponseByte,
     Verdict,
@@ -86,12 +89,41 @@ impl<'a> Session<'a> {
         self.summary
     }
 
+    /// The first message decides the connection: secure mode's probe (when this server
+    /// offers it) starts TLS, and the exchange runs inside; anything else is a plain request.
     fn exchange<S: Conn>(&mut self, stream: &mut S) -> Result<End> {
-        let timeout = self.server.timeout;
-        let msg = match Deadline::after(timeout).read_message(stream, MsgType::Request) {
+        let deadline = Deadline::after(self.server.timeout);
+        let first = match deadline.read_message(stream, MsgType::Request) {
             Err(Error::Closed(_)) => return Ok(End::NoRequest),
             other => other?,
         };
+        let Some(secure) = self
+            .server
+            .secure
+            .as_ref()
+            .filter(|_| probe::is_probe(&first))
+        else {
+            return self.request(stream, first);
+        };
+        stream.write_all(&probe::ANSWER)?;
+        stream.flush()?;
+        // The request must still arrive by the connection's first deadline.
+        let mut tls = tls::accept(&mut *stream, Arc::clone(&secure.config), deadline)
+            .map_err(Error::Handshake)?;
+        let id = tls.peer();
+        self.summary.client = Client::Secure {
+            id,
+            trusted: secure.trusted.find(&id),
+        };
+        let first = match deadline.read_message(&mut tls, MsgType::Request) {
+            Err(Error::Closed(_)) => return Ok(End::NoRequest),
+            other => other?,
+        };
+        self.request(&mut tls, first)
+    }
+
+    /// The exchange that follows a request, `msg`: name checks, decision, answer, data.
+    fn request<S: Conn>(&mut self, stream: &mut S, msg: Message) -> Result<End> {
         let request_id = msg.id;
         let Body::Request(req) = msg.body else {
             return Err(msg.body.unexpected(MsgType::Request));
@@ -108,6 +140,9 @@ impl<'a> Session<'a> {
         };
         let decision = self.decide(stream, &name, size);
         self.summary.reason = decision.reason;
+        if decision.always {
+            self.trust_client();
+        }
         if decision.verdict == Verdict::Denied {
             if stream.peer_closed() {
                 return Ok(End::Abandoned);
@@ -128,7 +163,11 @@ impl<'a> Session<'a> {
             return Decision::deny(Reason::ShuttingDown);
         }
         let free = server.store.free_space();
-        if let Some(decision) = server.policy.decide(self.summary.peer.ip(), size, free) {
+        let client = &self.summary.client;
+        if let Some(decision) = server
+            .policy
+            .decide(self.summary.peer.ip(), client, size, free)
+        {
             return decision;
         }
         let Some(approver) = &server.approver else {
@@ -137,12 +176,27 @@ impl<'a> Session<'a> {
         let client_gone = || stream.peer_closed();
         approver.approve(&Ask {
             peer: self.summary.peer,
+            client,
             name,
             size,
             store: &server.store,
             free,
             client_gone: &client_gone,
         })
+    }
+
+    /// The operator answered "always": the secure client is trusted from now on.
+    fn trust_client(&mut self) {
+        let (Some(secure), Some(id)) = (&self.server.secure, self.summary.client.id()) else {
+            return;
+        };
+        self.summary.trusted_now = Some(
+            secure
+                .trusted
+                .add(&id)
+                .map(|()| secure.trusted.file().to_path_buf())
+                .map_err(|err| err.to_string()),
+        );
     }
 
     /// Receives the accepted upload and stores it, then sends the result: success once the
@@ -181,14 +235,19 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends the response to request `request_id` in this server's convention.
+    /// Sends the response to request `request_id` in this server's convention; inside
+    /// secure mode, only fup programs speak, in the default one.
     fn send_response<S: Write>(
         &self,
         stream: &mut S,
         request_id: u32,
         verdict: Verdict,
     ) -> Result<()> {
-        let byte = ResponseByte::saying(verdict, self.server.accept_byte);
+        let accept = match self.summary.client.is_secure() {
+            true => ResponseByte::DEFAULT_ACCEPT,
+            false => self.server.accept_byte,
+        };
+        let byte = ResponseByte::saying(verdict, accept);
         send(stream, RESPONSE_ID, Body::Response { request_id, byte })
     }
 
@@ -536,7 +595,7 @@ mod tests {
             let policy = Policy {
                 max_size: Some(max_size),
                 accept_from: vec!["127.0.0.0/8".parse().unwrap()],
-                accept_all: false,
+                ..Policy::default()
             };
             Server::new(Store::open(dir.path()).unwrap(), policy).with_operator(never)
         };
@@ -545,7 +604,7 @@ mod tests {
         assert_eq!(output[20], Verdict::Denied as u8);
         assert_eq!(
             summary.to_string(),
-            "denied \"hello.txt\" 3 B (3 bytes) from 127.0.0.1:4000: larger than --max-size 2 B"
+            "denied \"hello.txt\" 3 B (3 bytes) from 127.0.0.1:4000, plain: larger than --max-size 2 B"
         );
         // From a trusted range and within limits: accepted, and the log says why.
         let (summary, _) = run(&trusted(3), &[GOLDEN_REQUEST, GOLDEN_DATA]);
@@ -553,7 +612,7 @@ mod tests {
         assert!(
             summary
                 .to_string()
-                .ends_with("from 127.0.0.1:4000 (accepted: --accept-from 127.0.0.0/8)"),
+                .ends_with("from 127.0.0.1:4000, plain (accepted: --accept-from 127.0.0.0/8)"),
             "{summary}"
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::names::{NameProblem, RequestName};
 use super::policy::Reason;
+use super::trust::Client;
 use crate::error::Error;
 use crate::text;
 use crate::wire::FileRequest;
@@ -36,6 +37,8 @@ pub struct Summary {
     pub connection: u64,
     /// The client's address.
     pub peer: SocketAddr,
+    /// Who the client is: plain, or secure with its identity.
+    pub client: Client,
     /// The request, once one arrived.
     pub request: Option<FileRequest>,
     /// The request's name, once it was read and passed the checks.
@@ -50,6 +53,9 @@ pub struct Summary {
     pub reason: Option<Reason>,
     /// The SHA-256 of the stored file, computed while receiving, when the server checksums.
     pub sha256: Option<[u8; 32]>,
+    /// The operator answered "always": the trusted clients' file the client was added to,
+    /// or why it could not be.
+    pub trusted_now: Option<Result<PathBuf, String>>,
     /// How it ended.
     pub end: End,
 }
@@ -60,6 +66,7 @@ impl Summary {
         Summary {
             connection,
             peer,
+            client: Client::Plain,
             request: None,
             name: None,
             received: 0,
@@ -67,6 +74,7 @@ impl Summary {
             transfer: Duration::ZERO,
             reason: None,
             sha256: None,
+            trusted_now: None,
             end: End::NoRequest,
         }
     }
@@ -103,6 +111,7 @@ impl Summary {
         let mut object = json!({
             "connection": self.connection,
             "peer": self.peer.to_string(),
+            "secure": self.client.is_secure(),
             "verdict": self.verdict(),
         });
         let mut set = |key: &str, value: serde_json::Value| {
@@ -139,6 +148,17 @@ impl Summary {
         }
         if let Some(sha256) = self.sha256.filter(|_| self.is_stored()) {
             set("sha256", json!(text::hex(&sha256)));
+        }
+        if let Some(id) = self.client.id() {
+            set("client_id", json!(id.to_string()));
+        }
+        if let Some(label) = self.client.label() {
+            set("client_label", json!(label));
+        }
+        match &self.trusted_now {
+            Some(Ok(file)) => set("trusted_now", json!(file.to_string_lossy())),
+            Some(Err(err)) => set("trust_error", json!(err)),
+            None => {}
         }
         object
     }
@@ -184,7 +204,7 @@ impl fmt::Display for Summary {
         };
         let name = format!("\"{name}");
         let size = format!("{} ({} bytes)", text::bytes(req.size), req.size);
-        let peer = self.peer;
+        let peer = format!("{}, {}", self.peer, self.client);
         match &self.end {
             End::Stored(path) => {
                 let stored_as = path
@@ -201,9 +221,20 @@ impl fmt::Display for Summary {
                     self.transfer.as_secs_f64(),
                     text::rate(self.received, self.transfer),
                 )?;
-                match &self.reason {
-                    Some(reason) => write!(f, " (accepted: {reason})"),
-                    None => Ok(()),
+                match (&self.reason, &self.trusted_now) {
+                    (Some(reason), _) => write!(f, " (accepted: {reason})"),
+                    (None, Some(Ok(file))) => write!(
+                        f,
+                        " (accepted always: client added to {})",
+                        text::escape(&file.to_string_lossy())
+                    ),
+                    (None, Some(Err(err))) => {
+                        write!(
+                            f,
+                            " (accepted; could not add the client to the trusted: {err})"
+                        )
+                    }
+                    (None, None) => Ok(()),
                 }
             }
             End::Refused(problem) => write!(f, "refused {name} {size} from {peer}: {problem}"),
@@ -225,7 +256,7 @@ impl fmt::Display for Summary {
                 req.size,
                 self.transfer.as_secs_f64(),
             ),
-            End::NoRequest => write!(f, "{peer}: connection closed without a request"),
+            End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
         }
     }
 }
@@ -248,7 +279,7 @@ mod tests {
 
     #[test]
     fn every_end_has_its_line() {
-        let from = "from 127.0.0.1:4000";
+        let from = "from 127.0.0.1:4000, plain";
         let cases = [
             (
                 summary(End::Stored("/in/a (1).txt".into())),
@@ -353,7 +384,7 @@ mod tests {
         assert_eq!(
             stored.to_json(),
             serde_json::json!({
-                "connection": 3, "peer": "127.0.0.1:4000", "verdict": "stored",
+                "connection": 3, "peer": "127.0.0.1:4000", "secure": false, "verdict": "stored",
                 "name": "a.txt", "size": 2048, "received": 1024, "stored": "/in/a.txt",
                 "seconds": 2.0, "rate": 512.0, "reason": "--yes", "sha256": "ab".repeat(32),
             })
@@ -362,7 +393,7 @@ mod tests {
         assert_eq!(
             refused.to_json(),
             serde_json::json!({
-                "connection": 3, "peer": "127.0.0.1:4000", "verdict": "refused",
+                "connection": 3, "peer": "127.0.0.1:4000", "secure": false, "verdict": "refused",
                 "name": "a\\u{1b}.txt", "size": 2048, "received": 1024,
                 "error": "name contains a control character",
             })
@@ -375,8 +406,41 @@ mod tests {
         let none = Summary::new("127.0.0.1:4000".parse().unwrap(), 9);
         assert_eq!(
             none.to_json(),
-            serde_json::json!({"connection": 9, "peer": "127.0.0.1:4000", "verdict": "no request"})
+            serde_json::json!({"connection": 9, "peer": "127.0.0.1:4000", "secure": false, "verdict": "no request"})
         );
+    }
+
+    #[test]
+    fn secure_uploads_say_so_with_the_clients_identity() {
+        let id = crate::secure::Identity::of_public_key(b"k");
+        let mut stored = summary(End::Stored("/in/a.txt".into()));
+        stored.client = Client::Secure {
+            id,
+            trusted: Some(Some("lab".into())),
+        };
+        stored.reason = Some(Reason::TrustedClient(Some("lab".into())));
+        let line = stored.to_string();
+        assert!(
+            line.ends_with(&format!(
+                "from 127.0.0.1:4000, secure, client {id} \"lab\" (accepted: trusted client \"lab\")"
+            )),
+            "{line}"
+        );
+        let json = stored.to_json();
+        assert_eq!(json["secure"], true);
+        assert_eq!(json["client_id"], id.to_string());
+        assert_eq!(json["client_label"], "lab");
+        // The operator answered "always".
+        let mut always = summary(End::Stored("/in/a.txt".into()));
+        always.client = Client::Secure { id, trusted: None };
+        always.trusted_now = Some(Ok("/cfg/trusted_clients".into()));
+        assert!(
+            always
+                .to_string()
+                .ends_with("(accepted always: client added to /cfg/trusted_clients)"),
+            "{always}"
+        );
+        assert_eq!(always.to_json()["trusted_now"], "/cfg/trusted_clients");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::screen::Screen;
-use crate::server::{Approve, Ask, Decision, Reason};
+use super::screen::{PROMPT, PROMPT_ALWAYS, Screen};
+use crate::server::{Approve, Ask, Client, Decision, Reason};
 use crate::text;
 use crate::wire::Verdict;
 
@@ -26,8 +26,8 @@ pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Asks an operator: writes a question to `W` and takes one line of answer from an input read
 /// by a thread of its own (so that a question can time out).
 ///
-/// `y`/`yes` in any case accepts; `n`/`no` or an empty line (Enter) denies; anything else is
-/// asked again, [`MAX_TRIES`] times in all, then denied. Once the input is at end of file
+/// `y`/`yes` in any case accepts; `n`/`no` or an empty line (Enter) denies; for a secure
+/// client, `a`/`always` accepts and trusts it from now on; anything else is asked again, [`MAX_TRIES`] times in all, then denied. Once the input is at end of file
 /// every request is denied, with a line pointing at `--yes`. Exactly one question is on screen
 /// at a time, saying how many more wait; the others wait in arrival order, and one whose
 /// client hangs up leaves the queue. A question unanswered within the prompt timeout is
@@ -206,8 +206,10 @@ impl<W: Write + Send> TerminalApprover<W> {
                 ),
             );
         }
+        let secure = ask.client.is_secure();
+        let prompt = if secure { PROMPT_ALWAYS } else { PROMPT };
         for tries in 1..=MAX_TRIES {
-            self.screen.show_prompt(out);
+            self.screen.show_prompt(out, prompt);
             let answered = self.wait_for_answer(&term.answers, deadline, ask.client_gone);
             self.screen.prompt_answered(out);
             let answer = match answered {
@@ -220,12 +222,15 @@ impl<W: Write + Send> TerminalApprover<W> {
                     return Decision::deny(reason);
                 }
             };
-            if let Some(verdict) = parse_answer(&answer) {
-                return verdict.into();
+            if let Some(decision) = parse_answer(&answer, secure) {
+                return decision;
             }
             if tries < MAX_TRIES {
-                self.screen
-                    .question_line(out, "please answer y (yes) or n (no)");
+                let choices = match secure {
+                    true => "please answer y (yes), n (no) or a (always: trust this client)",
+                    false => "please answer y (yes) or n (no)",
+                };
+                self.screen.question_line(out, choices);
             }
         }
         self.screen.question_line(
@@ -315,6 +320,22 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
         text::bytes(ask.size),
         ask.size,
     );
+    match ask.client {
+        Client::Plain => {
+            text.push_str("  plain: unencrypted, unauthenticated (the address proves nothing)\n");
+        }
+        Client::Secure { id, trusted } => {
+            text.push_str(&format!("  secure, client {id}"));
+            match trusted {
+                Some(Some(label)) => {
+                    text.push_str(&format!(" (trusted: \"{}\")", text::escape(label)));
+                }
+                Some(None) => text.push_str(" (trusted)"),
+                None => text.push_str(" (not trusted yet; a: accept and always trust it)"),
+            }
+            text.push('\n');
+        }
+    }
     let mut notes = Vec::new();
     if name.cp949 {
         notes.push("decoded from CP949".to_string());
@@ -343,11 +364,13 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
     text
 }
 
-/// `y`/`yes` accepts, `n`/`no`/empty denies, in any case; anything else is not an answer.
-fn parse_answer(answer: &str) -> Option<Verdict> {
+/// `y`/`yes` accepts, `n`/`no`/empty denies, in any case, and `a`/`always` accepts and
+/// trusts when `always` is offered; anything else is not an answer.
+fn parse_answer(answer: &str, always: bool) -> Option<Decision> {
     match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Some(Verdict::Accepted),
-        "" | "n" | "no" => Some(Verdict::Denied),
+        "y" | "yes" => Some(Verdict::Accepted.into()),
+        "" | "n" | "no" => Some(Verdict::Denied.into()),
+        "a" | "always" if always => Some(Decision::always()),
         _ => None,
     }
 }
@@ -458,6 +481,7 @@ mod tests {
     fn ask<'a>(name: &'a str, _save_as: &'a str, client_gone: &'a dyn Fn() -> bool) -> Ask<'a> {
         Ask {
             peer: "127.0.0.1:4000".parse().unwrap(),
+            client: &Client::Plain,
             name: self::name(name),
             size: 1536,
             store: store(),
@@ -531,7 +555,7 @@ mod tests {
         assert!(
             screen
                 .text()
-                .contains("wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  to "),
+                .contains("wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  to "),
             "{}",
             screen.text()
         );
@@ -662,7 +686,8 @@ mod tests {
             deny.approve(&a),
             Decision {
                 verdict: Verdict::Denied,
-                reason: None
+                reason: None,
+                always: false,
             }
         );
     }
@@ -675,11 +700,41 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "127.0.0.1:4000 wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  to {dir}/a (1).txt (exists, keeping both); 2.0 KiB free; 2 more waiting\n"
+                "127.0.0.1:4000 wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  to {dir}/a (1).txt (exists, keeping both); 2.0 KiB free; 2 more waiting\n"
             )
         );
         let plain = Ask { free: None, ..a };
         assert!(question(&plain, "a.txt", 0).ends_with("/a.txt\n"));
+        // A secure client: its identity, and whether (and as whom) it is trusted.
+        let id = crate::secure::Identity::of_public_key(b"k");
+        for (trusted, says) in [
+            (
+                None,
+                format!("  secure, client {id} (not trusted yet; a: accept and always trust it)\n"),
+            ),
+            (Some(None), format!("  secure, client {id} (trusted)\n")),
+            (
+                Some(Some("lab pc".to_string())),
+                format!("  secure, client {id} (trusted: \"lab pc\")\n"),
+            ),
+        ] {
+            let client = Client::Secure { id, trusted };
+            let secure = Ask {
+                client: &client,
+                ..a
+            };
+            let text = question(&secure, "a.txt", 0);
+            assert!(text.contains(&says), "{text}");
+            assert!(!text.contains("plain"), "{text}");
+        }
+    }
+
+    #[test]
+    fn always_is_an_answer_for_secure_clients_only() {
+        assert_eq!(parse_answer(" A ", true), Some(Decision::always()));
+        assert_eq!(parse_answer("always", true), Some(Decision::always()));
+        assert_eq!(parse_answer("a", false), None);
+        assert_eq!(parse_answer("y", true), Some(Verdict::Accepted.into()));
     }
 
     // See: #9
@@ -689,7 +744,7 @@ mod tests {
         let text = question(&path, "f.bin", 0);
         assert!(
             text.starts_with(&format!(
-                "127.0.0.1:4000 wants to send \"C:\\\\Users\\\\u\\\\f.bin\" (1.5 KiB, 1536 bytes)\n  name a path: stored under its last part \"f.bin\"\n  to {}/f.bin;",
+                "127.0.0.1:4000 wants to send \"C:\\\\Users\\\\u\\\\f.bin\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  name a path: stored under its last part \"f.bin\"\n  to {}/f.bin;",
                 store().dir().display()
             )),
             "{text}"
@@ -703,7 +758,7 @@ mod tests {
         let text = question(&korean, "사진.jpg", 0);
         assert!(
             text.contains(
-                "wants to send \"사진.jpg\" (1.5 KiB, 1536 bytes)\n  name decoded from CP949\n  to "
+                "wants to send \"사진.jpg\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  name decoded from CP949\n  to "
             ),
             "{text}"
         );

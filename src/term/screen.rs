@@ -19,6 +19,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The question itself, after the lines that describe the upload.
 pub const PROMPT: &str = "accept? [y/N] ";
+/// The prompt for a secure client, whom the operator may also trust from now on.
+pub const PROMPT_ALWAYS: &str = "accept? [y/N/a] ";
 
 /// What the screen needs to know about the terminal, asked at every draw.
 pub trait Terminal: Send + Sync {
@@ -201,10 +203,11 @@ impl Screen {
         let _ = out.flush();
     }
 
-    /// Shows [`PROMPT`] and waits: log lines printed meanwhile go above it.
-    pub fn show_prompt(&self, out: &mut dyn Write) {
+    /// Shows `prompt` ([`PROMPT`] or [`PROMPT_ALWAYS`]) and waits: log lines printed
+    /// meanwhile go above it.
+    pub fn show_prompt(&self, out: &mut dyn Write, prompt: &str) {
         let mut state = self.lock();
-        let _ = write!(out, "{PROMPT}");
+        let _ = write!(out, "{prompt}");
         let _ = out.flush();
         state.prompt_shown = true;
     }
@@ -329,7 +332,7 @@ mod tests {
             screen.log(&mut out, &format!("earlier line {i}"));
         }
         screen.begin_question(&mut out, "peer wants to send \"q\"\n");
-        screen.show_prompt(&mut out);
+        screen.show_prompt(&mut out, PROMPT);
         out.extend_from_slice(b"ye"); // the terminal's echo of what the operator typed
         screen.log(
             &mut out,
@@ -365,7 +368,7 @@ mod tests {
         screen.set_status(&mut out, 1, Some("receiving a".into()));
         screen.log(&mut out, "stored x");
         screen.begin_question(&mut out, "peer wants to send \"q\"\n");
-        screen.show_prompt(&mut out);
+        screen.show_prompt(&mut out, PROMPT);
         out.extend_from_slice(b"ye");
         screen.log(&mut out, "stored y");
         out.extend_from_slice(b"s\n");
@@ -384,7 +387,7 @@ mod tests {
         screen.set_status(&mut out, 1, Some("receiving a".into()));
         screen.begin_question(&mut out, "peer wants to send \"q\"\n");
         screen.set_status(&mut out, 1, Some("receiving a, later".into()));
-        screen.show_prompt(&mut out);
+        screen.show_prompt(&mut out, PROMPT);
         out.extend_from_slice(b"y\n");
         screen.prompt_answered(&mut out);
         screen.end_question(&mut out);

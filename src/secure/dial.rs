@@ -1,0 +1,388 @@
+//! The client's way in: connect, offer secure mode with the probe, and either run the TLS
+//! handshake against the server's pinned identity or, for a server never pinned that does not
+//! answer, fall back to plain. Decides everything before a byte of the file is sent.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::files::{FileError, HostPort, add_known_host, known_host};
+use super::id::Identity;
+use super::keys::Keys;
+use super::probe::{ANSWER, PROBE};
+use super::stream::{self, ClientTls};
+use super::tls::client_config;
+use crate::net::{self, Conn, Deadline};
+use crate::wire::HEADER_LEN;
+
+/// Longest wait for a probe's answer. A fup server answers at once; a plain server closes at
+/// once, unless it serves one connection at a time and is busy (the Python server), when the
+/// probe waits in its queue: after this long the client goes on in plain.
+pub const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// How the client reaches a server (`--secure`, `--plain`, or neither).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Probe; secure if the server offers it, plain (with a note) if it does not, unless the
+    /// server is pinned.
+    Auto,
+    /// Secure or nothing.
+    Secure,
+    /// Never probe: exactly the plain protocol's bytes.
+    Plain,
+}
+
+/// Why a pinned identity is expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// `--pin ID`.
+    Given(Identity),
+    /// A line of `known_hosts`.
+    Known {
+        /// The identity pinned there.
+        id: Identity,
+        /// The file.
+        file: PathBuf,
+        /// Its line, from 1.
+        line: usize,
+    },
+}
+
+impl Pin {
+    /// The identity pinned.
+    pub fn id(&self) -> Identity {
+        match self {
+            Pin::Given(id) | Pin::Known { id, .. } => *id,
+        }
+    }
+}
+
+/// Why a server could not be reached the way it must be.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// Connecting, or talking to the socket, failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// `known_hosts` could not be read.
+    #[error(transparent)]
+    KnownHosts(#[from] FileError),
+    /// `--secure`, and the server does not offer secure mode.
+    #[error("{0} does not offer secure mode (--secure); nothing was sent")]
+    NotOffered(HostPort),
+    /// The server is pinned, and its probe went unanswered: whoever answers is not it.
+    #[error(
+        "{host} is pinned ({}) but did not answer the secure-mode probe ({why}); not falling back to plain, nothing was sent",
+        pin_source(.pin)
+    )]
+    PinnedNotOffered {
+        /// The server.
+        host: HostPort,
+        /// Its pin.
+        pin: Box<Pin>,
+        /// What came instead of the answer.
+        why: &'static str,
+    },
+    /// The server showed another identity than the one pinned.
+    #[error("{}", changed(.host, .pin, .got))]
+    IdentityChanged {
+        /// The server.
+        host: HostPort,
+        /// Its pin.
+        pin: Box<Pin>,
+        /// The identity it showed.
+        got: Identity,
+    },
+    /// The handshake failed for another reason.
+    #[error("secure handshake with {host} failed: {source}")]
+    Handshake {
+        /// The server.
+        host: HostPort,
+        /// What failed.
+        source: io::Error,
+    },
+    /// First contact, and the user did not trust the identity shown.
+    #[error("{host}'s identity {id} was not trusted; nothing was sent")]
+    NotTrusted {
+        /// The server.
+        host: HostPort,
+        /// The identity it showed.
+        id: Identity,
+    },
+}
+
+fn pin_source(pin: &Pin) -> String {
+    match pin {
+        Pin::Given(_) => "--pin".to_string(),
+        Pin::Known { file, line, .. } => format!("{} line {line}", file.display()),
+    }
+}
+
+fn changed(host: &HostPort, pin: &Pin, got: &Identity) -> String {
+    match pin {
+        Pin::Given(id) => {
+            format!("{host} showed identity {got}, not {id} given with --pin; nothing was sent")
+        }
+        Pin::Known { id, file, line } => format!(
+            "THE IDENTITY OF {host} HAS CHANGED: pinned {id}, now showing {got}. Someone may \
+             be in the middle, or the server got a new key. Nothing was sent. If the change \
+             is expected, remove line {line} of {}",
+            file.display()
+        ),
+    }
+}
+
+/// A connection to a server, plain or secure.
+#[derive(Debug)]
+pub enum Link {
+    /// The plain protocol: unencrypted, unauthenticated.
+    Plain(TcpStream),
+    /// Secure mode: TLS 1.3 to a server that proved its identity.
+    Secure(Box<ClientTls<TcpStream>>),
+}
+
+impl Link {
+    /// The server's identity, on a secure link.
+    pub fn server_id(&self) -> Option<Identity> {
+        match self {
+            Link::Plain(_) => None,
+            Link::Secure(tls) => Some(tls.peer()),
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Link::Plain($s) => $e,
+            Link::Secure($s) => $e,
+        }
+    };
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(self, s => s.read(buf))
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(self, s => s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        each!(self, s => s.flush())
+    }
+}
+
+impl Conn for Link {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        each!(self, s => s.set_read_timeout(timeout))
+    }
+
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        each!(self, s => s.socket())
+    }
+
+    fn peer_closed(&self) -> bool {
+        each!(self, s => s.peer_closed())
+    }
+
+    fn has_input(&self) -> bool {
+        each!(self, s => s.has_input())
+    }
+
+    fn closes_within(&self, wait: Duration) -> Option<bool> {
+        each!(self, s => s.closes_within(wait))
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        each!(self, s => s.shutdown_write())
+    }
+}
+
+/// What the dialer did that the user should hear of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The server does not offer secure mode: the upload goes in plain.
+    Plain,
+    /// First contact: the server's identity is now pinned in this file.
+    Pinned {
+        /// The identity.
+        id: Identity,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// Decides on a server identity met for the first time: `true` trusts (and pins) it.
+type FirstContact<'a> = Box<dyn FnMut(&HostPort, &Identity) -> bool + 'a>;
+
+/// Reaches one server, for every upload of one command: remembers across them that the
+/// server is plain (one probe, one note), or the identity it was first met with.
+pub struct Dialer<'a> {
+    host: HostPort,
+    mode: Mode,
+    keys: Option<&'a Keys>,
+    known_hosts: PathBuf,
+    pin: Option<Pin>,
+    timeout: Duration,
+    /// Set once the server did not answer a probe: later uploads go plain without one.
+    plain: bool,
+    /// Asked on first contact whether to trust an identity.
+    first_contact: FirstContact<'a>,
+}
+
+impl std::fmt::Debug for Dialer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("host", &self.host)
+            .field("mode", &self.mode)
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Dialer<'a> {
+    /// A dialer for `host` in `mode`, with the client's `keys` (needed unless plain), the
+    /// `known_hosts` file, `--pin` if given, and `timeout` for connecting and the handshake.
+    /// `first_contact` decides on an identity met for the first time: `true` pins it.
+    ///
+    /// # Errors
+    ///
+    /// If `known_hosts` cannot be read.
+    pub fn new(
+        host: HostPort,
+        mode: Mode,
+        keys: Option<&'a Keys>,
+        known_hosts: PathBuf,
+        given: Option<Identity>,
+        timeout: Duration,
+        first_contact: impl FnMut(&HostPort, &Identity) -> bool + 'a,
+    ) -> Result<Dialer<'a>, DialError> {
+        let pin = match given {
+            Some(id) => Some(Pin::Given(id)),
+            None if mode == Mode::Plain => None,
+            None => known_host(&known_hosts, &host)?.map(|known| Pin::Known {
+                id: known.id,
+                file: known_hosts.clone(),
+                line: known.line,
+            }),
+        };
+        Ok(Dialer {
+            host,
+            mode,
+            keys,
+            known_hosts,
+            pin,
+            timeout,
+            plain: false,
+            first_contact: Box::new(first_contact),
+        })
+    }
+
+    /// The server's pin, if it has one.
+    pub fn pin(&self) -> Option<&Pin> {
+        self.pin.as_ref()
+    }
+
+    /// Opens a connection for one upload, secure or (when allowed) plain, and says what the
+    /// user should hear of.
+    ///
+    /// # Errors
+    ///
+    /// A [`DialError`]; in every case nothing of the file has been sent.
+    pub fn dial(&mut self) -> Result<(Link, Option<Note>), DialError> {
+        let keys = match self.keys {
+            Some(keys) if self.mode != Mode::Plain && !self.plain => keys,
+            _ => return Ok((Link::Plain(self.connect()?), None)),
+        };
+        let mut sock = self.connect()?;
+        let why = match probe(&mut sock, self.timeout.min(PROBE_WAIT)) {
+            Ok(()) => return self.handshake(sock, keys),
+            Err(why) => why,
+        };
+        drop(sock);
+        if let Some(pin) = &self.pin {
+            return Err(DialError::PinnedNotOffered {
+                host: self.host.clone(),
+                pin: Box::new(pin.clone()),
+                why,
+            });
+        }
+        if self.mode == Mode::Secure {
+            return Err(DialError::NotOffered(self.host.clone()));
+        }
+        self.plain = true;
+        Ok((Link::Plain(self.connect()?), Some(Note::Plain)))
+    }
+
+    fn connect(&self) -> io::Result<TcpStream> {
+        net::connect((self.host.host.as_str(), self.host.port), self.timeout)
+    }
+
+    fn handshake(
+        &mut self,
+        sock: TcpStream,
+        keys: &Keys,
+    ) -> Result<(Link, Option<Note>), DialError> {
+        let pinned = self.pin.as_ref().map(Pin::id);
+        let (config, seen) = client_config(keys, pinned).map_err(io::Error::other)?;
+        let tls = match stream::connect(sock, config, Deadline::after(self.timeout)) {
+            Ok(tls) => tls,
+            Err(source) => {
+                return Err(match (&self.pin, seen.get()) {
+                    (Some(pin), Some(got)) if got != pin.id() => DialError::IdentityChanged {
+                        host: self.host.clone(),
+                        pin: Box::new(pin.clone()),
+                        got,
+                    },
+                    _ => DialError::Handshake {
+                        host: self.host.clone(),
+                        source,
+                    },
+                });
+            }
+        };
+        let mut note = None;
+        if self.pin.is_none() {
+            let id = tls.peer();
+            if !(self.first_contact)(&self.host, &id) {
+                return Err(DialError::NotTrusted {
+                    host: self.host.clone(),
+                    id,
+                });
+            }
+            add_known_host(&self.known_hosts, &self.host, &id)?;
+            self.pin = Some(Pin::Known {
+                id,
+                file: self.known_hosts.clone(),
+                line: known_host(&self.known_hosts, &self.host)?.map_or(0, |known| known.line),
+            });
+            note = Some(Note::Pinned {
+                id,
+                file: self.known_hosts.clone(),
+            });
+        }
+        Ok((Link::Secure(Box::new(tls)), note))
+    }
+}
+
+/// Sends the probe and waits up to `wait` for its answer; says what came instead.
+fn probe(sock: &mut TcpStream, wait: Duration) -> Result<(), &'static str> {
+    sock.write_all(&PROBE)
+        .map_err(|_| "the connection failed")?;
+    let mut answer = [0; HEADER_LEN];
+    let deadline = Deadline::after(wait);
+    match sock_read_exact(sock, &mut answer, deadline) {
+        Ok(()) if answer == ANSWER => Ok(()),
+        Ok(()) => Err("it sent something else"),
+        Err(err) if err.kind() == io::ErrorKind::TimedOut => Err("no answer in time"),
+        Err(_) => Err("it closed the connection"),
+    }
+}
+
+fn sock_read_exact(sock: &mut TcpStream, buf: &mut [u8], deadline: Deadline) -> io::Result<()> {
+    deadline.reader(sock).read_exact(buf)
+}
