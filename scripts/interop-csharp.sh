@@ -14,6 +14,7 @@ fi
 cargo build --release --quiet --manifest-path "$here/Cargo.toml" || exit 2
 bin=$here/target/release
 work=$(mktemp -d)
+export FUP_CONFIG_DIR=$work/config
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 mcs -nologo -out:"$work/Sender.exe" "$here/scripts/csharp/Sender.cs" || exit 2

@@ -52,14 +52,23 @@ static class Receiver
         var listener = new TcpListener(IPAddress.Loopback, port);
         listener.Start();
         Console.WriteLine("listening on 127.0.0.1:" + ((IPEndPoint)listener.LocalEndpoint).Port);
-        foreach (char answer in answers)
+        for (int turn = 0; turn < answers.Length; turn++)
         {
+            char answer = answers[turn];
             using (var client = listener.AcceptTcpClient())
             using (var s = client.GetStream())
             {
                 byte[] h = ReadExactly(s, 16);
                 uint reqId = BitConverter.ToUInt32(h, 0);
                 byte[] body = ReadExactly(s, (int)BitConverter.ToUInt32(h, 8));
+                if (BitConverter.ToUInt32(h, 4) != 1)
+                {
+                    // Not a request (fup's secure-mode probe): closed, as the Python server
+                    // does; the answer is kept for the next connection.
+                    Console.WriteLine("not a request: closed");
+                    turn--;
+                    continue;
+                }
                 long size = (long)BitConverter.ToUInt64(body, 0);
                 string name = Path.GetFileName(System.Text.Encoding.UTF8.GetString(body, 8, body.Length - 8));
                 if (answer != 'y')
