@@ -210,6 +210,19 @@ fn in_the_background_it_keeps_serving_and_questions_time_out_saying_why() {
     let server = fup_server("--prompt-timeout 1 --max-size 4", dir.path());
     let mut pty = Pty::run(&format!("set -m; {} & wait", &server[5..]), "xterm");
     let port = pty.port();
+    // Its own process group is out of reach of the pty's hang-up: stopped by hand at the end.
+    let pid = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("^\\S*fup-server --port 0 .* {}$", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8(pid.stdout).unwrap().trim().to_string();
+    assert!(
+        !pid.is_empty() && !pid.contains('\n'),
+        "one server: {pid:?}"
+    );
     let file = |name: &str, len: usize| {
         let path = src.path().join(name);
         std::fs::write(&path, vec![b'b'; len]).unwrap();
@@ -225,4 +238,5 @@ fn in_the_background_it_keeps_serving_and_questions_time_out_saying_why() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
     pty.expect("runs in the background: bring it back with fg to answer");
     pty.expect("no answer within 1 s: fup-server runs in the background (fg brings it back)");
+    signal(pid.parse().unwrap(), "TERM");
 }

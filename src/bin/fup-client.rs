@@ -135,6 +135,7 @@ fn thousands(n: u64) -> String {
 const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    fup::net::sys::keep_freed_memory();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));

@@ -102,6 +102,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    fup::net::sys::keep_freed_memory();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     match run(Args::parse()) {

@@ -94,6 +94,22 @@ pub fn ignore_file_size_signal() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
+/// Keeps freed heap memory in the process instead of returning it to the system at once.
+///
+/// TLS allocates and frees a buffer for every 16 KiB record; glibc gives the top of the heap
+/// back to the kernel whenever more than 128 KiB is free there, so every record touched fresh
+/// pages, each a page fault (costly here: this VM's balloon reclaims returned pages). Measured
+/// on a secure 1 GiB upload: the client's system time 0.94 s → 0.55 s. What is kept is bounded
+/// by the peak in use (a few MiB), and large buffers still come from `mmap`.
+pub fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 /// Whether this process is in the foreground of the terminal `tty` (its process group is the
 /// terminal's foreground group); `None` when `tty` is not a terminal.
 pub fn is_foreground(tty: BorrowedFd<'_>) -> Option<bool> {

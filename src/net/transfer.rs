@@ -173,12 +173,18 @@ impl Mover {
         let mut reader = deadline.reader(conn);
         while left > 0 {
             let want = BUFFER_LEN.min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match reader.read(self.buf(want)) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
+            // The buffer is filled before it is written: a stream that yields little at a
+            // time (TLS: a record of 16 KiB) would otherwise cost a write per read.
+            let buf = self.buf(want);
+            let mut n = 0;
+            while n < want {
+                match reader.read(&mut buf[n..]) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(got) => n += got,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err),
+                }
+            }
             let Mover { buf, hasher, .. } = self;
             file.write_all(&buf[..n])?;
             if let Some(hasher) = hasher {
