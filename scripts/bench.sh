@@ -7,6 +7,10 @@
 #   SEED_PY=path/to/seed-py     # where the Python original is (default ../shared/seed-py)
 #   DISK_DIR=path               # a directory on a real disk for the durability row
 #                               # (default: target/bench-disk; set DISK_DIR= to skip)
+#   ONLY=secure                 # only the secure-mode rows (#11): secure vs plain vs an
+#                               # ssh tunnel, each cipher suite, the probe's cost
+#
+# "fup" rows are the plain protocol (--plain); "secure" rows are fup<->fup's default, TLS 1.3.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${ROUNDS:-5}
@@ -23,13 +27,20 @@ need() {
   fi
   command -v "$1" >/dev/null || { echo "skipped: $1 not found (install $2)"; return 1; }
 }
-have_nc=0; need nc netcat-openbsd && nc -h 2>&1 | grep -q OpenBSD && have_nc=1
-have_iperf=0; need iperf3 iperf3 && have_iperf=1
+only=${ONLY:-}
+have_nc=0; have_iperf=0
+if [ "$only" != secure ]; then
+  need nc netcat-openbsd && nc -h 2>&1 | grep -q OpenBSD && have_nc=1
+  need iperf3 iperf3 && have_iperf=1
+fi
+have_ssh=0; need sshd openssh-server || [ -x /usr/sbin/sshd ]; [ -x /usr/sbin/sshd ] && need ssh openssh-client && have_ssh=1
 have_py=0; [ -f "$seed/fup_server.py" ] && command -v python3 >/dev/null && have_py=1
 [ $have_py = 1 ] || echo "skipped: the Python original (set SEED_PY to its directory)"
 
 base=/dev/shm; [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
 work=$(mktemp -d "$base/fup-bench.XXXXXX")
+# The fup programs' identities and pins live here, not in the user's configuration.
+export FUP_CONFIG_DIR=$work/config
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; [ -n "$disk_dir" ] && rm -rf "$disk_dir/fup-bench"; }
 trap cleanup EXIT
@@ -58,12 +69,12 @@ port=$(free_port); inbox=$work/fup-in
 "$bin/fup-server" --yes --bind 127.0.0.1 --port "$port" "$inbox" > "$work/server.log" 2>&1 & server=$!; pids+=($server)
 wait_port "$port" || { echo "fup-server did not start"; exit 1; }
 echo 0 > "$work/client_rss"
-fup_run() {  # file -> seconds; keeps the client's peak RSS in $work/client_rss
+fup_run() {  # file [--plain|--secure [port]] -> seconds; keeps the client's peak RSS in $work/client_rss
   rm -f "$inbox"/*
-  local t0 t1 rss
+  local t0 t1 rss mode=${2:---plain} to=${3:-$port}
   prewarm "$(stat -c %s "$1")"
   t0=$(now)
-  rss=$( { /usr/bin/time -f %M "$bin/fup-client" --port "$port" 127.0.0.1 "$1" > /dev/null; } 2>&1 | tail -1)
+  rss=$( { /usr/bin/time -f %M "$bin/fup-client" "$mode" --port "$to" 127.0.0.1 "$1" > /dev/null; } 2>&1 | tail -1)
   t1=$(now)
   [ "$rss" -gt "$(cat "$work/client_rss")" ] 2>/dev/null && echo "$rss" > "$work/client_rss"
   cmp -s "$1" "$inbox/$(basename "$1")" || echo "WARNING: fup stored a different file" >&2
@@ -94,6 +105,7 @@ py_run() {  # file -> seconds, Python client -> Python server
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
+if [ "$only" != secure ]; then
 # Every run deletes its own output as soon as it is checked, so each starts from the same
 # state, memory is made hot before each (see prewarm), and each contender runs once uncounted.
 dd if=/dev/zero of="$work/warm" bs=1M count=4096 status=none; rm -f "$work/warm"
@@ -131,7 +143,7 @@ for r in $(seq 3); do
   rate "$part_size" "$(fup_run "$part")" >> "$work/one"
   prewarm $((8 * part_size))
   t0=$(now)
-  for i in $(seq 8); do "$bin/fup-client" --port "$port" 127.0.0.1 "$work/part$i.bin" > /dev/null & done
+  for i in $(seq 8); do "$bin/fup-client" --plain --port "$port" 127.0.0.1 "$work/part$i.bin" > /dev/null & done
   wait $(jobs -p | grep -v "^$server$") 2>/dev/null
   t1=$(now)
   rate $((8 * part_size)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/eight"
@@ -160,8 +172,10 @@ echo "| fup 8 × 128 MiB at once, aggregate (median of 3) | $eight | 8×/alone =
 echo
 echo "peak RSS: fup-server $server_rss MiB over all runs, fup-client $(awk -v k="$(cat "$work/client_rss")" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target ≤ 16 each)"
 
+fi
+
 # Durability on a real disk: fup fsyncs the file and the directory before reporting success.
-if [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
+if [ "$only" != secure ] && [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
   fs=$(df --output=fstype "$disk_dir" | tail -1)
   dport=$(free_port); dinbox=$disk_dir/fup-bench/in
   "$bin/fup-server" --yes --bind 127.0.0.1 --port "$dport" "$dinbox" > /dev/null 2>&1 & dserver=$!; pids+=($dserver)
@@ -169,7 +183,7 @@ if [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
   : > "$work/dfup"; : > "$work/dnc"; : > "$work/dncs"
   for r in $(seq 3); do
     rm -f "$dinbox"/*; sync
-    t0=$(now); "$bin/fup-client" --port "$dport" 127.0.0.1 "$mid" > /dev/null; t1=$(now)
+    t0=$(now); "$bin/fup-client" --plain --port "$dport" 127.0.0.1 "$mid" > /dev/null; t1=$(now)
     rate "$mid_size" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$work/dfup"
     if [ $have_nc = 1 ]; then
       p=$(free_port); out=$disk_dir/fup-bench/nc.out; rm -f "$out"; sync
@@ -184,3 +198,85 @@ if [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
   echo "real disk ($fs, $disk_dir), 200 MiB, median of 3: fup (fsync file + directory) $(median < "$work/dfup") MiB/s"
   [ $have_nc = 1 ] && echo "  nc without fsync $(median < "$work/dnc") MiB/s, nc then sync $(median < "$work/dncs") MiB/s"
 fi
+
+# Secure mode (#11): fup↔fup over TLS 1.3 against plain fup in the same rounds, each cipher
+# suite, plain fup through an ssh -L tunnel (sshd on 127.0.0.1 only), and the probe's cost.
+echo
+: > "$work/s_plain"; : > "$work/s_secure"
+for suite in aes128 aes256 chacha20; do : > "$work/s_$suite"; done
+fup_run "$big" --secure > /dev/null  # uncounted: first contact pins the server here
+for r in $(seq "$rounds"); do
+  rate "$big_size" "$(fup_run "$big" --plain)" >> "$work/s_plain"
+  rate "$big_size" "$(fup_run "$big" --secure)" >> "$work/s_secure"
+  for suite in aes128 aes256 chacha20; do
+    rate "$big_size" "$(FUP_TLS_SUITE=$suite fup_run "$big" --secure)" >> "$work/s_$suite"
+  done
+  printf 'secure round %s/%s: plain %s, secure %s (aes128 %s, aes256 %s, chacha20 %s) MiB/s\n' "$r" "$rounds" \
+    "$(tail -1 "$work/s_plain")" "$(tail -1 "$work/s_secure")" "$(tail -1 "$work/s_aes128")" "$(tail -1 "$work/s_aes256")" "$(tail -1 "$work/s_chacha20")"
+done
+ssh_rows=""
+if [ $have_ssh = 1 ]; then
+  sdir=$work/ssh; mkdir -p "$sdir" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$sdir/host"; ssh-keygen -q -t ed25519 -N '' -f "$sdir/user"
+  cp "$sdir/user.pub" "$sdir/authorized"
+  sport=$(free_port)
+  printf '%s\n' "ListenAddress 127.0.0.1" "Port $sport" "HostKey $sdir/host" "AuthorizedKeysFile $sdir/authorized" \
+    "PasswordAuthentication no" "PermitRootLogin prohibit-password" "StrictModes no" "PidFile $sdir/pid" > "$sdir/config"
+  /usr/sbin/sshd -f "$sdir/config" -E "$sdir/log" && wait_port "$sport"
+  for cipher in default aes128-gcm@openssh.com; do
+    tport=$(free_port); copt=(); [ $cipher != default ] && copt=(-c "$cipher")
+    ssh -i "$sdir/user" -p "$sport" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+      "${copt[@]}" -N -L "$tport:127.0.0.1:$port" "$(id -un)@127.0.0.1" 2> /dev/null & tunnel=$!; pids+=($tunnel)
+    wait_port "$tport"
+    : > "$work/s_ssh"
+    for r in $(seq 3); do rate "$big_size" "$(fup_run "$big" --plain "$tport")" >> "$work/s_ssh"; done
+    kill -9 $tunnel 2> /dev/null; wait $tunnel 2> /dev/null
+    ssh_rows+="| plain fup through ssh -L ($cipher; median of 3) | $(median < "$work/s_ssh") | secure/ssh = $(awk -v a="$(median < "$work/s_secure")" -v b="$(median < "$work/s_ssh")" 'BEGIN { printf "%.2f", a / b }') (target ≥ 2.5) |"$'\n'
+  done
+  kill "$(cat "$sdir/pid")" 2> /dev/null
+fi
+# The probe's cost: a 1-byte upload, by default (probe, closed, plain again) against --plain,
+# to the Python server (one connection at a time, like every plain server), alternating; and
+# the handshake's cost, secure against plain, to fup-server.
+small=$work/small.bin; head -c 1 /dev/urandom > "$small"
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", (b - a) * 1000 }'; }
+small_run() {  # port args... -> milliseconds
+  local p=$1 t0 t1; shift
+  t0=$(now); "$bin/fup-client" "$@" --port "$p" 127.0.0.1 "$small" > /dev/null 2>&1; t1=$(now)
+  ms "$t0" "$t1"
+}
+median_f() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+probe_rows=""
+if [ $have_py = 1 ]; then
+  p=$(free_port); pydir=$work/py-probe; mkdir -p "$pydir"
+  (cd "$seed" && FUP_PORT=$p FUP_AUTO_ANSWER=yes exec python3 fup_server.py "$pydir") > /dev/null 2>&1 & py=$!; pids+=($py)
+  wait_port "$p"
+  : > "$work/p_default"; : > "$work/p_plain"
+  for r in $(seq 21); do
+    small_run "$p" >> "$work/p_default"; small_run "$p" --plain >> "$work/p_plain"
+  done
+  kill $py; wait $py 2> /dev/null
+  probe_rows="| 1 B to the Python server by default (probe dropped, then plain) | $(median_f < "$work/p_default") ms | --plain $(median_f < "$work/p_plain") ms |"$'\n'
+fi
+: > "$work/h_secure"; : > "$work/h_plain"
+for r in $(seq 21); do
+  small_run "$port" --secure >> "$work/h_secure"; small_run "$port" --plain >> "$work/h_plain"
+done
+probe_rows+="| 1 B to fup-server, secure (probe, TLS 1.3 handshake, both keys) | $(median_f < "$work/h_secure") ms | --plain $(median_f < "$work/h_plain") ms |"$'\n'
+server_rss=$(hwm "$server")
+sp=$(median < "$work/s_plain"); ss_=$(median < "$work/s_secure")
+echo
+echo "| secure mode, 1 GiB | MiB/s (median of $rounds) | ratio |"
+echo "|---|---:|---|"
+echo "| plain fup, same rounds | $sp | |"
+echo "| secure fup (this CPU: $(grep -qw aes /proc/cpuinfo && echo 'AES-128-GCM first' || echo 'ChaCha20 first')) | $ss_ | secure/plain = $(awk -v a="$ss_" -v b="$sp" 'BEGIN { printf "%.2f", a / b }') (target ≥ 0.5) |"
+for suite in aes128 aes256 chacha20; do
+  echo "| secure fup, $suite only | $(median < "$work/s_$suite") | |"
+done
+printf '%s' "$ssh_rows"
+echo
+echo "| small upload (median of 21, alternating) | time | beside it |"
+echo "|---|---:|---|"
+printf '%s' "$probe_rows"
+echo
+echo "peak RSS over every run: fup-server $server_rss MiB, fup-client $(awk -v k="$(cat "$work/client_rss")" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target ≤ 16 each)"
