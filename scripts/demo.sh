@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --locked --bin fup-server --bin fup-client --quiet --manifest-path "$here/Cargo.toml"
 bin=$here/target/debug
 work=$(mktemp -d)
+# The demo's identities and pins stay in its scratch directory.
+export FUP_CONFIG_DIR=$work/config
 server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
