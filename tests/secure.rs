@@ -619,3 +619,29 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     assert_eq!(text(&out).1, "");
     assert_eq!(files_in(dir.path()), ["q (1).txt", "q.txt"]);
 }
+
+// See: #11 (inside secure mode only fup programs speak, in the default convention, whatever
+// --accept-byte says for plain clients)
+#[test]
+fn secure_uploads_ignore_the_plain_clients_response_convention() {
+    let (server_install, client) = (install(), install());
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = server_install.server(
+        dir.path(),
+        &["--yes", "--accept-byte", "1", "--max-size", "10"],
+        Input::Text(""),
+    );
+    let (small, big) = (src.path().join("small.txt"), src.path().join("big.txt"));
+    fs::write(&small, "fits").unwrap();
+    fs::write(&big, "does not fit").unwrap();
+    let port = server.addr.port();
+    let out = client.client(port, &[small.to_str().unwrap(), big.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("stored, secure"), "{stdout}");
+    assert!(
+        stderr.ends_with("\"big.txt\" 12 B: denied by server, secure\n"),
+        "{stderr}"
+    );
+    assert_eq!(files_in(dir.path()), ["small.txt"]);
+}

@@ -26,13 +26,14 @@ pub enum KeyError {
     /// `$HOME`).
     #[error("no configuration directory: set FUP_CONFIG_DIR")]
     NoConfigDir,
-    /// A file or directory could not be used.
-    #[error("{}: {source}", .path.display())]
+    /// A file or directory could not be used. (The system's words are part of the message,
+    /// not a separate cause, so that a chain of causes does not say them twice.)
+    #[error("{}: {error}", .path.display())]
     Io {
         /// Which.
         path: PathBuf,
         /// What the system said.
-        source: io::Error,
+        error: io::Error,
     },
     /// The key file may be read by others (the message says how to mend it).
     #[error(transparent)]
@@ -74,7 +75,7 @@ impl Keys {
     pub fn load_or_create(dir: &Path) -> Result<Keys, KeyError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| KeyError::Io { path, source }
+            move |error| KeyError::Io { path, error }
         };
         fs::DirBuilder::new()
             .recursive(true)
