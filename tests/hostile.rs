@@ -12,16 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-/// Names of the directory's entries, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Sends a request for `name` and returns the response's verdict byte (0 accepted, 1 denied).
 fn verdict_for(server: &Running, name: &[u8]) -> u8 {
     let mut stream = connect(server.addr);

@@ -160,15 +160,6 @@ fn relay(target: SocketAddr, answer: Answer) -> (u16, thread::JoinHandle<Vec<u8>
 
 const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0];
 
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 // See: #11
 #[test]
 fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {
@@ -257,7 +248,7 @@ fn an_impostor_gets_nothing_from_a_client_that_pinned_the_real_server() {
             .line()
             .contains("connection failed before a request: secure handshake failed")
     );
-    assert!(files_in(dir.path()).is_empty());
+    assert!(entries(dir.path()).is_empty());
     // --pin says the same without known_hosts, straight to the impostor.
     let out = install().client(
         server.addr.port(),
@@ -274,7 +265,7 @@ fn an_impostor_gets_nothing_from_a_client_that_pinned_the_real_server() {
         "{}",
         text(&out).1
     );
-    assert!(files_in(dir.path()).is_empty());
+    assert!(entries(dir.path()).is_empty());
 }
 
 // See: #11
@@ -302,7 +293,7 @@ fn a_pinned_server_whose_probe_goes_unanswered_is_never_sent_plain() {
         text(&out).1
     );
     assert_eq!(wire.join().unwrap(), PROBE, "the probe and nothing else");
-    assert!(files_in(dir.path()).is_empty());
+    assert!(entries(dir.path()).is_empty());
 }
 
 // See: #11
@@ -352,7 +343,7 @@ fn trusted_clients_are_accepted_without_asking_and_others_are_asked() {
             && log.contains(&format!("secure, client {}: no answer", stranger.id)),
         "{log}"
     );
-    assert_eq!(files_in(dir.path()), ["t.txt"]);
+    assert_eq!(entries(dir.path()), ["t.txt"]);
 }
 
 // See: #11
@@ -406,7 +397,7 @@ fn always_trusts_the_client_from_then_on() {
             .success()
     );
     assert!(server.line().ends_with("(accepted: trusted client)"));
-    assert_eq!(files_in(dir.path()), ["a (1).txt", "a.txt"]);
+    assert_eq!(entries(dir.path()), ["a (1).txt", "a.txt"]);
 }
 
 // See: #11
@@ -437,7 +428,7 @@ fn require_secure_denies_plain_uploads_and_says_why() {
             .success()
     );
     assert!(server.line().contains(", secure, client "));
-    assert_eq!(files_in(dir.path()), ["p.txt"]);
+    assert_eq!(entries(dir.path()), ["p.txt"]);
 }
 
 /// A plain server as the Python one is: a connection whose first message is not a request
@@ -556,7 +547,7 @@ fn hostile_handshakes_end_by_the_deadline_and_store_nothing() {
             "{what}: {log}"
         );
     }
-    assert!(files_in(dir.path()).is_empty());
+    assert!(entries(dir.path()).is_empty());
     // And it still serves.
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("after.txt");
@@ -567,7 +558,7 @@ fn hostile_handshakes_end_by_the_deadline_and_store_nothing() {
             .status
             .success()
     );
-    assert_eq!(files_in(dir.path()), ["after.txt"]);
+    assert_eq!(entries(dir.path()), ["after.txt"]);
 }
 
 // See: #11
@@ -599,7 +590,7 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     pty.exp_string("was not trusted; nothing was sent").unwrap();
     pty.exp_eof().unwrap();
     assert!(!client.known_hosts().exists());
-    assert!(files_in(dir.path()).is_empty());
+    assert!(entries(dir.path()).is_empty());
     // Yes: pinned, and sent.
     let mut pty = in_pty();
     pty.exp_string(&format!("trust {}? [y/N] ", server_install.id))
@@ -617,7 +608,7 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     let out = client.client(server.addr.port(), &[file.to_str().unwrap()]);
     assert!(out.status.success());
     assert_eq!(text(&out).1, "");
-    assert_eq!(files_in(dir.path()), ["q (1).txt", "q.txt"]);
+    assert_eq!(entries(dir.path()), ["q (1).txt", "q.txt"]);
 }
 
 // See: #11 (inside secure mode only fup programs speak, in the default convention, whatever
@@ -643,5 +634,5 @@ fn secure_uploads_ignore_the_plain_clients_response_convention() {
         stderr.ends_with("\"big.txt\" 12 B: denied by server, secure\n"),
         "{stderr}"
     );
-    assert_eq!(files_in(dir.path()), ["small.txt"]);
+    assert_eq!(entries(dir.path()), ["small.txt"]);
 }

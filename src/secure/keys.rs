@@ -157,6 +157,14 @@ pub fn installation(var: impl Fn(&str) -> Option<String>) -> Result<Keys, KeyErr
     Keys::load_or_create(&dir)
 }
 
+/// A fresh installation's keys, in a directory that lives as long as the first value.
+#[cfg(test)]
+pub(crate) fn test_keys() -> (tempfile::TempDir, Keys) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::load_or_create(dir.path()).unwrap();
+    (dir, keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

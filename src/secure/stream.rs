@@ -234,16 +234,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secure::keys::Keys;
     use crate::secure::tls::{client_config, server_config};
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
-    fn keys() -> (tempfile::TempDir, Keys) {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = Keys::load_or_create(dir.path()).unwrap();
-        (dir, keys)
-    }
+    use crate::secure::keys::test_keys as keys;
 
     #[test]
     fn a_megabyte_each_way_and_each_side_knows_the_other() {

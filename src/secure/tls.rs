@@ -298,11 +298,7 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
-    fn keys() -> (tempfile::TempDir, Keys) {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = Keys::load_or_create(dir.path()).unwrap();
-        (dir, keys)
-    }
+    use crate::secure::keys::test_keys as keys;
 
     /// What a test server saw: the client's identity and the bytes it sent.
     type Seen = Result<(Option<Identity>, Vec<u8>), Error>;
