@@ -27,8 +27,8 @@ use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, statu
 /// and C# programs, `fup-client --plain`) are served as before. Answers are read
 /// from standard input, one line per question: `y`/`yes` accepts, `n`/`no` or Enter denies,
 /// anything else asks again (3 times, then denies); once standard input is closed every
-/// upload is denied. Decisions taken without asking (--yes, --accept-from, --max-size, too
-/// little free space, a timeout) are logged with their reason. Unsafe names (paths, hidden files,
+/// upload is denied. Decisions taken without asking (--yes, trusted clients, --accept-from,
+/// --require-secure, --max-size, too little free space, a timeout) are logged with their reason. Unsafe names (paths, hidden files,
 /// control characters…) are denied without asking. Files are never overwritten: a name that
 /// exists is stored as `name (1).ext`. Ctrl-C (or SIGTERM) removes partial uploads and exits
 /// with 128 + the signal's number (130, 143).
