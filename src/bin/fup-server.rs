@@ -160,13 +160,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         quiet: args.quiet,
         json: args.json,
     };
-    match args.json {
-        true => println!(
-            "{}",
+    let ready = match args.json {
+        true => {
             serde_json::json!({ "listening": bound.to_string(), "identity": identity.to_string() })
-        ),
-        false => println!("listening on {bound}\nidentity: {identity}"),
-    }
+                .to_string()
+        }
+        false => format!("listening on {bound}\nidentity: {identity}"),
+    };
+    // One write, and not println!: a reader that closes stdout after the first line (or at
+    // any time) must not make the server panic; its log lines are dropped the same way.
+    let _ = io::stdout()
+        .lock()
+        .write_all(format!("{ready}\n").as_bytes());
     server
         .serve(listener, move |event| log.report(event))
         .context("cannot accept connections")
