@@ -43,6 +43,7 @@
 // Every `unsafe` line lives in `net::sys`, which allows it for itself alone.
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod client;
 pub mod echo;
 pub mod error;

@@ -1,0 +1,89 @@
+//! Batches (#12, not yet sent by the programs): the files and directories of one command as a
+//! list of entries with relative paths, read from the file system by the client ([`walk`])
+//! and checked whole by the server before anything is created ([`check`]).
+//!
+//! An entry's path is a list of components, each a name that passes the server's name rule
+//! ([`check_name`](crate::server::names::check_name)); directories come before what is in
+//! them, so that a tree can be created top down. Only a file's executable bit travels.
+
+pub mod check;
+pub mod walk;
+
+use std::fmt;
+
+pub use check::{BatchProblem, Totals, check};
+pub use walk::{Skipped, Walked, walk};
+
+/// What an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory (created even when empty).
+    Dir,
+    /// A regular file of `size` bytes.
+    File {
+        /// Its size, as the client saw it when the batch was made.
+        size: u64,
+        /// Whether any of its execute bits is set (the only part of a mode that travels).
+        executable: bool,
+    },
+}
+
+/// One file or directory of a batch, at a path relative to where the batch lands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The path's components, from the batch's top (never empty).
+    pub path: Vec<String>,
+    /// What it is.
+    pub kind: Kind,
+}
+
+impl Entry {
+    /// The path joined with `/`, for messages.
+    pub fn display_path(&self) -> String {
+        self.path.join("/")
+    }
+
+    /// How deep it is: 1 for an entry at the top.
+    pub fn depth(&self) -> usize {
+        self.path.len()
+    }
+}
+
+/// How large a batch may be: checked by the client while it walks (so that it stops early)
+/// and by the server before it creates anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most components in a path.
+    pub max_depth: usize,
+    /// Most entries, files and directories together.
+    pub max_entries: usize,
+    /// Most bytes in all files together.
+    pub max_total: u64,
+}
+
+impl Limits {
+    /// The limits unless told otherwise: 64 levels (deeper than any tree people send; the
+    /// deepest in a Linux kernel checkout is 11), 1,000,000 entries, and no limit on bytes
+    /// but the free space (which the server's policy checks).
+    pub const DEFAULT: Limits = Limits {
+        max_depth: 64,
+        max_entries: 1_000_000,
+        max_total: u64::MAX,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::DEFAULT
+    }
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = crate::text::escape(&self.display_path());
+        match self.kind {
+            Kind::Dir => write!(f, "{path}/"),
+            Kind::File { size, .. } => write!(f, "{path} ({})", crate::text::bytes(size)),
+        }
+    }
+}

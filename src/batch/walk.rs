@@ -1,0 +1,396 @@
+//! The client's side of a batch: the files and trees named on the command line, read from the
+//! file system into [`Entry`]s. Inside a tree nothing is followed: symlinks, FIFOs, sockets
+//! and devices are skipped, each with a reason, as are names the server would refuse; empty
+//! directories are kept; entries come in name order, each directory before its contents.
+
+use std::fmt;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Entry, Kind, Limits};
+use crate::server::names::{NameProblem, check_name};
+
+/// An entry found, and where its bytes are read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The entry as it travels.
+    pub entry: Entry,
+    /// Where it is on this machine.
+    pub source: PathBuf,
+}
+
+/// Why something inside a tree is not sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A symbolic link: never followed, never sent.
+    Symlink,
+    /// Not a file or directory: a FIFO, a socket or a device.
+    Special(&'static str),
+    /// A name the server refuses.
+    Name(NameProblem),
+    /// A directory that cannot be listed, or an entry whose type cannot be read.
+    Unreadable(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Symlink => f.write_str("a symbolic link (never followed)"),
+            SkipReason::Special(what) => write!(f, "{what}, not a file or directory"),
+            SkipReason::Name(problem) => write!(f, "the server refuses its name: {problem}"),
+            SkipReason::Unreadable(err) => write!(f, "cannot be read: {err}"),
+        }
+    }
+}
+
+/// Something inside a tree that is not sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it is.
+    pub source: PathBuf,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = crate::text::escape(&self.source.to_string_lossy());
+        write!(f, "skipped {path}: {}", self.reason)
+    }
+}
+
+/// What the command line comes to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// What is sent, in order.
+    pub found: Vec<Found>,
+    /// What is not, with why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Why the command line cannot be sent as a batch at all.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// A path on the command line cannot be used.
+    #[error("{}: {error}", .path.display())]
+    Argument {
+        /// The path as given.
+        path: PathBuf,
+        /// Why not.
+        error: String,
+    },
+    /// Two paths on the command line would land under the same name.
+    #[error("{} and {} would both arrive as \"{name}\"", .first.display(), .second.display())]
+    SameName {
+        /// The name.
+        name: String,
+        /// The first path.
+        first: PathBuf,
+        /// The second path.
+        second: PathBuf,
+    },
+    /// A limit is passed.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Reads `paths` (files and directories, as given on the command line) into a batch within
+/// `limits`. A path given is followed if it is a symlink (it was named); nothing inside a
+/// tree is.
+///
+/// # Errors
+///
+/// A path given that is missing, special or badly named; two that would land under one name;
+/// a limit passed. Problems inside a tree are [`Skipped`] instead.
+pub fn walk(paths: &[PathBuf], limits: &Limits) -> Result<Walked, WalkError> {
+    let mut walker = Walker {
+        limits,
+        walked: Walked::default(),
+        total: 0,
+    };
+    let mut tops: Vec<(String, &PathBuf)> = Vec::new();
+    for path in paths {
+        let bad = |error: String| WalkError::Argument {
+            path: path.clone(),
+            error,
+        };
+        let meta = fs::metadata(path).map_err(|err| bad(err.to_string()))?;
+        let name = top_name(path).ok_or_else(|| bad("has no name to send it under".into()))?;
+        check_name(name.as_bytes()).map_err(|problem| bad(format!("its name: {problem}")))?;
+        if let Some((_, first)) = tops.iter().find(|(seen, _)| *seen == name) {
+            return Err(WalkError::SameName {
+                name,
+                first: (*first).clone(),
+                second: path.clone(),
+            });
+        }
+        tops.push((name.clone(), path));
+        let kind =
+            kind_of(&meta).map_err(|what| bad(format!("is {what}, not a file or directory")))?;
+        walker.add(vec![name.clone()], kind, path)?;
+        if kind == Kind::Dir {
+            walker.tree(path, &mut vec![name])?;
+        }
+    }
+    Ok(walker.walked)
+}
+
+/// The last component of a path as given (`photos/` is `photos`), if it is UTF-8.
+fn top_name(path: &Path) -> Option<String> {
+    let name = match path.file_name() {
+        Some(name) => name.to_os_string(),
+        // `.`, `..` or `/`: the directory's own name.
+        None => fs::canonicalize(path).ok()?.file_name()?.to_os_string(),
+    };
+    name.into_string().ok()
+}
+
+/// A file or a directory, or what else it is.
+fn kind_of(meta: &Metadata) -> Result<Kind, &'static str> {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        Ok(Kind::Dir)
+    } else if kind.is_file() {
+        Ok(Kind::File {
+            size: meta.len(),
+            executable: meta.permissions().mode() & 0o111 != 0,
+        })
+    } else if kind.is_symlink() {
+        Err("a symbolic link")
+    } else if kind.is_fifo() {
+        Err("a FIFO")
+    } else if kind.is_socket() {
+        Err("a socket")
+    } else {
+        Err("a device")
+    }
+}
+
+struct Walker<'l> {
+    limits: &'l Limits,
+    walked: Walked,
+    total: u64,
+}
+
+impl Walker<'_> {
+    fn add(&mut self, path: Vec<String>, kind: Kind, source: &Path) -> Result<(), WalkError> {
+        let limits = self.limits;
+        if self.walked.found.len() >= limits.max_entries {
+            return Err(WalkError::Limit(format!(
+                "more than {} files and directories",
+                limits.max_entries
+            )));
+        }
+        if path.len() > limits.max_depth {
+            return Err(WalkError::Limit(format!(
+                "{} is more than {} levels deep",
+                source.display(),
+                limits.max_depth
+            )));
+        }
+        if let Kind::File { size, .. } = kind {
+            self.total = self.total.saturating_add(size);
+            if self.total > limits.max_total {
+                return Err(WalkError::Limit(format!(
+                    "more than {} in all",
+                    crate::text::bytes(limits.max_total)
+                )));
+            }
+        }
+        self.walked.found.push(Found {
+            entry: Entry { path, kind },
+            source: source.to_path_buf(),
+        });
+        Ok(())
+    }
+
+    fn skip(&mut self, source: PathBuf, reason: SkipReason) {
+        self.walked.skipped.push(Skipped { source, reason });
+    }
+
+    /// Adds what is inside `dir` (already added at `path`), in name order, depth first.
+    fn tree(&mut self, dir: &Path, path: &mut Vec<String>) -> Result<(), WalkError> {
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(err) => {
+                self.skip(dir.to_path_buf(), SkipReason::Unreadable(err.to_string()));
+                return Ok(());
+            }
+        };
+        let mut children: Vec<(String, PathBuf)> = Vec::new();
+        for child in listing {
+            let child = match child {
+                Ok(child) => child,
+                Err(err) => {
+                    self.skip(dir.to_path_buf(), SkipReason::Unreadable(err.to_string()));
+                    continue;
+                }
+            };
+            let source = child.path();
+            match child.file_name().into_string() {
+                Ok(name) => children.push((name, source)),
+                Err(_) => self.skip(source, SkipReason::Name(NameProblem::NotUtf8)),
+            }
+        }
+        children.sort();
+        for (name, source) in children {
+            if let Err(problem) = check_name(name.as_bytes()) {
+                self.skip(source, SkipReason::Name(problem));
+                continue;
+            }
+            // Never followed: the link itself is looked at.
+            let kind = match fs::symlink_metadata(&source).map_err(|e| e.to_string()) {
+                Ok(meta) => kind_of(&meta),
+                Err(err) => {
+                    self.skip(source, SkipReason::Unreadable(err));
+                    continue;
+                }
+            };
+            let kind = match kind {
+                Ok(kind) => kind,
+                Err("a symbolic link") => {
+                    self.skip(source, SkipReason::Symlink);
+                    continue;
+                }
+                Err(what) => {
+                    self.skip(source, SkipReason::Special(what));
+                    continue;
+                }
+            };
+            path.push(name);
+            self.add(path.clone(), kind, &source)?;
+            if kind == Kind::Dir {
+                self.tree(&source, path)?;
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::process::Command;
+
+    fn paths(walked: &Walked) -> Vec<String> {
+        walked.found.iter().map(|f| f.entry.to_string()).collect()
+    }
+
+    #[test]
+    fn a_tree_in_order_with_empty_directories_and_only_the_exec_bit() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("photos");
+        fs::create_dir_all(top.join("2026/empty")).unwrap();
+        fs::create_dir_all(top.join("사진 모음")).unwrap();
+        fs::write(top.join("b.jpg"), b"bb").unwrap();
+        fs::write(top.join("a.jpg"), b"a").unwrap();
+        fs::write(top.join("2026/run.sh"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(top.join("2026/run.sh"), fs::Permissions::from_mode(0o4750)).unwrap();
+        fs::write(top.join("사진 모음/with space.png"), b"png").unwrap();
+        let single = root.path().join("notes.txt");
+        fs::write(&single, b"notes").unwrap();
+        let walked = walk(&[top.clone(), single], &Limits::DEFAULT).unwrap();
+        assert_eq!(
+            paths(&walked),
+            [
+                "photos/",
+                "photos/2026/",
+                "photos/2026/empty/",
+                "photos/2026/run.sh (10 B)",
+                "photos/a.jpg (1 B)",
+                "photos/b.jpg (2 B)",
+                "photos/사진 모음/",
+                "photos/사진 모음/with space.png (3 B)",
+                "notes.txt (5 B)",
+            ]
+        );
+        let run = &walked.found[3];
+        assert_eq!(
+            run.entry.kind,
+            Kind::File {
+                size: 10,
+                executable: true
+            }
+        );
+        assert_eq!(run.source, top.join("2026/run.sh"));
+        assert!(walked.skipped.is_empty());
+    }
+
+    #[test]
+    fn links_specials_and_refused_names_are_skipped_with_a_reason() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("t");
+        fs::create_dir(&top).unwrap();
+        fs::write(top.join("ok.txt"), b"ok").unwrap();
+        fs::write(top.join(".hidden"), b"h").unwrap();
+        symlink("/etc/passwd", top.join("link")).unwrap();
+        symlink(root.path(), top.join("loop")).unwrap();
+        assert!(
+            Command::new("mkfifo")
+                .arg(top.join("fifo"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        let walked = walk(std::slice::from_ref(&top), &Limits::DEFAULT).unwrap();
+        assert_eq!(paths(&walked), ["t/", "t/ok.txt (2 B)"]);
+        let skipped: Vec<String> = walked.skipped.iter().map(ToString::to_string).collect();
+        let t = top.display();
+        assert_eq!(
+            skipped,
+            [
+                format!("skipped {t}/.hidden: the server refuses its name: name starts with a dot"),
+                format!("skipped {t}/fifo: a FIFO, not a file or directory"),
+                format!("skipped {t}/link: a symbolic link (never followed)"),
+                format!("skipped {t}/loop: a symbolic link (never followed)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn arguments_that_cannot_be_sent_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        fs::create_dir_all(a.join("x")).unwrap();
+        fs::create_dir_all(b.join("x")).unwrap();
+        let err = walk(&[a.join("x"), b.join("x")], &Limits::DEFAULT).unwrap_err();
+        assert!(
+            err.to_string().ends_with("would both arrive as \"x\""),
+            "{err}"
+        );
+        let err = walk(&[root.path().join("missing")], &Limits::DEFAULT).unwrap_err();
+        assert!(err.to_string().contains("No such file"), "{err}");
+        // Given on the command line, a symlink is followed: it was named.
+        symlink(&a, root.path().join("via")).unwrap();
+        let walked = walk(&[root.path().join("via")], &Limits::DEFAULT).unwrap();
+        assert_eq!(paths(&walked), ["via/", "via/x/"]);
+        // Limits stop the walk early.
+        let deep = root.path().join("d");
+        fs::create_dir_all(deep.join("1/2/3")).unwrap();
+        let tight = Limits {
+            max_depth: 3,
+            ..Limits::DEFAULT
+        };
+        let err = walk(std::slice::from_ref(&deep), &tight).unwrap_err();
+        assert!(
+            err.to_string().ends_with("is more than 3 levels deep"),
+            "{err}"
+        );
+        let few = Limits {
+            max_entries: 2,
+            ..Limits::DEFAULT
+        };
+        let err = walk(std::slice::from_ref(&deep), &few).unwrap_err();
+        assert_eq!(err.to_string(), "more than 2 files and directories");
+        fs::write(deep.join("1/f"), vec![0; 100]).unwrap();
+        let small = Limits {
+            max_total: 99,
+            ..Limits::DEFAULT
+        };
+        let err = walk(std::slice::from_ref(&deep), &small).unwrap_err();
+        assert_eq!(err.to_string(), "more than 99 B in all");
+    }
+}
