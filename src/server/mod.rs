@@ -11,6 +11,7 @@ pub mod policy;
 pub mod session;
 pub mod store;
 pub mod summary;
+pub mod tree;
 pub mod trust;
 
 use std::fmt;

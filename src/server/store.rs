@@ -67,9 +67,9 @@ impl Store {
         sys::free_space(&self.dir)
     }
 
-    /// Removes the temp files that a killed server left behind. A live upload holds an
-    /// exclusive lock on its temp file, so files of another server still running on the same
-    /// directory are left alone. Returns how many were removed.
+    /// Removes the temp files and trees that a killed server left behind. A live upload holds
+    /// an exclusive lock on its temp file (or tree), so those of another server still running
+    /// on the same directory are left alone. Returns how many were removed.
     ///
     /// # Errors
     ///
@@ -80,6 +80,22 @@ impl Store {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TEMP_PREFIX)
+                && name.ends_with(super::tree::TREE_SUFFIX)
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                let opened = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                    .open(entry.path());
+                // remove_dir_all never follows a link inside.
+                if opened.is_ok_and(|dir| dir.try_lock().is_ok())
+                    && fs::remove_dir_all(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+                continue;
+            }
             if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
                 continue;
             }

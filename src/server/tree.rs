@@ -1,0 +1,278 @@
+//! A directory tree being received (#12, not yet used by the sessions): built inside a hidden
+//! temp directory in the upload directory, every directory made and every file opened beneath
+//! it through directory handles that follow no symlink and cannot leave it, then flushed in
+//! one go and published whole by one no-replace rename of its top directory, never half.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
+use tempfile::TempDir;
+
+use super::names::MAX_RENAMES;
+use super::store::{Store, TEMP_PREFIX};
+
+/// Suffix of the temp directories trees are received into (see [`TEMP_PREFIX`]).
+pub const TREE_SUFFIX: &str = ".tree";
+
+/// A tree being received. Dropping it without [`publish`](IncomingTree::publish) removes
+/// everything made so far.
+#[derive(Debug)]
+pub struct IncomingTree {
+    /// The temp directory (removed with everything in it when dropped).
+    temp: TempDir,
+    /// It, opened: everything is made beneath this handle. Locked, so that a server sweeping
+    /// stale temp directories leaves it alone.
+    root: File,
+    /// The upload directory, opened.
+    upload: File,
+}
+
+impl Store {
+    /// Starts receiving a tree: a new hidden temp directory in the upload directory (the
+    /// usual mode of a new directory: the umask applies), locked while it lives.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be made, opened or locked.
+    pub fn incoming_tree(&self) -> io::Result<IncomingTree> {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TREE_SUFFIX)
+            .permissions(fs::Permissions::from_mode(0o777))
+            .tempdir_in(self.dir())?;
+        let root = File::open(temp.path())?;
+        root.try_lock().map_err(io::Error::from)?;
+        let upload = File::open(self.dir())?;
+        Ok(IncomingTree { temp, root, upload })
+    }
+}
+
+/// Flags for opening a directory on the way to an entry: no symlink anywhere, never above.
+fn beneath() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS
+}
+
+impl IncomingTree {
+    /// Where it is being built.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// The directory that holds `path`'s last component, opened beneath the root. `path`'s
+    /// components passed the name rule (no `..`, no separator), and none of them may be a
+    /// symlink: `openat2` refuses to follow one, or to leave the root.
+    fn parent(&self, path: &[String]) -> io::Result<Option<OwnedFd>> {
+        let Some((_, dirs)) = path.split_last() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty path"));
+        };
+        if dirs.is_empty() {
+            return Ok(None);
+        }
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        match rustix::fs::openat2(&self.root, dirs.join("/"), flags, Mode::empty(), beneath()) {
+            Ok(fd) => Ok(Some(fd)),
+            // Before Linux 5.6: the same rule one component at a time.
+            Err(rustix::io::Errno::NOSYS) => {
+                let mut fd = rustix::fs::openat(&self.root, ".", flags, Mode::empty())?;
+                for dir in dirs {
+                    fd = rustix::fs::openat(&fd, dir.as_str(), flags, Mode::empty())?;
+                }
+                Ok(Some(fd))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Makes the directory `path` (its parent made before): the usual mode of a new
+    /// directory, no setuid, setgid or sticky bit.
+    ///
+    /// # Errors
+    ///
+    /// If it exists, its parent does not (or is not a directory), or a symlink is in the way.
+    pub fn mkdir(&self, path: &[String]) -> io::Result<()> {
+        let parent = self.parent(path)?;
+        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+        let name = path.last().map(String::as_str).unwrap_or_default();
+        rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o777))?;
+        Ok(())
+    }
+
+    /// Creates the file `path` (new: never an existing one, never through a symlink) for
+    /// writing, with the usual mode of a new file, or of a new program when `executable`.
+    ///
+    /// # Errors
+    ///
+    /// If it exists, its directory does not, or a symlink is in the way.
+    pub fn create(&self, path: &[String], executable: bool) -> io::Result<File> {
+        let parent = self.parent(path)?;
+        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+        let name = path.last().map(String::as_str).unwrap_or_default();
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = if executable { 0o777 } else { 0o666 };
+        let fd = rustix::fs::openat(at, name, flags, Mode::from_raw_mode(mode))?;
+        Ok(File::from(fd))
+    }
+
+    /// Makes everything received durable with one flush of the file system (not one per
+    /// file), then publishes the tree as `top` in the upload directory, or as `top (1)`, …
+    /// if that is taken by anything at all, with a rename that never replaces; and flushes
+    /// the upload directory's new entry.
+    ///
+    /// # Errors
+    ///
+    /// If flushing or renaming fails, or no free name is found within [`MAX_RENAMES`] tries;
+    /// everything is removed then.
+    pub fn publish(self, top: &str) -> io::Result<PathBuf> {
+        rustix::fs::syncfs(&self.root)?;
+        let temp_name = self
+            .temp
+            .path()
+            .file_name()
+            .map(|name| name.to_os_string())
+            .unwrap_or_default();
+        let dir = self
+            .temp
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for n in 0..MAX_RENAMES {
+            let name = match n {
+                0 => top.to_string(),
+                n => format!("{top} ({n})"),
+            };
+            let renamed = rustix::fs::renameat_with(
+                &self.upload,
+                temp_name.as_os_str(),
+                &self.upload,
+                name.as_str(),
+                RenameFlags::NOREPLACE,
+            );
+            match renamed {
+                Ok(()) => {
+                    rustix::fs::fsync(&self.upload)?;
+                    // Published: nothing to remove any more.
+                    let _ = self.temp.keep();
+                    return Ok(dir.join(name));
+                }
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("no free name after {MAX_RENAMES} tries"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('/').map(str::to_string).collect()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+            .unwrap_or(0o022)
+    }
+
+    #[test]
+    fn a_tree_is_published_whole_under_a_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::create_dir(dir.path().join("photos")).unwrap();
+        let tree = store.incoming_tree().unwrap();
+        tree.mkdir(&path("2026")).unwrap();
+        tree.mkdir(&path("2026/empty")).unwrap();
+        tree.create(&path("2026/a.jpg"), false)
+            .unwrap()
+            .write_all(b"jpeg")
+            .unwrap();
+        tree.create(&path("run.sh"), true).unwrap();
+        // Nothing is visible under a real name until it is published.
+        let names = |d: &Path| {
+            let mut n: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            n.sort();
+            n
+        };
+        let temp = tree.temp_path().to_path_buf();
+        assert!(names(dir.path()).iter().any(|n| n.ends_with(TREE_SUFFIX)));
+        let published = tree.publish("photos").unwrap();
+        assert_eq!(published, dir.path().join("photos (1)"));
+        assert!(!temp.exists());
+        assert_eq!(names(dir.path()), ["photos", "photos (1)"]);
+        assert_eq!(fs::read(published.join("2026/a.jpg")).unwrap(), b"jpeg");
+        assert!(published.join("2026/empty").is_dir());
+        let mask = umask();
+        assert_eq!(mode(&published), 0o777 & !mask);
+        assert_eq!(mode(&published.join("2026")), 0o777 & !mask);
+        assert_eq!(mode(&published.join("2026/a.jpg")), 0o666 & !mask);
+        assert_eq!(mode(&published.join("run.sh")), 0o777 & !mask);
+    }
+
+    #[test]
+    fn nothing_is_made_through_a_symlink_or_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tree = store.incoming_tree().unwrap();
+        tree.mkdir(&path("a")).unwrap();
+        // Someone plants links inside the tree while it is being built.
+        std::os::unix::fs::symlink(outside.path(), tree.temp_path().join("evil")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), tree.temp_path().join("a/f")).unwrap();
+        assert!(tree.create(&path("evil/x"), false).is_err());
+        assert!(tree.mkdir(&path("evil/d")).is_err());
+        assert!(
+            tree.create(&path("a/f"), false).is_err(),
+            "never through a link"
+        );
+        // Paths that the batch check refuses are refused here too.
+        assert!(tree.create(&path("../x"), false).is_err());
+        assert!(tree.create(&[], false).is_err());
+        // A file where a directory is wanted, and an existing name.
+        tree.create(&path("file"), false).unwrap();
+        assert!(tree.create(&path("file/x"), false).is_err());
+        assert!(tree.mkdir(&path("a")).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Dropped unpublished: nothing left at all.
+        drop(tree);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn sweep_removes_stale_trees_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.incoming_tree().unwrap();
+        live.mkdir(&path("kept")).unwrap();
+        let stale = dir.path().join(".fup-dead.tree");
+        fs::create_dir_all(stale.join("sub")).unwrap();
+        fs::write(stale.join("sub/f"), b"x").unwrap();
+        fs::create_dir(dir.path().join("user.tree")).unwrap();
+        assert_eq!(Store::open(dir.path()).unwrap().sweep_stale().unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(live.temp_path().join("kept").is_dir());
+        assert!(dir.path().join("user.tree").is_dir());
+    }
+}
