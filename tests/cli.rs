@@ -194,7 +194,11 @@ fn client_errors_are_one_clear_line_each() {
         "{stderr}"
     );
     assert!(
-        lines[1].ends_with(": is a directory, not a file"),
+        lines[1].ends_with(&format!(
+            ": is a directory (send a folder as an archive: tar c {} | fup-client HOST - --name {}.tar)",
+            src.path().display(),
+            src.path().file_name().unwrap().to_string_lossy()
+        )),
         "{stderr}"
     );
     assert_eq!(stdout, "0 stored, 2 failed\n");

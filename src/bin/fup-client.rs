@@ -238,7 +238,16 @@ fn open(path: &Path, name: Option<&str>) -> anyhow::Result<Upload> {
     let file = File::open(path).context("cannot open file")?;
     let meta = file.metadata().context("cannot read file metadata")?;
     if meta.is_dir() {
-        bail!("is a directory, not a file");
+        // Until servers take trees (#12), send one as an archive on standard input.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "folder".into());
+        bail!(
+            "is a directory (send a folder as an archive: tar c {dir} | fup-client HOST - \
+             --name {name}.tar)",
+            dir = text::escape(&path.to_string_lossy()),
+        );
     }
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         bail!("has no file name that is valid UTF-8");
