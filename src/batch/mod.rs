@@ -7,6 +7,7 @@
 //! them, so that a tree can be created top down. Only a file's executable bit travels.
 
 pub mod check;
+pub mod frame;
 pub mod walk;
 
 use std::fmt;

@@ -1,0 +1,371 @@
+//! The batch exchange's messages, inside secure mode version 2 only (never on the plain
+//! protocol): the same 16-byte header as FUP, with message types of their own.
+//!
+//! ```text
+//! client                                          server
+//!   | MANIFEST (0x11) × n, entries, last on the end  |
+//!   | ---------------------------------------------> |  checks the batch whole, decides once
+//!   | VERDICT (0x12): 0 accepted / 1 denied + why    |
+//!   | <--------------------------------------------- |
+//!   | DATA (0x03) × n per file: msgid = entry index, |
+//!   |   seq 0, 1, …, last on the file's end          |
+//!   | ---------------------------------------------> |  files and trees published as they end
+//!   | DONE (0x13): each top item's outcome and name  |
+//!   | <--------------------------------------------- |
+//! ```
+//!
+//! A manifest entry is `kind u8` (0 directory, 1 file, 2 executable file), `size u64` (0 for
+//! a directory), `path_len u16`, then the path in UTF-8, its components joined by `/`.
+
+use std::io::{self, Read, Write};
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use super::{Entry, Kind};
+use crate::wire::HEADER_LEN;
+
+/// A run of manifest entries.
+pub const MANIFEST: u32 = 0x11;
+/// The server's one answer to the whole batch.
+pub const VERDICT: u32 = 0x12;
+/// The server's account of every top item, at the end.
+pub const DONE: u32 = 0x13;
+/// File bytes, as in the plain protocol.
+pub const DATA: u32 = 3;
+
+/// Most bytes in one manifest message: the client cuts longer manifests into several.
+pub const MAX_MANIFEST_CHUNK: usize = 1024 * 1024;
+/// Most bytes of all the manifest's messages together (about 300,000 entries of 200-byte
+/// paths), checked before they are read.
+pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
+/// Most bytes of a verdict's reason, or of a done message.
+pub const MAX_SMALL_BODY: u32 = 16 * 1024 * 1024;
+/// Most bytes of a path in a manifest entry.
+pub const MAX_PATH: usize = 4096;
+
+/// A message's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// For data: the entry's index in the manifest.
+    pub id: u32,
+    /// Its type: [`MANIFEST`], [`VERDICT`], [`DONE`] or [`DATA`].
+    pub kind: u32,
+    /// Bytes of body that follow.
+    pub len: u32,
+    /// The last of its run.
+    pub last: bool,
+    /// For data: its place in the file's run, from 0.
+    pub seq: u16,
+}
+
+impl Frame {
+    /// Its 16 bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut buf = [0; HEADER_LEN];
+        LE::write_u32(&mut buf[0..4], self.id);
+        LE::write_u32(&mut buf[4..8], self.kind);
+        LE::write_u32(&mut buf[8..12], self.len);
+        buf[12] = 0;
+        buf[13] = u8::from(self.last);
+        LE::write_u16(&mut buf[14..16], self.seq);
+        buf
+    }
+
+    /// Reads one header; `None` at a clean end of stream before it.
+    ///
+    /// # Errors
+    ///
+    /// A read error, or a header cut short (`UnexpectedEof`), or flags other than 0 and 1.
+    pub fn read_from(r: &mut impl Read) -> io::Result<Option<Frame>> {
+        let mut buf = [0; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match r.read(&mut buf[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if buf[12] > 1 || buf[13] > 1 {
+            return Err(invalid("a flag byte that is neither 0 nor 1"));
+        }
+        Ok(Some(Frame {
+            id: LE::read_u32(&buf[0..4]),
+            kind: LE::read_u32(&buf[4..8]),
+            len: LE::read_u32(&buf[8..12]),
+            last: buf[13] == 1,
+            seq: LE::read_u16(&buf[14..16]),
+        }))
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Writes `entries` as manifest messages of at most [`MAX_MANIFEST_CHUNK`] bytes each, the
+/// last one marked.
+///
+/// # Errors
+///
+/// A write error, or a path longer than [`MAX_PATH`].
+pub fn write_manifest(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+    let mut body = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let path = entry.path.join("/");
+        if path.len() > MAX_PATH {
+            return Err(invalid("a path longer than 4096 bytes"));
+        }
+        let (kind, size) = match entry.kind {
+            Kind::Dir => (0, 0),
+            Kind::File {
+                size,
+                executable: false,
+            } => (1, size),
+            Kind::File {
+                size,
+                executable: true,
+            } => (2, size),
+        };
+        let mut head = [0; 11];
+        head[0] = kind;
+        LE::write_u64(&mut head[1..9], size);
+        LE::write_u16(&mut head[9..11], path.len() as u16);
+        if body.len() + head.len() + path.len() > MAX_MANIFEST_CHUNK {
+            send(w, MANIFEST, 0, false, &body)?;
+            body.clear();
+        }
+        body.extend_from_slice(&head);
+        body.extend_from_slice(path.as_bytes());
+        if i + 1 == entries.len() {
+            send(w, MANIFEST, 0, true, &body)?;
+        }
+    }
+    if entries.is_empty() {
+        send(w, MANIFEST, 0, true, &[])?;
+    }
+    Ok(())
+}
+
+/// Writes one whole message.
+///
+/// # Errors
+///
+/// A write error.
+pub fn send(w: &mut impl Write, kind: u32, id: u32, last: bool, body: &[u8]) -> io::Result<()> {
+    let frame = Frame {
+        id,
+        kind,
+        len: u32::try_from(body.len()).map_err(|_| invalid("a body over 4 GiB"))?,
+        last,
+        seq: 0,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&frame.encode());
+    out.extend_from_slice(body);
+    w.write_all(&out)
+}
+
+/// Reads a body of `len` bytes, after checking it against `max`.
+///
+/// # Errors
+///
+/// A body over `max`, or a read error.
+pub fn read_body(r: &mut impl Read, len: u32, max: u64) -> io::Result<Vec<u8>> {
+    if u64::from(len) > max {
+        return Err(invalid("a message longer than its limit"));
+    }
+    let mut body = vec![0; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Reads the entries of one manifest message's body, appending them to `entries`, at most
+/// `max_entries` in all.
+///
+/// # Errors
+///
+/// A body that does not parse: a truncated entry, an unknown kind, a directory with a size,
+/// a path that is not UTF-8, or more entries than allowed.
+pub fn parse_manifest(
+    body: &[u8],
+    entries: &mut Vec<Entry>,
+    max_entries: usize,
+) -> io::Result<()> {
+    let mut rest = body;
+    while !rest.is_empty() {
+        if entries.len() >= max_entries {
+            return Err(invalid("more entries than the server takes"));
+        }
+        if rest.len() < 11 {
+            return Err(invalid("a manifest entry cut short"));
+        }
+        let size = LE::read_u64(&rest[1..9]);
+        let kind = match rest[0] {
+            0 if size == 0 => Kind::Dir,
+            0 => return Err(invalid("a directory with a size")),
+            1 | 2 => Kind::File {
+                size,
+                executable: rest[0] == 2,
+            },
+            _ => return Err(invalid("an unknown kind of manifest entry")),
+        };
+        let len = usize::from(LE::read_u16(&rest[9..11]));
+        let path = rest
+            .get(11..11 + len)
+            .ok_or_else(|| invalid("a manifest entry cut short"))?;
+        let path =
+            std::str::from_utf8(path).map_err(|_| invalid("a path that is not UTF-8"))?;
+        entries.push(Entry {
+            // Empty components (`a//b`, `/a`) are kept, for the batch check to refuse.
+            path: path.split('/').map(str::to_string).collect(),
+            kind,
+        });
+        rest = &rest[11 + len..];
+    }
+    Ok(())
+}
+
+/// What became of one top item of a batch (a file or a tree at the top).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemDone {
+    /// Its entry's index in the manifest.
+    pub index: u32,
+    /// Whether it was stored.
+    pub stored: bool,
+    /// The name it was stored under (the same, or `name (1)`…); empty when not stored.
+    pub name: String,
+}
+
+/// A DONE body: `count u32`, then per item `index u32, stored u8, name_len u16, name`.
+pub fn encode_done(items: &[ItemDone]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(items.len() as u32).to_le_bytes());
+    for item in items {
+        body.extend_from_slice(&item.index.to_le_bytes());
+        body.push(u8::from(item.stored));
+        let name = &item.name.as_bytes()[..item.name.len().min(u16::MAX as usize)];
+        body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        body.extend_from_slice(name);
+    }
+    body
+}
+
+/// Reads a DONE body.
+///
+/// # Errors
+///
+/// A body that does not parse.
+pub fn decode_done(body: &[u8]) -> io::Result<Vec<ItemDone>> {
+    let cut = || invalid("a done message cut short");
+    let count = LE::read_u32(body.get(0..4).ok_or_else(cut)?) as usize;
+    let mut rest = &body[4..];
+    let mut items = Vec::with_capacity(count.min(rest.len() / 7));
+    for _ in 0..count {
+        let head = rest.get(0..7).ok_or_else(cut)?;
+        let len = usize::from(LE::read_u16(&head[5..7]));
+        let name = rest.get(7..7 + len).ok_or_else(cut)?;
+        items.push(ItemDone {
+            index: LE::read_u32(&head[0..4]),
+            stored: head[4] == 1,
+            name: String::from_utf8_lossy(name).into_owned(),
+        });
+        rest = &rest[7 + len..];
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.split('/').map(str::to_string).collect(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_manifest_in_golden_bytes_and_back() {
+        let entries = vec![
+            entry("d", Kind::Dir),
+            entry(
+                "d/x",
+                Kind::File {
+                    size: 3,
+                    executable: true,
+                },
+            ),
+        ];
+        let mut out = Vec::new();
+        write_manifest(&mut out, &entries).unwrap();
+        #[rustfmt::skip]
+        let golden: &[u8] = &[
+            0, 0, 0, 0, 0x11, 0, 0, 0, 26, 0, 0, 0, 0, 1, 0, 0, // header: manifest, 26 bytes, last
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'd',             // directory "d"
+            2, 3, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'd', b'/', b'x', // executable file "d/x", 3 bytes
+        ];
+        assert_eq!(out, golden);
+        let frame = Frame::read_from(&mut &out[..]).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 26, true));
+        let mut back = Vec::new();
+        parse_manifest(&out[16..], &mut back, 10).unwrap();
+        assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn long_manifests_are_cut_and_bad_ones_refused() {
+        let entries: Vec<Entry> = (0..20_000)
+            .map(|i| entry(&format!("{i:0>100}"), Kind::Dir))
+            .collect();
+        let mut out = Vec::new();
+        write_manifest(&mut out, &entries).unwrap();
+        let mut r = &out[..];
+        let mut back = Vec::new();
+        let mut messages = 0;
+        while let Some(frame) = Frame::read_from(&mut r).unwrap() {
+            messages += 1;
+            let body = read_body(&mut r, frame.len, MAX_MANIFEST_CHUNK as u64).unwrap();
+            parse_manifest(&body, &mut back, usize::MAX).unwrap();
+            assert_eq!(frame.last, r.is_empty());
+        }
+        assert_eq!(messages, 3, "2.2 MB in messages of at most 1 MiB");
+        assert_eq!(back, entries);
+        let bad: [(&[u8], &str); 5] = [
+            (&[1, 0, 0], "cut short"),
+            (&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "unknown kind"),
+            (&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "a directory with a size"),
+            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'], "cut short"),
+            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff], "not UTF-8"),
+        ];
+        for (body, says) in bad {
+            let err = parse_manifest(body, &mut Vec::new(), 10).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        let two = [[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'a']; 2].concat();
+        let err = parse_manifest(&two, &mut Vec::new(), 1).unwrap_err();
+        assert!(err.to_string().contains("more entries"), "{err}");
+        assert!(read_body(&mut &[0u8; 8][..], 9, 8).is_err());
+    }
+
+    #[test]
+    fn done_round_trips() {
+        let items = vec![
+            ItemDone {
+                index: 0,
+                stored: true,
+                name: "photos (1)".into(),
+            },
+            ItemDone {
+                index: 7,
+                stored: false,
+                name: String::new(),
+            },
+        ];
+        assert_eq!(decode_done(&encode_done(&items)).unwrap(), items);
+        assert!(decode_done(&[2, 0, 0, 0, 1]).is_err());
+    }
+}
