@@ -85,6 +85,9 @@ pub enum Error {
     /// that stalled past the deadline).
     #[error("secure handshake failed: {0}")]
     Handshake(io::Error),
+    /// A batch's messages came out of order: this was expected instead.
+    #[error("batch out of order: expected {0}")]
+    BatchOrder(&'static str),
     /// The data messages did not add up to the size the request announced.
     #[error("announced {announced} bytes but the last data message came after {received}")]
     SizeMismatch {

@@ -60,6 +60,9 @@ pub enum BatchProblem {
     /// A path inside something that is a file.
     #[error("\"{0}\" is inside a file")]
     InsideFile(String),
+    /// A path inside a top item that is not the latest: each tree comes whole, in one run.
+    #[error("\"{0}\" comes after another top item")]
+    OutOfRun(String),
 }
 
 /// Checks a whole batch against `limits` before anything is created: every component of
@@ -79,6 +82,7 @@ pub fn check(entries: &[Entry], limits: &Limits) -> Result<Totals, BatchProblem>
         return Err(BatchProblem::TooMany(limits.max_entries));
     }
     let mut seen: HashMap<&[String], Kind> = HashMap::with_capacity(entries.len());
+    let mut top: Option<&str> = None;
     let mut totals = Totals::default();
     for (index, entry) in entries.iter().enumerate() {
         let path = crate::text::escape(&entry.display_path());
@@ -98,6 +102,11 @@ pub fn check(entries: &[Entry], limits: &Limits) -> Result<Totals, BatchProblem>
             });
         }
         let (parent, _) = entry.path.split_at(entry.path.len() - 1);
+        if parent.is_empty() {
+            top = Some(&entry.path[0]);
+        } else if top != Some(entry.path[0].as_str()) && seen.contains_key(&entry.path[..1]) {
+            return Err(BatchProblem::OutOfRun(path));
+        }
         if !parent.is_empty() {
             match seen.get(parent) {
                 Some(Kind::Dir) => {}
@@ -210,6 +219,7 @@ mod tests {
             ("directory then file", vec![dir("a"), file("a", 1)], BatchProblem::Duplicate("a".into())),
             ("duplicate", vec![dir("a"), file("a/b", 1), file("a/b", 1)], BatchProblem::Duplicate("a/b".into())),
             ("no parent", vec![file("a/b", 1)], BatchProblem::NoParent("a/b".into())),
+            ("out of its run", vec![dir("a"), dir("b"), file("a/x", 1)], BatchProblem::OutOfRun("a/x".into())),
             ("too deep", vec![dir("a"), dir("a/b"), dir("a/b/c"), dir("a/b/c/d")], BatchProblem::TooDeep { path: "a/b/c/d".into(), max: 3 }),
             ("too many", (0..6).map(|i| file(&format!("f{i}"), 1)).collect(), BatchProblem::TooMany(5)),
             ("too large", vec![file("a", 60), file("b", 41)], BatchProblem::TooLarge(100)),

@@ -9,6 +9,7 @@ use super::names::RequestName;
 use super::policy::Decision;
 use super::store::Store;
 use super::trust::Client;
+use crate::batch::Totals;
 use crate::wire::Verdict;
 
 /// What the operator is asked about: one upload request whose name has already been read and
@@ -21,8 +22,10 @@ pub struct Ask<'a> {
     pub client: &'a Client,
     /// The file's name: as the client sent it, and the one component it is stored under.
     pub name: &'a RequestName,
-    /// The file's size in bytes, as announced.
+    /// The file's size in bytes, as announced (for a batch: all its files together).
     pub size: u64,
+    /// For a batch (#12): what it holds; `name` is then its first top item.
+    pub batch: Option<&'a Totals>,
     /// Where it will be stored.
     pub store: &'a Store,
     /// Free space in the upload directory, if known.

@@ -6,6 +6,7 @@
 //! log line is a case of [`Summary`]'s `Display`.
 
 pub mod approve;
+pub mod batch;
 pub mod names;
 pub mod policy;
 pub mod session;

@@ -166,13 +166,26 @@ impl Policy {
         size: u64,
         free: Option<u64>,
     ) -> Option<Decision> {
+        self.decide_batch(peer, client, size, size, free)
+    }
+
+    /// Like [`Policy::decide`] for a batch whose largest file has `largest` bytes (checked
+    /// against `--max-size`) and all files `total` (checked against the free space).
+    pub fn decide_batch(
+        &self,
+        peer: IpAddr,
+        client: &Client,
+        largest: u64,
+        total: u64,
+        free: Option<u64>,
+    ) -> Option<Decision> {
         if self.require_secure && !client.is_secure() {
             return Some(Decision::deny(Reason::PlainRefused));
         }
-        if let Some(max) = self.max_size.filter(|&max| size > max) {
+        if let Some(max) = self.max_size.filter(|&max| largest > max) {
             return Some(Decision::deny(Reason::MaxSize(max)));
         }
-        if let Some(free) = free.filter(|&free| size > free) {
+        if let Some(free) = free.filter(|&free| total > free) {
             return Some(Decision::deny(Reason::NoSpace(free)));
         }
         if let Client::Secure {

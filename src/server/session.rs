@@ -4,7 +4,7 @@
 //! is stored.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,10 +19,11 @@ use super::trust::Client;
 use super::{Event, Progress, Server};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, discard};
+use crate::batch::{self, Totals};
 use crate::secure::{probe, stream as tls};
 use crate::wire::{
-    Body, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID, ResponseByte,
-    Verdict,
+    Body, HEADER_LEN, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID,
+    ResponseByte, Verdict,
 };
 
 /// How often, at most, an upload reports its progress.
@@ -47,11 +48,11 @@ const LINGER_IDLE: Duration = Duration::from_millis(200);
 
 /// One connection's exchange: request, verdict, data, result.
 pub struct Session<'a> {
-    server: &'a Server,
-    report: Option<&'a (dyn Fn(Event) + Sync)>,
+    pub(super) server: &'a Server,
+    pub(super) report: Option<&'a (dyn Fn(Event) + Sync)>,
     /// What has happened so far; returned whole by [`Session::run`].
-    summary: Summary,
-    throttle: Throttle,
+    pub(super) summary: Summary,
+    pub(super) throttle: Throttle,
 }
 
 impl fmt::Debug for Session<'_> {
@@ -115,9 +116,27 @@ impl<'a> Session<'a> {
             id,
             trusted: secure.trusted.find(&id),
         };
-        let first = match deadline.read_message(&mut tls, MsgType::Request) {
-            Err(Error::Closed(_)) => return Ok(End::NoRequest),
-            other => other?,
+        // Inside, a batch (#12) or one request, told apart by the first message's type.
+        let mut head = [0; HEADER_LEN];
+        match deadline.reader(&mut tls).read(&mut head[..1]) {
+            Ok(0) => return Ok(End::NoRequest),
+            Ok(_) => {}
+            Err(err) => return Err(deadline.error(err, MsgType::Request)),
+        }
+        deadline
+            .reader(&mut tls)
+            .read_exact(&mut head[1..])
+            .map_err(|err| deadline.error(err, MsgType::Request))?;
+        if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) == batch::frame::MANIFEST {
+            let frame = batch::frame::Frame::read_from(&mut &head[..])?
+                .ok_or(Error::Closed(MsgType::Request))?;
+            return self.batch(&mut tls, frame);
+        }
+        let first = match Message::read_from((&head[..]).chain(deadline.reader(&mut tls))) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Ok(End::NoRequest),
+            Err(Error::Io(err)) => return Err(deadline.error(err, MsgType::Request)),
+            Err(err) => return Err(err),
         };
         self.request(&mut tls, first)
     }
@@ -158,15 +177,29 @@ impl<'a> Session<'a> {
 
     /// The server's state and policy first, and only then the operator.
     fn decide<S: Conn>(&self, stream: &S, name: &RequestName, size: u64) -> Decision {
+        self.decide_upload(stream, name, size, None)
+    }
+
+    /// [`Session::decide`] for one file or, with `batch`, for a whole batch (`name` is then
+    /// its first top item, and `size` its bytes in all).
+    pub(super) fn decide_upload<S: Conn>(
+        &self,
+        stream: &S,
+        name: &RequestName,
+        size: u64,
+        batch: Option<(&Totals, u64)>,
+    ) -> Decision {
         let server = self.server;
         if server.is_stopping() {
             return Decision::deny(Reason::ShuttingDown);
         }
         let free = server.store.free_space();
         let client = &self.summary.client;
-        if let Some(decision) = server
-            .policy
-            .decide(self.summary.peer.ip(), client, size, free)
+        let largest = batch.map_or(size, |(_, largest)| largest);
+        if let Some(decision) =
+            server
+                .policy
+                .decide_batch(self.summary.peer.ip(), client, largest, size, free)
         {
             return decision;
         }
@@ -179,6 +212,7 @@ impl<'a> Session<'a> {
             client,
             name,
             size,
+            batch: batch.map(|(totals, _)| totals),
             store: &server.store,
             free,
             client_gone: &client_gone,
@@ -186,7 +220,7 @@ impl<'a> Session<'a> {
     }
 
     /// The operator answered "always": the secure client is trusted from now on.
-    fn trust_client(&mut self) {
+    pub(super) fn trust_client(&mut self) {
         let (Some(secure), Some(id)) = (&self.server.secure, self.summary.client.id()) else {
             return;
         };
@@ -225,10 +259,10 @@ impl<'a> Session<'a> {
         answered
     }
 
-    /// After a failure result, makes sure the client can read it: sends our end of stream,
+    /// After a failure, makes sure the client can read what was said: sends our end of stream,
     /// then reads and drops what it already sent, bounded by bytes and time, so that closing
     /// does not reset the connection under the result (PROTOCOL.md, "Closing").
-    fn linger<S: Conn>(&self, stream: &mut S) {
+    pub(super) fn linger<S: Conn>(&self, stream: &mut S) {
         if stream.shutdown_write().is_ok() {
             let deadline = Deadline::after(self.server.timeout.min(LINGER_TIME));
             discard(stream, LINGER_BYTES, deadline, LINGER_IDLE);
@@ -427,14 +461,14 @@ impl Receiving {
 /// When progress is due: the first time, then at most every [`PROGRESS_EVERY`], and at the
 /// end. Times are counted from the first report.
 #[derive(Debug, Default)]
-struct Throttle {
+pub(super) struct Throttle {
     started: Option<Instant>,
     reported: Option<Instant>,
 }
 
 impl Throttle {
     /// The time since the first report, if a report is due at `now`.
-    fn due(&mut self, now: Instant, last: bool) -> Option<Duration> {
+    pub(super) fn due(&mut self, now: Instant, last: bool) -> Option<Duration> {
         let started = *self.started.get_or_insert(now);
         if !last
             && self

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::names::{NameProblem, RequestName};
 use super::policy::Reason;
 use super::trust::Client;
+use crate::batch::{BatchProblem, Totals};
 use crate::error::Error;
 use crate::text;
 use crate::wire::FileRequest;
@@ -26,6 +27,10 @@ pub enum End {
     Abandoned,
     /// The file was stored whole under this path.
     Stored(PathBuf),
+    /// A batch (#12) was stored whole: its top items, under these names.
+    Batch(Vec<String>),
+    /// A batch was refused whole before anything was created.
+    BatchRefused(BatchProblem),
     /// The exchange failed; nothing was stored.
     Failed(Error),
 }
@@ -56,6 +61,10 @@ pub struct Summary {
     /// The operator answered "always": the trusted clients' file the client was added to,
     /// or why it could not be.
     pub trusted_now: Option<Result<PathBuf, String>>,
+    /// For a batch: what it holds, once its manifest passed the checks.
+    pub batch: Option<Totals>,
+    /// For a batch that failed midway: the top items published before (they stay).
+    pub batch_stored: Vec<String>,
     /// How it ended.
     pub end: End,
 }
@@ -75,13 +84,15 @@ impl Summary {
             reason: None,
             sha256: None,
             trusted_now: None,
+            batch: None,
+            batch_stored: Vec::new(),
             end: End::NoRequest,
         }
     }
 
     /// Whether the upload was stored.
     pub fn is_stored(&self) -> bool {
-        matches!(self.end, End::Stored(_))
+        matches!(self.end, End::Stored(_) | End::Batch(_))
     }
 
     /// Whether the connection failed (rather than ending in a verdict).
@@ -93,8 +104,8 @@ impl Summary {
     /// `failed` or `no request`.
     pub fn verdict(&self) -> &'static str {
         match self.end {
-            End::Stored(_) => "stored",
-            End::Refused(_) => "refused",
+            End::Stored(_) | End::Batch(_) => "stored",
+            End::Refused(_) | End::BatchRefused(_) => "refused",
             End::Denied => "denied",
             End::Abandoned => "dropped",
             End::Failed(_) => "failed",
@@ -149,6 +160,21 @@ impl Summary {
         if let Some(sha256) = self.sha256.filter(|_| self.is_stored()) {
             set("sha256", json!(text::hex(&sha256)));
         }
+        if let Some(totals) = &self.batch {
+            set(
+                "batch",
+                json!({"files": totals.files, "folders": totals.dirs, "bytes": totals.bytes}),
+            );
+            set("received", json!(self.received));
+        }
+        match &self.end {
+            End::Batch(names) => set("stored", json!(names)),
+            End::BatchRefused(problem) => set("error", json!(problem.to_string())),
+            End::Failed(_) if !self.batch_stored.is_empty() => {
+                set("stored", json!(self.batch_stored));
+            }
+            _ => {}
+        }
         if let Some(id) = self.client.id() {
             set("client_id", json!(id.to_string()));
         }
@@ -177,9 +203,63 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The log line of a batch (#12), if this was one.
+    fn batch_line(&self) -> Option<String> {
+        let peer = format!("{}, {}", self.peer, self.client);
+        let names = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("\"{}\"", text::escape(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let End::BatchRefused(problem) = &self.end {
+            return Some(format!("refused batch from {peer}: {problem}"));
+        }
+        let totals = self.batch.as_ref()?;
+        let what = format!("batch of {totals} ({} bytes)", totals.bytes);
+        let reason = |f: &str| match &self.reason {
+            Some(reason) => format!(" ({f}{reason})"),
+            None => String::new(),
+        };
+        Some(match &self.end {
+            End::Batch(stored) => format!(
+                "stored {what} as {} in {:.2} s ({}) from {peer}{}",
+                names(stored),
+                self.transfer.as_secs_f64(),
+                text::rate(self.received, self.transfer),
+                reason("accepted: "),
+            ),
+            End::Denied => match &self.reason {
+                Some(why) => format!("denied {what} from {peer}: {why}"),
+                None => format!("denied {what} from {peer}"),
+            },
+            End::Abandoned => {
+                format!("dropped {what} from {peer}: client hung up while waiting")
+            }
+            End::Failed(err) => {
+                let kept = match self.batch_stored.is_empty() {
+                    true => "nothing kept".to_string(),
+                    false => format!("kept {}", names(&self.batch_stored)),
+                };
+                format!(
+                    "failed {what} after {} bytes in {:.2} s from {peer}: {err}; {kept}",
+                    self.received,
+                    self.transfer.as_secs_f64()
+                )
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for Summary {
     /// One log line, with the name escaped: `stored "a.txt" 3 B (3 bytes) in 0.00 s (…/s) from …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.batch_line() {
+            return f.write_str(&line);
+        }
         let Some(req) = &self.request else {
             return match &self.end {
                 End::Failed(err) => write!(
@@ -257,6 +337,7 @@ impl fmt::Display for Summary {
                 self.transfer.as_secs_f64(),
             ),
             End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
+            End::Batch(_) | End::BatchRefused(_) => Ok(()),
         }
     }
 }

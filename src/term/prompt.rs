@@ -313,13 +313,33 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
 /// (`save_as`), the free space, and how many more wait.
 pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
     let name = ask.name;
-    let mut text = format!(
-        "{} wants to send \"{}\" ({}, {} bytes)\n",
-        ask.peer,
-        text::escape(&name.sent),
-        text::bytes(ask.size),
-        ask.size,
-    );
+    let mut text = match ask.batch {
+        None => format!(
+            "{} wants to send \"{}\" ({}, {} bytes)\n",
+            ask.peer,
+            text::escape(&name.sent),
+            text::bytes(ask.size),
+            ask.size,
+        ),
+        Some(totals) => {
+            const SHOWN: usize = 5;
+            let mut tops: Vec<String> = totals
+                .tops
+                .iter()
+                .take(SHOWN)
+                .map(|top| format!("\"{}\"", text::escape(top)))
+                .collect();
+            if totals.tops.len() > SHOWN {
+                tops.push(format!("and {} more", totals.tops.len() - SHOWN));
+            }
+            format!(
+                "{} wants to send {totals} ({} bytes): {}\n",
+                ask.peer,
+                totals.bytes,
+                tops.join(", ")
+            )
+        }
+    };
     match ask.client {
         Client::Plain => {
             text.push_str("  plain: unencrypted, unauthenticated (the address proves nothing)\n");
@@ -484,6 +504,7 @@ mod tests {
             client: &Client::Plain,
             name: self::name(name),
             size: 1536,
+            batch: None,
             store: store(),
             free: Some(2048),
             client_gone,

@@ -28,6 +28,8 @@ pub enum Limit {
     FileName,
     /// Data messages adding up to more than the request announced.
     AnnouncedSize,
+    /// A batch's manifest over its limit (secure mode only).
+    Manifest,
 }
 
 impl fmt::Display for Limit {
@@ -37,6 +39,7 @@ impl fmt::Display for Limit {
             Limit::DataMessage => "data message",
             Limit::FileName => "file name",
             Limit::AnnouncedSize => "data beyond the announced size",
+            Limit::Manifest => "batch manifest",
         })
     }
 }
