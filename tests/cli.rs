@@ -54,7 +54,27 @@ fn several_files_in_order_and_existing_names_are_kept() {
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let a = src.path().join("notes.txt");
     fs::write(&a, b"first").unwrap();
+    // As one batch, two arguments that land under one name are an error, and nothing is sent.
     let out = fup_client(&server.port(), &[a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .ends_with("would both arrive as \"notes.txt\"\n"),
+        "{}",
+        text(&out).1
+    );
+    // The server saw a secure connection close before any request.
+    assert!(
+        server
+            .line()
+            .ends_with("connection closed without a request")
+    );
+    // One by one (plain), each is kept under a free name.
+    let out = fup_client(
+        &server.port(),
+        &["--plain", a.to_str().unwrap(), a.to_str().unwrap()],
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.ends_with("\n2 stored\n"), "{stdout}");
@@ -181,9 +201,14 @@ fn seq_wraps_so_small_chunks_have_no_size_limit() {
 fn client_errors_are_one_clear_line_each() {
     let src = tempfile::tempdir().unwrap();
     let missing = src.path().join("missing.bin");
+    // In plain mode each file is looked at before connecting (a directory too).
     let out = fup_client(
         "9",
-        &[missing.to_str().unwrap(), src.path().to_str().unwrap()],
+        &[
+            "--plain",
+            missing.to_str().unwrap(),
+            src.path().to_str().unwrap(),
+        ],
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
@@ -464,9 +489,10 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout, "");
+    // One batch, one decision: a file over --max-size denies the whole of it, saying why.
     assert_eq!(
         stderr,
-        "fup-client: \"ok.bin\" 2.9 KiB: denied by server, secure\n"
+        "fup-client: batch of 2 files, 0 folders, 2.9 KiB denied by server: larger than --max-size 1.0 KiB, secure\n"
     );
 }
 

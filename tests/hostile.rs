@@ -198,7 +198,22 @@ fn client_prints_names_escaped() {
     fs::write(&file, b"x").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    // In a batch the client refuses the name itself, escaped, and sends nothing.
     let out = fup_client(&server.port(), &[file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.ends_with("a\\u{1b}[2Jb: its name: name contains a control character\n"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains('\x1b') && !stderr.contains('\x1b'));
+    assert!(
+        server
+            .line()
+            .ends_with("connection closed without a request")
+    );
+    // Sent plain, the server refuses it, and the client says so escaped.
+    let out = fup_client(&server.port(), &["--plain", file.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(

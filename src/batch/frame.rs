@@ -189,11 +189,7 @@ pub fn read_body(r: &mut impl Read, len: u32, max: u64) -> io::Result<Vec<u8>> {
 ///
 /// A body that does not parse: a truncated entry, an unknown kind, a directory with a size,
 /// a path that is not UTF-8, or more entries than allowed.
-pub fn parse_manifest(
-    body: &[u8],
-    entries: &mut Vec<Entry>,
-    max_entries: usize,
-) -> io::Result<()> {
+pub fn parse_manifest(body: &[u8], entries: &mut Vec<Entry>, max_entries: usize) -> io::Result<()> {
     let mut rest = body;
     while !rest.is_empty() {
         if entries.len() >= max_entries {
@@ -216,8 +212,7 @@ pub fn parse_manifest(
         let path = rest
             .get(11..11 + len)
             .ok_or_else(|| invalid("a manifest entry cut short"))?;
-        let path =
-            std::str::from_utf8(path).map_err(|_| invalid("a path that is not UTF-8"))?;
+        let path = std::str::from_utf8(path).map_err(|_| invalid("a path that is not UTF-8"))?;
         entries.push(Entry {
             // Empty components (`a//b`, `/a`) are kept, for the batch check to refuse.
             path: path.split('/').map(str::to_string).collect(),
@@ -337,7 +332,10 @@ mod tests {
         let bad: [(&[u8], &str); 5] = [
             (&[1, 0, 0], "cut short"),
             (&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "unknown kind"),
-            (&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "a directory with a size"),
+            (
+                &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                "a directory with a size",
+            ),
             (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'], "cut short"),
             (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff], "not UTF-8"),
         ];

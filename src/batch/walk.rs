@@ -73,7 +73,7 @@ pub struct Walked {
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     /// A path on the command line cannot be used.
-    #[error("{}: {error}", .path.display())]
+    #[error("{}: {error}", crate::text::escape(&.path.to_string_lossy()))]
     Argument {
         /// The path as given.
         path: PathBuf,
@@ -81,7 +81,12 @@ pub enum WalkError {
         error: String,
     },
     /// Two paths on the command line would land under the same name.
-    #[error("{} and {} would both arrive as \"{name}\"", .first.display(), .second.display())]
+    #[error(
+        "{} and {} would both arrive as \"{}\"",
+        crate::text::escape(&.first.to_string_lossy()),
+        crate::text::escape(&.second.to_string_lossy()),
+        crate::text::escape(name)
+    )]
     SameName {
         /// The name.
         name: String,

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use fup::ResponseByte;
+use fup::client::batch::{BatchOutcome, send_batch};
 use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
     Options, Sent, auto_chunk_size, upload_file,
 };
-use fup::secure::dial::{DialError, Dialer, Mode, Note};
+use fup::secure::dial::{DialError, Dialer, Link, Mode, Note};
 use fup::secure::files::{self, HostPort};
 use fup::secure::{Identity, keys};
 use fup::term::args::{
@@ -173,8 +174,57 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // With a server that offers secure mode, the whole command is one batch (#12). What
+    // cannot be read is said first, without connecting, and is not part of it.
+    let mut first = None;
+    let (files, missing) = readable(&args.files);
+    let say_missing = |failed: &mut usize| {
+        for (path, err) in &missing {
+            *failed += 1;
+            let err = anyhow::anyhow!("cannot open file: {err}");
+            match args.json {
+                true => println!("{}", json(path, &Err(err))),
+                false => eprintln!("fup-client: {}: {err}", shown(path)),
+            }
+        }
+    };
+    if files.is_empty() {
+        say_missing(&mut failed);
+        if args.files.len() > 1 && !args.quiet && !args.json {
+            println!("{}", totals(stored, denied, failed));
+        }
+        return ExitCode::from(1);
+    }
+    if !args.plain {
+        match dialer.dial() {
+            Ok((link, note)) => {
+                tell(&args.host, note, asked.get());
+                // --checksum hashes file by file, in the single-upload exchange.
+                if link.server_id().is_some() && !args.checksum {
+                    say_missing(&mut failed);
+                    return batch_main(&args, &files, failed, link, bars);
+                }
+                first = Some(link);
+            }
+            Err(err) => {
+                let err = match err {
+                    err @ DialError::Io(_) => {
+                        anyhow::Error::from(err).context(format!("cannot connect to {}", args.host))
+                    }
+                    err => err.into(),
+                };
+                say_missing(&mut failed);
+                eprintln!("fup-client: {err:#}");
+                if args.files.len() > 1 && !args.quiet && !args.json {
+                    println!("{}", totals(stored, denied, failed + files.len()));
+                }
+                return ExitCode::from(1);
+            }
+        }
+    }
+    // One by one, in the order given (what cannot be read is said in its place).
     for path in &args.files {
-        let done = send(&args, &mut dialer, &asked, path, bars);
+        let done = send(&args, &mut dialer, &mut first, &asked, path, bars);
         match &done {
             Ok(done) if done.sent.delivery == Delivery::Stored => stored += 1,
             Ok(done) if done.sent.delivery == Delivery::Denied => denied += 1,
@@ -322,30 +372,282 @@ struct Done {
     elapsed: Duration,
 }
 
-/// Uploads one file.
-fn send(
-    args: &Args,
-    dialer: &mut Dialer<'_>,
-    asked: &Cell<bool>,
-    path: &Path,
-    bars: bool,
-) -> anyhow::Result<Done> {
-    let Upload { file, name, size } = open(path, args.name.as_deref())?;
-    let addr = &args.host;
-    let timeout = args.timeout.into();
-    let (mut link, note) = match dialer.dial() {
-        Ok(opened) => opened,
-        Err(err @ DialError::Io(_)) => {
-            return Err(err).with_context(|| format!("cannot connect to {addr}"));
+/// The paths given, split into those that can be read and those that cannot (with why);
+/// `-` is standard input, read later.
+fn readable(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, io::Error)>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for path in paths {
+        match is_stdin(path) {
+            true => good.push(path.clone()),
+            false => match std::fs::metadata(path) {
+                Ok(_) => good.push(path.clone()),
+                Err(err) => bad.push((path.clone(), err)),
+            },
         }
-        Err(err) => return Err(err.into()),
+    }
+    (good, bad)
+}
+
+/// The whole command as one batch over a secure link (#12): files and trees, one decision,
+/// one connection; one line per top item, then the totals (`failed` already, those that
+/// could not be read).
+fn batch_main(
+    args: &Args,
+    files: &[PathBuf],
+    failed: usize,
+    mut link: Link,
+    bars: bool,
+) -> ExitCode {
+    let (found, _stdin) = match batch_entries(args, files) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("fup-client: {err:#}");
+            return ExitCode::from(1);
+        }
     };
+    let entries: Vec<fup::batch::Entry> = found.found.iter().map(|f| f.entry.clone()).collect();
+    let totals = match fup::batch::check(&entries, &fup::batch::Limits::DEFAULT) {
+        Ok(totals) => totals,
+        Err(err) => {
+            eprintln!("fup-client: nothing to send: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = Options {
+        chunk_size: args.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        timeout: args.timeout.into(),
+        answer_timeout: args.answer_timeout.into(),
+        checksum: false,
+        accept_byte: Some(ResponseByte::DEFAULT_ACCEPT),
+    };
+    let what = match &entries[..] {
+        [one] => text::escape(&one.path[0]),
+        _ => format!("{totals}"),
+    };
+    let bar = bars.then(|| progress_bar(&what, totals.bytes));
+    let started = Instant::now();
+    let accepted: Mutex<Option<Instant>> = Mutex::new(None);
+    let outcome = send_batch(&mut link, &found.found, &options, |sent| {
+        let mut at = lock(&accepted);
+        if at.is_none() {
+            *at = Some(Instant::now());
+            if let Some(bar) = &bar {
+                bar.reset();
+                bar.set_message("");
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(sent);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let elapsed = lock(&accepted).map_or(started.elapsed(), |at| at.elapsed());
+
+    let tops: Vec<&fup::batch::walk::Found> = found
+        .found
+        .iter()
+        .filter(|f| f.entry.depth() == 1)
+        .collect();
+    let items = match outcome {
+        Ok(BatchOutcome::Done(items)) => items,
+        Ok(BatchOutcome::Denied(why)) if tops.len() == 1 && found.found.len() == 1 => {
+            let why = match why.is_empty() {
+                true => String::new(),
+                false => format!(" ({why})"),
+            };
+            let size = text::bytes(totals.bytes);
+            let name = text::escape(&tops[0].entry.path[0]);
+            match args.json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"file": tops[0].source.to_string_lossy(), "name": tops[0].entry.path[0], "size": totals.bytes, "verdict": "denied", "secure": true})
+                ),
+                false => eprintln!("fup-client: \"{name}\" {size}: denied by server{why}, secure"),
+            }
+            return ExitCode::from(1);
+        }
+        Ok(BatchOutcome::Denied(why)) => {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            };
+            match args.json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"batch": true, "verdict": "denied", "secure": true, "error": why.trim_start_matches(": ")})
+                ),
+                false => eprintln!("fup-client: batch of {totals} denied by server{why}, secure"),
+            }
+            return ExitCode::from(1);
+        }
+        Err(err) => {
+            let err =
+                anyhow::Error::from(err).context(format!("batch upload to {} failed", args.host));
+            match args.json {
+                true => println!(
+                    "{}",
+                    serde_json::json!({"batch": true, "verdict": "error", "secure": true, "error": format!("{err:#}")})
+                ),
+                false => eprintln!("fup-client: {err:#}"),
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let stored = items.iter().filter(|item| item.stored).count();
+    // One file alone reads as the single upload it is.
+    if let ([top], [item]) = (&tops[..], &items[..])
+        && let fup::batch::Kind::File { size, .. } = top.entry.kind
+    {
+        let done = Ok(Done {
+            sent: Sent {
+                delivery: match item.stored {
+                    true => Delivery::Stored,
+                    false => Delivery::Failed,
+                },
+                sha256: None,
+            },
+            secure: true,
+            name: top.entry.path[0].clone(),
+            size,
+            elapsed,
+        });
+        let path = files
+            .iter()
+            .find(|p| !is_stdin(p))
+            .map_or(Path::new("-"), |p| p);
+        match args.json {
+            true => println!("{}", json(path, &done)),
+            false => present(path, &done, args.quiet),
+        }
+        if failed > 0 && !args.quiet && !args.json {
+            let (s, f) = (usize::from(item.stored), failed + usize::from(!item.stored));
+            println!("{}", self::totals(s, 0, f));
+        }
+        return match item.stored && failed == 0 {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::from(1),
+        };
+    }
+    for top in &tops {
+        let index = found
+            .found
+            .iter()
+            .position(|f| std::ptr::eq(f, *top))
+            .unwrap_or(0);
+        let item = items.iter().find(|item| item.index as usize == index);
+        let name = &top.entry.path[0];
+        let shown = match top.entry.kind {
+            fup::batch::Kind::Dir => format!("{}/", text::escape(name)),
+            fup::batch::Kind::File { .. } => text::escape(name),
+        };
+        match (item, args.json) {
+            (Some(item), true) => println!(
+                "{}",
+                serde_json::json!({"file": top.source.to_string_lossy(), "name": name, "verdict": if item.stored { "stored" } else { "failed" }, "stored_as": item.name, "secure": true, "batch": true})
+            ),
+            (Some(item), false) if item.stored && !args.quiet => {
+                let renamed = match item.name == *name {
+                    true => String::new(),
+                    false => format!(" as \"{}\"", text::escape(&item.name)),
+                };
+                let size = match top.entry.kind {
+                    fup::batch::Kind::File { size, .. } => text::bytes(size),
+                    fup::batch::Kind::Dir => {
+                        let inside: Vec<fup::batch::Entry> = found
+                            .found
+                            .iter()
+                            .filter(|f| f.entry.path[0] == *name)
+                            .map(|f| f.entry.clone())
+                            .collect();
+                        fup::batch::check(&inside, &fup::batch::Limits::DEFAULT)
+                            .map(|t| format!("({t})"))
+                            .unwrap_or_default()
+                    }
+                };
+                println!("sent \"{shown}\" {size}: stored{renamed}, secure");
+            }
+            (Some(item), false) if !item.stored => {
+                eprintln!(
+                    "fup-client: \"{shown}\": server reported that storing it failed, secure"
+                );
+            }
+            (None, false) => eprintln!("fup-client: \"{shown}\": the server did not say"),
+            _ => {}
+        }
+    }
+    if !args.quiet && !args.json {
+        let mut line = totals_line(stored, tops.len());
+        if failed > 0 {
+            line.push_str(&format!(", {failed} failed"));
+        }
+        println!(
+            "batch of {totals} in {:.2} s ({}): {line}",
+            elapsed.as_secs_f64(),
+            text::rate(totals.bytes, elapsed),
+        );
+    }
+    match stored == tops.len() && failed == 0 {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
+}
+
+/// `3 stored` or `2 of 3 stored`.
+fn totals_line(stored: usize, of: usize) -> String {
+    match stored == of {
+        true => format!("{stored} stored"),
+        false => format!("{stored} of {of} stored"),
+    }
+}
+
+/// The command line's files and trees as a batch, with warnings for what is skipped; `-`
+/// (standard input, with --name) is spooled to a temporary file kept alive by the second
+/// value.
+fn batch_entries(
+    args: &Args,
+    files: &[PathBuf],
+) -> anyhow::Result<(fup::batch::walk::Walked, Option<tempfile::NamedTempFile>)> {
+    let paths: Vec<PathBuf> = files.iter().filter(|p| !is_stdin(p)).cloned().collect();
+    let mut walked = fup::batch::walk(&paths, &fup::batch::Limits::DEFAULT)?;
+    for skipped in &walked.skipped {
+        eprintln!("fup-client: warning: {skipped}");
+    }
+    let mut spooled = None;
+    if let Some(name) = args
+        .name
+        .as_deref()
+        .filter(|_| args.files.iter().any(|p| is_stdin(p)))
+    {
+        let mut temp = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+        let size = io::copy(&mut io::stdin().lock(), temp.as_file_mut())
+            .context("cannot read standard input")?;
+        walked.found.push(fup::batch::walk::Found {
+            entry: fup::batch::Entry {
+                path: vec![name.to_string()],
+                kind: fup::batch::Kind::File {
+                    size,
+                    executable: false,
+                },
+            },
+            source: temp.path().to_path_buf(),
+        });
+        spooled = Some(temp);
+    }
+    Ok((walked, spooled))
+}
+
+/// Says what the dialer did that the user should hear of, on stderr.
+fn tell(addr: &Address, note: Option<Note>, asked: bool) {
     match note {
         Some(Note::Plain) => eprintln!(
             "fup-client: note: {addr} does not offer secure mode; sending in plain \
              (unencrypted, unauthenticated; --secure refuses this)"
         ),
-        Some(Note::Pinned { id, file }) if asked.get() => {
+        Some(Note::Pinned { id, file }) if asked => {
             eprintln!(
                 "fup-client: {addr}'s identity {id} is now pinned in {}",
                 file.display()
@@ -358,6 +660,33 @@ fn send(
         ),
         None => {}
     }
+}
+
+/// Uploads one file.
+fn send(
+    args: &Args,
+    dialer: &mut Dialer<'_>,
+    opened: &mut Option<Link>,
+    asked: &Cell<bool>,
+    path: &Path,
+    bars: bool,
+) -> anyhow::Result<Done> {
+    let Upload { file, name, size } = open(path, args.name.as_deref())?;
+    let addr = &args.host;
+    let timeout = args.timeout.into();
+    let mut link = match opened.take() {
+        Some(link) => link,
+        None => match dialer.dial() {
+            Ok((link, note)) => {
+                tell(addr, note, asked.get());
+                link
+            }
+            Err(err @ DialError::Io(_)) => {
+                return Err(err).with_context(|| format!("cannot connect to {addr}"));
+            }
+            Err(err) => return Err(err.into()),
+        },
+    };
     let secure = link.server_id().is_some();
     let options = Options {
         chunk_size: args

@@ -18,7 +18,7 @@ use crate::batch::frame::{
 use crate::batch::{Entry, Kind, Limits, check};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover};
-use crate::wire::{Limit, MAX_DATA_LEN, MsgType, Verdict};
+use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
 
 /// The tree being received: its top entry's index, its name, and where it is built.
 type OpenTree = (u32, String, IncomingTree);
@@ -47,11 +47,26 @@ impl Session<'_> {
         let first_top = totals.tops.first().cloned().unwrap_or_default();
         let name = RequestName {
             sent: first_top.clone(),
-            stored: first_top,
+            stored: first_top.clone(),
             cp949: false,
         };
-        let decision = self.decide_upload(stream, &name, totals.bytes, Some((&totals, largest)));
-        self.summary.batch = Some(totals);
+        // One file alone is asked about and logged as the single upload it is.
+        let single = entries.len() == 1 && totals.files == 1;
+        let decision = match single {
+            true => {
+                self.summary.request = Some(FileRequest::new(totals.bytes, &first_top));
+                self.summary.name = Some(name.clone());
+                self.decide_upload(stream, &name, totals.bytes, None)
+            }
+            false => {
+                let batch = Some((&totals, largest));
+                self.decide_upload(stream, &name, totals.bytes, batch)
+            }
+        };
+        if !single {
+            self.summary.batch = Some(totals.clone());
+        }
+        let total = totals.bytes;
         self.summary.reason = decision.reason.clone();
         if decision.always {
             self.trust_client();
@@ -67,18 +82,32 @@ impl Session<'_> {
         send_verdict(stream, Verdict::Accepted, "")?;
         let started = Instant::now();
         let mut done = Vec::new();
-        let received = self.receive_batch(stream, &entries, &mut done);
+        let mut mover = Mover::new(self.server.checksum && single);
+        let mut current = 0;
+        let received =
+            self.receive_batch(stream, &entries, total, &mut mover, &mut current, &mut done);
         self.summary.transfer = started.elapsed();
         let stored = done.iter().map(|item| item.name.clone()).collect();
         match received {
             Ok(()) => {
                 frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done))?;
                 stream.flush()?;
-                Ok(End::Batch(stored))
+                self.summary.sha256 = mover.sha256();
+                match single {
+                    true => Ok(End::Stored(self.server.store.dir().join(&done[0].name))),
+                    false => Ok(End::Batch(stored)),
+                }
             }
             Err(err) => {
-                // What was published stays; the client hears of it in the log's words only.
+                // What was published stays; the client hears which top item failed.
                 self.summary.batch_stored = stored;
+                done.push(ItemDone {
+                    index: current,
+                    stored: false,
+                    name: String::new(),
+                });
+                let _ = frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done));
+                let _ = stream.flush();
                 self.linger(stream);
                 Err(err)
             }
@@ -124,17 +153,18 @@ impl Session<'_> {
 
     /// Receives every file of the batch in order, making directories and publishing each top
     /// item as soon as it is whole; `done` gets them as they are.
+    /// `current` is kept at the index of the top item being received.
     fn receive_batch<S: Conn>(
         &mut self,
         stream: &mut S,
         entries: &[Entry],
+        total: u64,
+        mover: &mut Mover,
+        current: &mut u32,
         done: &mut Vec<ItemDone>,
     ) -> Result<()> {
         let store = &self.server.store;
-        let mut mover = Mover::new(false);
         let mut tree: Option<OpenTree> = None;
-        let total = self.summary.batch.as_ref().map_or(0, |t| t.bytes);
-        let mut received = 0u64;
         for (index, entry) in entries.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let Some((top, inside)) = entry.path.split_first() else {
@@ -144,11 +174,12 @@ impl Session<'_> {
                 if let Some(open) = tree.take() {
                     done.push(publish_tree(open)?);
                 }
+                *current = index;
                 match entry.kind {
                     Kind::Dir => tree = Some((index, top.clone(), store.incoming_tree()?)),
                     Kind::File { size, executable } => {
                         let mut incoming = store.incoming()?;
-                        self.receive_file(stream, index, size, incoming.file(), &mut mover)?;
+                        self.receive_file(stream, index, size, incoming.file(), mover)?;
                         if executable {
                             make_executable(incoming.file())?;
                         }
@@ -163,14 +194,12 @@ impl Session<'_> {
                     Kind::Dir => open.mkdir(inside)?,
                     Kind::File { size, executable } => {
                         let mut file = open.create(inside, executable)?;
-                        self.receive_file(stream, index, size, &mut file, &mut mover)?;
+                        self.receive_file(stream, index, size, &mut file, mover)?;
                     }
                 }
             }
-            if let Kind::File { size, .. } = entry.kind {
-                received += size;
-                self.summary.received = received;
-                self.batch_progress(top, received, total);
+            if let Kind::File { .. } = entry.kind {
+                self.batch_progress(top, self.summary.received, total);
             }
         }
         if let Some(open) = tree.take() {
@@ -238,6 +267,7 @@ impl Session<'_> {
                 .receive(stream, file, len, deadline)
                 .map_err(|err| deadline.error(err, MsgType::Data))?;
             received += len;
+            self.summary.received += len;
             if frame.last {
                 if received != size {
                     return Err(Error::SizeMismatch {
@@ -304,5 +334,7 @@ fn stored(index: u32, path: &std::path::Path) -> ItemDone {
 fn make_executable(file: &std::fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = file.metadata()?.permissions().mode() & 0o777;
-    file.set_permissions(std::fs::Permissions::from_mode(mode | ((mode & 0o444) >> 2)))
+    file.set_permissions(std::fs::Permissions::from_mode(
+        mode | ((mode & 0o444) >> 2),
+    ))
 }

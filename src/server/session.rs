@@ -4,7 +4,7 @@
 //! is stored.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,9 +17,9 @@ use super::store::Incoming;
 use super::summary::{End, Summary};
 use super::trust::Client;
 use super::{Event, Progress, Server};
+use crate::batch::{self, Totals};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, discard};
-use crate::batch::{self, Totals};
 use crate::secure::{probe, stream as tls};
 use crate::wire::{
     Body, HEADER_LEN, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID,
@@ -119,7 +119,9 @@ impl<'a> Session<'a> {
         // Inside, a batch (#12) or one request, told apart by the first message's type.
         let mut head = [0; HEADER_LEN];
         match deadline.reader(&mut tls).read(&mut head[..1]) {
+            // Closed (with or without TLS's close_notify) before a request.
             Ok(0) => return Ok(End::NoRequest),
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(End::NoRequest),
             Ok(_) => {}
             Err(err) => return Err(deadline.error(err, MsgType::Request)),
         }

@@ -1,5 +1,8 @@
 //! The client side: [`upload`] and [`upload_file`] send one file over any
-//! [`Conn`](crate::net::Conn) and return the server's verdict: request, answer, data, result.
+//! [`Conn`](crate::net::Conn) and return the server's verdict: request, answer, data, result;
+//! [`batch::send_batch`] sends the files and trees of a whole command at once (secure mode).
+
+pub mod batch;
 
 use std::fs::File;
 use std::io::{self, Read};
