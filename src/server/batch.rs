@@ -76,7 +76,7 @@ impl Session<'_> {
                 return Ok(End::Abandoned);
             }
             let why = decision.reason.as_ref().map(Reason::to_string);
-            send_verdict(stream, Verdict::Denied, why.as_deref().unwrap_or("denied"))?;
+            send_verdict(stream, Verdict::Denied, why.as_deref().unwrap_or_default())?;
             return Ok(End::Denied);
         }
         send_verdict(stream, Verdict::Accepted, "")?;

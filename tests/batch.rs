@@ -1,0 +1,388 @@
+//! Batches (#12): whole trees and many files in one secure connection, one question, and
+//! hostile batches refused whole.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fup::batch::frame::{self, Frame, MANIFEST, VERDICT};
+use fup::batch::{Entry, Kind};
+use fup::net::Conn;
+use fup::secure::dial::{Dialer, Link, Mode};
+use fup::secure::files::HostPort;
+
+use crate::util::*;
+
+/// A secure connection to `port` on 127.0.0.1, as a client of its own.
+fn secure_link(port: u16) -> (tempfile::TempDir, Link) {
+    let config = tempfile::tempdir().unwrap();
+    let keys = fup::secure::Keys::load_or_create(config.path()).unwrap();
+    let host = HostPort {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let known = config.path().join("known_hosts");
+    let mut dialer = Dialer::new(
+        host,
+        Mode::Secure,
+        Some(&keys),
+        known,
+        None,
+        TIMEOUT,
+        |_, _| true,
+    )
+    .unwrap();
+    let (link, _) = dialer.dial().unwrap();
+    assert!(link.server_id().is_some());
+    (config, link)
+}
+
+fn entry(path: &str, kind: Kind) -> Entry {
+    Entry {
+        path: path.split('/').map(str::to_string).collect(),
+        kind,
+    }
+}
+
+fn file(path: &str, size: u64) -> Entry {
+    entry(
+        path,
+        Kind::File {
+            size,
+            executable: false,
+        },
+    )
+}
+
+fn dir(path: &str) -> Entry {
+    entry(path, Kind::Dir)
+}
+
+/// Reads the server's verdict: `None` when accepted, the reason when denied.
+fn verdict(link: &mut Link) -> Option<String> {
+    link.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let head = Frame::read_from(link).unwrap().expect("a verdict");
+    assert_eq!(head.kind, VERDICT);
+    let body = frame::read_body(link, head.len, 1 << 20).unwrap();
+    (body[0] != 0).then(|| String::from_utf8_lossy(&body[1..]).into_owned())
+}
+
+/// Every path below `dir`, relative, sorted; directories end in `/`.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for e in fs::read_dir(&at).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(e.path());
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+// See: #12
+#[test]
+fn trees_arrive_whole_with_their_structure_and_links_are_skipped() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let photos = src.path().join("photos");
+    fs::create_dir_all(photos.join("2026/empty")).unwrap();
+    fs::create_dir_all(photos.join("사진 모음")).unwrap();
+    fs::write(photos.join("a.jpg"), b"jpeg").unwrap();
+    fs::write(photos.join("2026/big.bin"), pattern(300_000)).unwrap();
+    fs::write(photos.join("사진 모음/with space.png"), b"png").unwrap();
+    fs::write(photos.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(photos.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", photos.join("link")).unwrap();
+    let notes = src.path().join("notes.txt");
+    fs::write(&notes, b"notes").unwrap();
+    // A "photos" is there already: it is kept.
+    fs::create_dir(dir.path().join("photos")).unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let out = fup_client(
+        &server.port(),
+        &[photos.to_str().unwrap(), notes.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "fup-client: warning: skipped {}: a symbolic link (never followed)\n",
+            photos.join("link").display()
+        )
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "sent \"photos/\" (4 files, 4 folders, 293.0 KiB): stored as \"photos (1)\", secure"
+    );
+    assert_eq!(lines[1], "sent \"notes.txt\" 5 B: stored, secure");
+    assert!(
+        lines[2].starts_with("batch of 5 files, 4 folders, 293.0 KiB in ")
+            && lines[2].ends_with(": 2 stored"),
+        "{stdout}"
+    );
+    let log = server.line();
+    assert!(
+        log.starts_with(
+            "stored batch of 5 files, 4 folders, 293.0 KiB (300022 bytes) as \"photos (1)\", \"notes.txt\" in "
+        ),
+        "{log}"
+    );
+    let landed = dir.path().join("photos (1)");
+    assert_eq!(
+        tree(&landed),
+        [
+            "2026/",
+            "2026/big.bin",
+            "2026/empty/",
+            "a.jpg",
+            "run.sh",
+            "사진 모음/",
+            "사진 모음/with space.png"
+        ]
+    );
+    assert!(fs::read(landed.join("2026/big.bin")).unwrap() == pattern(300_000));
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o111;
+    assert_ne!(
+        mode(&landed.join("run.sh")),
+        0,
+        "the executable bit travels"
+    );
+    assert_eq!(mode(&landed.join("a.jpg")), 0);
+    assert_eq!(tree(&dir.path().join("photos")), Vec::<String>::new());
+    assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"notes");
+    assert_eq!(entries(dir.path()), ["notes.txt", "photos", "photos (1)"]);
+}
+
+// See: #12
+#[test]
+fn one_question_for_a_whole_batch() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let logs = src.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    for i in 0..20 {
+        fs::write(logs.join(format!("{i:02}.log")), format!("line {i}\n")).unwrap();
+    }
+    let args = [logs.to_str().unwrap().to_string()];
+    let port = server.port();
+    let run = {
+        let (port, args) = (port.clone(), args.clone());
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            fup_client(&port, &args)
+        }
+    };
+    // No: nothing is stored, and the client hears it once.
+    let client = std::thread::spawn(run.clone());
+    let asked = server.err_line_containing("wants to send");
+    assert!(
+        asked.ends_with("wants to send 20 files, 1 folder, 150 B (150 bytes): \"logs\""),
+        "{asked}"
+    );
+    server.err_line_containing("accept? [y/N/a]");
+    server.answer("n");
+    let out = client.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out).1,
+        "fup-client: batch of 20 files, 1 folder, 150 B denied by server, secure\n"
+    );
+    assert!(
+        server
+            .line()
+            .starts_with("denied batch of 20 files, 1 folder, 150 B")
+    );
+    assert!(entries(dir.path()).is_empty());
+    // Yes: all of it, after one answer.
+    let client = std::thread::spawn(run);
+    server.err_line_containing("accept? [y/N/a]");
+    server.answer("y");
+    assert!(client.join().unwrap().status.success());
+    assert!(
+        server
+            .line()
+            .starts_with("stored batch of 20 files, 1 folder")
+    );
+    assert_eq!(tree(&dir.path().join("logs")).len(), 20);
+}
+
+// See: #12
+#[test]
+fn hostile_batches_are_refused_whole_and_nothing_is_made() {
+    let inbox = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(inbox.path(), &["--yes"], Input::Text(""));
+    let port = server.addr.port();
+    let deep: String = (0..65)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut too_deep: Vec<Entry> = Vec::new();
+    for depth in 1..=65 {
+        let path: Vec<String> = deep.split('/').take(depth).map(str::to_string).collect();
+        too_deep.push(Entry {
+            path,
+            kind: Kind::Dir,
+        });
+    }
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
+        (
+            "dot dot",
+            vec![dir("a"), file("a/../../etc/x", 1)],
+            "\"a/../../etc/x\": name is . or ..",
+        ),
+        (
+            "absolute",
+            vec![file("/etc/passwd", 1)],
+            "\"/etc/passwd\": name is empty",
+        ),
+        (
+            "file and directory",
+            vec![file("a", 1), file("a/b", 1)],
+            "\"a/b\" is inside a file",
+        ),
+        (
+            "duplicate",
+            vec![dir("a"), file("a/b", 1), file("a/b", 1)],
+            "\"a/b\" comes twice",
+        ),
+        (
+            "no parent",
+            vec![file("a/b", 1)],
+            "\"a/b\" comes before its directory",
+        ),
+        (
+            "out of its run",
+            vec![dir("a"), dir("b"), file("a/x", 1)],
+            "\"a/x\" comes after another top item",
+        ),
+        (
+            "hidden",
+            vec![dir("a"), file("a/.ssh", 1)],
+            "\"a/.ssh\": name starts with a dot",
+        ),
+        ("too deep", too_deep, "is more than 64 levels deep"),
+    ];
+    for (what, batch, says) in cases {
+        let (_config, mut link) = secure_link(port);
+        frame::write_manifest(&mut link, &batch).unwrap();
+        link.flush().unwrap();
+        let why = verdict(&mut link).unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(why.contains(says), "{what}: {why}");
+        let log = server.line();
+        assert!(
+            log.starts_with("refused batch from 127.0.0.1:") && log.contains(says),
+            "{what}: {log}"
+        );
+        assert!(entries(inbox.path()).is_empty(), "{what}");
+    }
+    // A manifest message after the one marked last, and a size that lies: the batch fails
+    // at once, the tree it was in is not published.
+    let lies: [(&str, Vec<u8>); 2] = [
+        ("a manifest after the end", {
+            let mut m = Vec::new();
+            frame::send(&mut m, MANIFEST, 0, true, &[]).unwrap();
+            m
+        }),
+        ("more bytes than announced", {
+            let mut m = Frame {
+                id: 1,
+                kind: frame::DATA,
+                len: 5,
+                last: true,
+                seq: 0,
+            }
+            .encode()
+            .to_vec();
+            m.extend_from_slice(b"12345");
+            m
+        }),
+    ];
+    for (what, after) in lies {
+        let (_config, mut link) = secure_link(port);
+        frame::write_manifest(&mut link, &[dir("t"), file("t/f", 3)]).unwrap();
+        link.flush().unwrap();
+        assert_eq!(verdict(&mut link), None, "{what}");
+        link.write_all(&after).unwrap();
+        link.flush().unwrap();
+        let log = server.line();
+        assert!(
+            log.starts_with("failed batch of 1 file, 1 folder") && log.ends_with("; nothing kept"),
+            "{what}: {log}"
+        );
+        assert!(
+            entries(inbox.path()).is_empty(),
+            "{what}: {:?}",
+            entries(inbox.path())
+        );
+    }
+}
+
+// See: #12
+#[test]
+fn a_cut_batch_keeps_whole_top_items_only() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let first = src.path().join("first.txt");
+    fs::write(&first, b"whole").unwrap();
+    let big = src.path().join("big");
+    fs::create_dir(&big).unwrap();
+    fs::write(big.join("a.bin"), pattern(1 << 20)).unwrap();
+    fs::write(big.join("b.bin"), pattern(64 << 20)).unwrap();
+    let mut client = spawn_fup_client(&[
+        "--port",
+        &server.port(),
+        "--chunk-size",
+        "4096",
+        "127.0.0.1",
+        first.to_str().unwrap(),
+        big.to_str().unwrap(),
+    ]);
+    // Cut once the tree is being received (its temp directory exists).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !entries(dir.path()).iter().any(|e| e.ends_with(".tree")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let log = server.line();
+    assert!(
+        log.starts_with("failed batch of 3 files, 1 folder")
+            && log.ends_with("; kept \"first.txt\""),
+        "{log}"
+    );
+    assert_eq!(entries(dir.path()), ["first.txt"]);
+    assert_eq!(fs::read(dir.path().join("first.txt")).unwrap(), b"whole");
+    // A server killed mid-tree leaves its temp directory, which the next start sweeps.
+    let stale = dir.path().join(".fup-killed.tree");
+    fs::create_dir_all(stale.join("sub")).unwrap();
+    drop(server);
+    let again = Command::new(env!("CARGO_BIN_EXE_fup-server"));
+    let mut again = again;
+    let server = Running::command(
+        again
+            .args(["--port", "0", "--bind", "127.0.0.1", "--yes"])
+            .arg(dir.path()),
+        Input::Text(""),
+    );
+    assert_eq!(
+        server.err_line(),
+        "fup-server: removed 1 partial upload(s) left by an earlier run"
+    );
+    assert_eq!(entries(dir.path()), ["first.txt"]);
+}
