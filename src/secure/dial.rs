@@ -299,8 +299,13 @@ impl<'a> Dialer<'a> {
             _ => return Ok((Link::Plain(self.connect()?), None)),
         };
         let mut sock = self.connect()?;
+        if self.pin.is_some() {
+            // A pinned server answered the probe before: the handshake follows the probe
+            // at once (one round trip less), and a missing answer is still an error.
+            return self.handshake(sock, keys, true);
+        }
         let why = match probe(&mut sock, self.timeout.min(PROBE_WAIT)) {
-            Ok(()) => return self.handshake(sock, keys),
+            Ok(()) => return self.handshake(sock, keys, false),
             Err(why) => why,
         };
         drop(sock);
@@ -324,14 +329,38 @@ impl<'a> Dialer<'a> {
 
     fn handshake(
         &mut self,
-        sock: TcpStream,
+        mut sock: TcpStream,
         keys: &Keys,
+        pipelined: bool,
     ) -> Result<(Link, Option<Note>), DialError> {
         let pinned = self.pin.as_ref().map(Pin::id);
         let (config, seen) = client_config(keys, pinned).map_err(io::Error::other)?;
-        let tls = match stream::connect(sock, config, Deadline::after(self.timeout)) {
-            Ok(tls) => tls,
-            Err(source) => {
+        let deadline = Deadline::after(self.timeout);
+        let mut refused = None;
+        let connected = match pipelined {
+            false => stream::connect(sock, config, deadline),
+            true => {
+                let wait = self.timeout.min(PROBE_WAIT);
+                sock.write_all(&PROBE)?;
+                let mut answer = |sock: &mut TcpStream| {
+                    read_answer(sock, wait).map_err(|why| {
+                        refused = Some(why);
+                        io::Error::other(why)
+                    })
+                };
+                stream::connect_pipelined(sock, config, deadline, Some(&mut answer))
+            }
+        };
+        let tls = match (connected, refused, &self.pin) {
+            (Ok(tls), _, _) => tls,
+            (Err(_), Some(why), Some(pin)) => {
+                return Err(DialError::PinnedNotOffered {
+                    host: self.host.clone(),
+                    pin: Box::new(pin.clone()),
+                    why,
+                });
+            }
+            (Err(source), _, _) => {
                 return Err(match (&self.pin, seen.get()) {
                     (Some(pin), Some(got)) if got != pin.id() => DialError::IdentityChanged {
                         host: self.host.clone(),
@@ -373,6 +402,11 @@ impl<'a> Dialer<'a> {
 fn probe(sock: &mut TcpStream, wait: Duration) -> Result<(), &'static str> {
     sock.write_all(&PROBE)
         .map_err(|_| "the connection failed")?;
+    read_answer(sock, wait)
+}
+
+/// Reads the probe's answer within `wait`; says what came instead.
+fn read_answer(sock: &mut TcpStream, wait: Duration) -> Result<(), &'static str> {
     let mut answer = [0; HEADER_LEN];
     let deadline = Deadline::after(wait);
     match sock_read_exact(sock, &mut answer, deadline) {

@@ -83,6 +83,9 @@ impl<S: Write> Write for ReadAhead<S> {
     }
 }
 
+/// Reads what comes before the peer's handshake (the probe's answer), from the socket.
+pub type BeforeHandshake<'a, S> = &'a mut dyn FnMut(&mut S) -> io::Result<()>;
+
 /// A TLS connection over `S`: a [`Conn`] whose bytes are encrypted and authenticated, and
 /// whose peer proved the [`Identity`] returned by [`Tls::peer`].
 pub struct Tls<C, S> {
@@ -123,9 +126,24 @@ where
     S: Conn,
 {
     /// Runs the handshake to its end by `deadline`, then checks that the peer showed a key.
-    fn handshake(mut conn: C, sock: S, deadline: Deadline) -> io::Result<Tls<C, S>> {
+    /// With `first_flight`, our first handshake message is sent at once, and `first_flight`
+    /// then reads what comes before the peer's (the probe's answer) straight from `sock`.
+    fn handshake(
+        mut conn: C,
+        sock: S,
+        deadline: Deadline,
+        first_flight: Option<BeforeHandshake<'_, S>>,
+    ) -> io::Result<Tls<C, S>> {
         conn.set_buffer_limit(Some(SEND_BUFFER));
         let mut sock = ReadAhead::new(sock);
+        if let Some(before) = first_flight {
+            while conn.wants_write() {
+                conn.write_tls(&mut sock)?;
+            }
+            sock.flush()?;
+            // Nothing has been read ahead yet: the answer is still in the socket.
+            before(&mut sock.inner)?;
+        }
         // Each round reads or writes at least one byte or fails; each read is bounded by
         // the time left, so a peer that trickles its handshake is cut off at the deadline.
         while conn.is_handshaking() {
@@ -158,7 +176,7 @@ pub fn accept<S: Conn>(
     deadline: Deadline,
 ) -> io::Result<ServerTls<S>> {
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-    Tls::handshake(conn, sock, deadline)
+    Tls::handshake(conn, sock, deadline, None)
 }
 
 /// Opens a secure connection on `sock`, whose server just answered the probe.
@@ -172,9 +190,25 @@ pub fn connect<S: Conn>(
     config: Arc<ClientConfig>,
     deadline: Deadline,
 ) -> io::Result<ClientTls<S>> {
+    connect_pipelined(sock, config, deadline, None)
+}
+
+/// Like [`connect`], for a server known to answer the probe (a pinned one): the handshake's
+/// first message follows the probe at once, saving a round trip, and `answer` reads and
+/// checks the probe's answer from `sock` before the server's handshake is read.
+///
+/// # Errors
+///
+/// As [`connect`], and whatever `answer` returns.
+pub fn connect_pipelined<S: Conn>(
+    sock: S,
+    config: Arc<ClientConfig>,
+    deadline: Deadline,
+    answer: Option<BeforeHandshake<'_, S>>,
+) -> io::Result<ClientTls<S>> {
     let name = ServerName::try_from(SERVER_NAME).map_err(io::Error::other)?;
     let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
-    Tls::handshake(conn, sock, deadline)
+    Tls::handshake(conn, sock, deadline, answer)
 }
 
 impl<C, D, S> Read for Tls<C, S>

@@ -23,6 +23,47 @@ use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
 /// The tree being received: its top entry's index, its name, and where it is built.
 type OpenTree = (u32, String, IncomingTree);
 
+/// Top files received whole and waiting to be flushed together and published: at most this
+/// many, …
+const FLUSH_FILES: usize = 256;
+/// … this many bytes, …
+const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
+/// … or this long after the first of them.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Top files received whole, to be flushed in one go and then published.
+#[derive(Default)]
+struct Pending {
+    files: Vec<(u32, crate::server::store::Incoming, String)>,
+    bytes: u64,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn due(&self) -> bool {
+        self.files.len() >= FLUSH_FILES
+            || self.bytes >= FLUSH_BYTES
+            || self.since.is_some_and(|at| at.elapsed() >= FLUSH_AFTER)
+    }
+
+    /// One flush of the file system for all, then each published without replacing
+    /// anything, then one flush of the directory.
+    fn publish(&mut self, store: &crate::server::Store, done: &mut Vec<ItemDone>) -> Result<()> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        store.flush_all()?;
+        for (index, incoming, name) in self.files.drain(..) {
+            let path = incoming.publish_flushed(&name)?;
+            done.push(stored(index, &path));
+        }
+        store.flush_dir()?;
+        self.bytes = 0;
+        self.since = None;
+        Ok(())
+    }
+}
+
 impl Session<'_> {
     /// Serves a batch whose first manifest message's header is `first`.
     pub(super) fn batch<S: Conn>(&mut self, stream: &mut S, first: Frame) -> Result<End> {
@@ -165,6 +206,7 @@ impl Session<'_> {
     ) -> Result<()> {
         let store = &self.server.store;
         let mut tree: Option<OpenTree> = None;
+        let mut pending = Pending::default();
         for (index, entry) in entries.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let Some((top, inside)) = entry.path.split_first() else {
@@ -172,7 +214,12 @@ impl Session<'_> {
             };
             if inside.is_empty() {
                 if let Some(open) = tree.take() {
+                    pending.publish(store, done)?;
                     done.push(publish_tree(open)?);
+                }
+                // Files done before a tree begins are published first: a tree may take long.
+                if pending.due() || entry.kind == Kind::Dir {
+                    pending.publish(store, done)?;
                 }
                 *current = index;
                 match entry.kind {
@@ -183,8 +230,9 @@ impl Session<'_> {
                         if executable {
                             make_executable(incoming.file())?;
                         }
-                        let path = incoming.publish(top)?;
-                        done.push(stored(index, &path));
+                        pending.files.push((index, incoming, top.clone()));
+                        pending.bytes += size;
+                        pending.since.get_or_insert_with(Instant::now);
                     }
                 }
             } else {
@@ -202,6 +250,7 @@ impl Session<'_> {
                 self.batch_progress(top, self.summary.received, total);
             }
         }
+        pending.publish(store, done)?;
         if let Some(open) = tree.take() {
             done.push(publish_tree(open)?);
         }

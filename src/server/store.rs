@@ -153,6 +153,26 @@ impl Store {
         })
     }
 
+    /// Makes everything written in the upload directory's file system durable, in one flush
+    /// (`syncfs`): for many files received at once, instead of one flush each.
+    ///
+    /// # Errors
+    ///
+    /// If the flush fails.
+    pub fn flush_all(&self) -> io::Result<()> {
+        rustix::fs::syncfs(File::open(&self.dir)?)?;
+        Ok(())
+    }
+
+    /// Makes the upload directory's entries durable (after files were published into it).
+    ///
+    /// # Errors
+    ///
+    /// If the flush fails.
+    pub fn flush_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
     /// Removes the temp files of every upload in flight, for a server that is about to exit on
     /// a signal (destructors do not run then). Returns how many were removed.
     pub fn remove_in_flight(&self) -> usize {
@@ -204,8 +224,22 @@ impl Incoming {
     /// If flushing or renaming fails, or no free name is found within [`MAX_RENAMES`] tries;
     /// the temp file is removed then.
     pub fn publish(self, name: &str) -> io::Result<PathBuf> {
+        self.temp.as_file().sync_all()?;
+        let path = self.publish_flushed(name)?;
+        // Make the new directory entry itself durable.
+        File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
+        Ok(path)
+    }
+
+    /// Like [`Incoming::publish`] for a file already made durable with others
+    /// ([`Store::flush_all`]); the directory is flushed by the caller, once for all
+    /// ([`Store::flush_dir`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Incoming::publish`].
+    pub fn publish_flushed(self, name: &str) -> io::Result<PathBuf> {
         let Incoming { temp, _registered } = self;
-        temp.as_file().sync_all()?;
         let dir = temp
             .path()
             .parent()
@@ -215,11 +249,7 @@ impl Incoming {
         for n in 0..MAX_RENAMES {
             let path = dir.join(candidate_name(name, n));
             match temp.persist_noclobber(&path) {
-                Ok(_) => {
-                    // Make the new directory entry itself durable.
-                    File::open(&dir)?.sync_all()?;
-                    return Ok(path);
-                }
+                Ok(_) => return Ok(path),
                 Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => temp = e.file,
                 Err(e) => return Err(e.error),
             }
