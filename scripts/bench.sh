@@ -9,6 +9,8 @@
 #                               # (default: target/bench-disk; set DISK_DIR= to skip)
 #   ONLY=secure                 # only the secure-mode rows (#11): secure vs plain vs an
 #                               # ssh tunnel, each cipher suite, the probe's cost
+#   ONLY=batch                  # only the batch rows (#12): many files and trees vs tar | nc
+#                               # over ../shared/netlab (root; NETLAB=path) and into a disk
 #
 # "fup" rows are the plain protocol (--plain); "secure" rows are fup<->fup's default, TLS 1.3.
 set -u
@@ -29,10 +31,10 @@ need() {
 }
 only=${ONLY:-}
 have_nc=0; have_iperf=0
-if [ "$only" != secure ]; then
+if [ -z "$only" ] || [ "$only" = batch ]; then
   need nc netcat-openbsd && nc -h 2>&1 | grep -q OpenBSD && have_nc=1
-  need iperf3 iperf3 && have_iperf=1
 fi
+[ -z "$only" ] && need iperf3 iperf3 && have_iperf=1
 have_ssh=0; need sshd openssh-server || [ -x /usr/sbin/sshd ]; [ -x /usr/sbin/sshd ] && need ssh openssh-client && have_ssh=1
 have_py=0; [ -f "$seed/fup_server.py" ] && command -v python3 >/dev/null && have_py=1
 [ $have_py = 1 ] || echo "skipped: the Python original (set SEED_PY to its directory)"
@@ -61,7 +63,11 @@ hwm() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); files on $(df --output=fstype "$work" | tail -1)"
 big=$work/big.bin; mid=$work/mid.bin; part=$work/part.bin
-head -c 1G /dev/urandom > "$big"; head -c 200M /dev/urandom > "$mid"; head -c 128M /dev/urandom > "$part"
+if [ "$only" != batch ]; then
+  head -c 1G /dev/urandom > "$big"; head -c 200M /dev/urandom > "$mid"; head -c 128M /dev/urandom > "$part"
+else
+  : > "$big"; : > "$mid"; : > "$part"
+fi
 big_size=$(stat -c %s "$big"); mid_size=$(stat -c %s "$mid"); part_size=$(stat -c %s "$part")
 
 # One long-lived fup server for all fup runs: its VmHWM is the peak over all of them.
@@ -105,7 +111,7 @@ py_run() {  # file -> seconds, Python client -> Python server
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-if [ "$only" != secure ]; then
+if [ -z "$only" ]; then
 # Every run deletes its own output as soon as it is checked, so each starts from the same
 # state, memory is made hot before each (see prewarm), and each contender runs once uncounted.
 dd if=/dev/zero of="$work/warm" bs=1M count=4096 status=none; rm -f "$work/warm"
@@ -175,7 +181,7 @@ echo "peak RSS: fup-server $server_rss MiB over all runs, fup-client $(awk -v k=
 fi
 
 # Durability on a real disk: fup fsyncs the file and the directory before reporting success.
-if [ "$only" != secure ] && [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
+if [ -z "$only" ] && [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev/null; then
   fs=$(df --output=fstype "$disk_dir" | tail -1)
   dport=$(free_port); dinbox=$disk_dir/fup-bench/in
   "$bin/fup-server" --yes --bind 127.0.0.1 --port "$dport" "$dinbox" > /dev/null 2>&1 & dserver=$!; pids+=($dserver)
@@ -199,6 +205,7 @@ if [ "$only" != secure ] && [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench"
   [ $have_nc = 1 ] && echo "  nc without fsync $(median < "$work/dnc") MiB/s, nc then sync $(median < "$work/dncs") MiB/s"
 fi
 
+if [ -z "$only" ] || [ "$only" = secure ]; then
 # Secure mode (#11): fup↔fup over TLS 1.3 against plain fup in the same rounds, each cipher
 # suite, plain fup through an ssh -L tunnel (sshd on 127.0.0.1 only), and the probe's cost.
 echo
@@ -280,3 +287,75 @@ echo "|---|---:|---|"
 printf '%s' "$probe_rows"
 echo
 echo "peak RSS over every run: fup-server $server_rss MiB, fup-client $(awk -v k="$(cat "$work/client_rss")" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target ≤ 16 each)"
+fi
+
+# Batches (#12): many files and trees over one secure connection, against tar | nc, on a
+# two-host network with a real round-trip time (../shared/netlab, root only: NETLAB=path),
+# and into a real disk over loopback with every file durable when reported.
+if [ -z "$only" ] || [ "$only" = batch ]; then
+  echo
+  tree=$work/batch; mkdir -p "$tree/small" "$tree/tree" "$tree/one" "$tree/disk"
+  for i in $(seq -w 1 200); do head -c 4096 /dev/urandom > "$tree/small/f$i.bin"; done
+  for d in $(seq -w 1 50); do
+    mkdir -p "$tree/tree/d$d"
+    for f in $(seq -w 1 40); do head -c 4096 /dev/urandom > "$tree/tree/d$d/f$f.bin"; done
+  done
+  head -c 100M /dev/urandom > "$tree/one/file.bin"
+  for i in $(seq -w 1 1000); do head -c 4096 /dev/urandom > "$tree/disk/f$i.bin"; done
+  secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
+  netlab=${NETLAB:-$here/../shared/netlab/netlab}
+  batch_rows=""
+  if [ "$(id -u)" = 0 ] && [ -x "$netlab" ] && [ $have_nc = 1 ]; then
+    "$netlab" up 25 100mbit > /dev/null
+    nport=7500; nin=$work/net-in; tin=$work/net-tar
+    FUP_CONFIG_DIR=$work/netserver "$netlab" server "$bin/fup-server" --yes --bind 10.200.0.1 --port $nport "$nin" > "$work/net.log" 2>&1 & nserver=$!
+    for _ in $(seq 100); do "$netlab" server ss -Hltn "sport = :$nport" | grep -q . && break; sleep 0.05; done
+    FUP_CONFIG_DIR=$work/netclient "$netlab" client "$bin/fup-client" -q 10.200.0.1:$nport /etc/hostname > /dev/null 2>&1
+    for what in small tree one; do
+      : > "$work/b_fup"; : > "$work/b_tar"
+      for r in $(seq 3); do
+        rm -rf "$nin"/* "$tin"; mkdir -p "$tin"
+        t0=$(now); FUP_CONFIG_DIR=$work/netclient "$netlab" client "$bin/fup-client" -q 10.200.0.1:$nport "$tree/$what"; t1=$(now)
+        secs "$t0" "$t1" >> "$work/b_fup"
+        "$netlab" server sh -c "nc -l 10.200.0.1 7600 | tar x -C $tin" & rx=$!
+        for _ in $(seq 100); do "$netlab" server ss -Hltn "sport = :7600" | grep -q . && break; sleep 0.05; done
+        t0=$(now); "$netlab" client sh -c "tar c -C $tree $what | nc -N 10.200.0.1 7600"; wait $rx; t1=$(now)
+        secs "$t0" "$t1" >> "$work/b_tar"
+      done
+      f=$(sort -n "$work/b_fup" | sed -n 2p); t=$(sort -n "$work/b_tar" | sed -n 2p)
+      n=$(find "$tree/$what" -type f | wc -l)
+      batch_rows+="| $what ($n files, $(du -sh "$tree/$what" | cut -f1)) | $f s | $t s | $(awk -v f="$f" -v t="$t" 'BEGIN { printf "%.2f", t / f }')× |"$'\n'
+    done
+    kill $nserver 2> /dev/null; wait $nserver 2> /dev/null
+    "$netlab" down
+  else
+    echo "skipped: the netlab rows (need root, nc and $netlab)"
+  fi
+  # Loopback into a real disk: 1,000 files of 4 KiB, each durable when reported stored.
+  disk_rows=""
+  if [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2> /dev/null; then
+    din=$disk_dir/fup-bench/batch-in; dtar=$disk_dir/fup-bench/batch-tar
+    dport=$(free_port)
+    "$bin/fup-server" --yes --bind 127.0.0.1 --port "$dport" "$din" > /dev/null 2>&1 & ds=$!; pids+=($ds)
+    wait_port "$dport"
+    "$bin/fup-client" -q --port "$dport" 127.0.0.1 /etc/hostname > /dev/null 2>&1
+    : > "$work/d_tree"; : > "$work/d_top"; : > "$work/d_tar"; : > "$work/d_tars"
+    for r in $(seq 3); do
+      rm -rf "$din"/*; sync
+      t0=$(now); "$bin/fup-client" -q --port "$dport" 127.0.0.1 "$tree/disk"; t1=$(now); secs "$t0" "$t1" >> "$work/d_tree"
+      rm -rf "$din"/*; sync
+      t0=$(now); "$bin/fup-client" -q --port "$dport" 127.0.0.1 "$tree"/disk/*; t1=$(now); secs "$t0" "$t1" >> "$work/d_top"
+      rm -rf "$dtar"; mkdir -p "$dtar"; sync
+      p=$(free_port); (nc -l 127.0.0.1 "$p" | tar x -C "$dtar") & rx=$!; wait_port "$p"
+      t0=$(now); tar c -C "$tree" disk | nc -N 127.0.0.1 "$p"; wait $rx; t1=$(now); sync; t2=$(now)
+      secs "$t0" "$t1" >> "$work/d_tar"; secs "$t0" "$t2" >> "$work/d_tars"
+    done
+    kill $ds; wait $ds 2> /dev/null
+    fps() { awk -v s="$(sort -n "$1" | sed -n 2p)" 'BEGIN { printf "%.0f", 1000 / s }'; }
+    disk_rows="$(df --output=fstype "$disk_dir" | tail -1), 1,000 × 4 KiB over loopback, files/s (median of 3): fup one tree $(fps "$work/d_tree"), fup 1,000 files $(fps "$work/d_top"), tar | nc $(fps "$work/d_tar"), tar | nc then sync $(fps "$work/d_tars") (target for fup ≥ 2,000)"
+  fi
+  echo "| batch over netlab, 25 ms each way, 100 Mbit/s (median of 3) | fup | tar \\| nc | fup speed / tar's |"
+  echo "|---|---:|---:|---:|"
+  printf '%s' "$batch_rows"
+  [ -n "$disk_rows" ] && echo && echo "$disk_rows"
+fi

@@ -295,7 +295,10 @@ fn a_pinned_server_whose_probe_goes_unanswered_is_never_sent_plain() {
     // (a plain server reads only the probe): never a byte of the plain protocol.
     let wire = wire.join().unwrap();
     assert_eq!(wire[..16], PROBE);
-    assert!(wire.len() == 16 || wire[16] == 22, "a TLS handshake record, if anything");
+    assert!(
+        wire.len() == 16 || wire[16] == 22,
+        "a TLS handshake record, if anything"
+    );
     assert!(!wire.windows(5).any(|w| w == b"plain"), "no plaintext");
     assert!(entries(dir.path()).is_empty());
 }
