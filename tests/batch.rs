@@ -121,15 +121,21 @@ fn trees_arrive_whole_with_their_structure_and_links_are_skipped() {
             photos.join("link").display()
         )
     );
+    // Off a terminal: one line per file, then the batch's.
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
-        lines[0],
-        "sent \"photos/\" (4 files, 4 folders, 293.0 KiB): stored as \"photos (1)\", secure"
+        lines[..5],
+        [
+            "sent \"photos/2026/big.bin\" 293.0 KiB: stored as \"photos (1)/2026/big.bin\", secure",
+            "sent \"photos/a.jpg\" 4 B: stored as \"photos (1)/a.jpg\", secure",
+            "sent \"photos/run.sh\" 10 B: stored as \"photos (1)/run.sh\", secure",
+            "sent \"photos/사진 모음/with space.png\" 3 B: stored as \"photos (1)/사진 모음/with space.png\", secure",
+            "sent \"notes.txt\" 5 B: stored, secure",
+        ]
     );
-    assert_eq!(lines[1], "sent \"notes.txt\" 5 B: stored, secure");
     assert!(
-        lines[2].starts_with("batch of 5 files, 4 folders, 293.0 KiB in ")
-            && lines[2].ends_with(": 2 stored"),
+        lines[5].starts_with("batch of 5 files, 4 folders, 293.0 KiB in ")
+            && lines[5].ends_with(": 5 stored, 1 skipped"),
         "{stdout}"
     );
     let log = server.line();

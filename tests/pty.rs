@@ -142,3 +142,43 @@ fn client_shows_a_progress_bar_on_a_terminal() {
     assert!(seconds < 0.1, "more than the transfer counted: {figures:?}");
     pty.exp_eof().unwrap();
 }
+
+// See: #12
+#[test]
+fn one_question_for_a_batch_at_a_real_terminal() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pty, port) = server_in_pty(dir.path());
+    let album = src.path().join("album");
+    fs::create_dir_all(album.join("2026")).unwrap();
+    for i in 0..12 {
+        fs::write(album.join(format!("2026/p{i:02}.jpg")), vec![b'j'; 1000]).unwrap();
+    }
+    fs::write(src.path().join("notes.txt"), b"notes").unwrap();
+    let client = {
+        let (port, album, notes) = (port.clone(), album.clone(), src.path().join("notes.txt"));
+        thread::spawn(move || {
+            fup_client(&port, &[album.to_str().unwrap(), notes.to_str().unwrap()])
+                .status
+                .code()
+        })
+    };
+    let shown = pty.exp_string("accept? [y/N/a] ").unwrap();
+    assert!(
+        shown.contains(
+            "wants to send 13 files, 2 folders, 11.7 KiB (12005 bytes): \"album\", \"notes.txt\""
+        ),
+        "{shown:?}"
+    );
+    assert!(shown.contains("secure, client "), "{shown:?}");
+    pty.send_line("y").unwrap();
+    pty.exp_string("stored batch of 13 files, 2 folders")
+        .unwrap();
+    assert_eq!(client.join().unwrap(), Some(0));
+    // Exactly one question was asked for all of it.
+    assert_eq!(
+        fs::read_dir(dir.path().join("album/2026")).unwrap().count(),
+        12
+    );
+    assert!(dir.path().join("notes.txt").is_file());
+}

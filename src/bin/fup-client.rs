@@ -428,7 +428,7 @@ fn batch_main(
     let bar = bars.then(|| progress_bar(&what, totals.bytes));
     let started = Instant::now();
     let accepted: Mutex<Option<Instant>> = Mutex::new(None);
-    let outcome = send_batch(&mut link, &found.found, &options, |sent| {
+    let outcome = send_batch(&mut link, &found.found, &options, |sent, files| {
         let mut at = lock(&accepted);
         if at.is_none() {
             *at = Some(Instant::now());
@@ -439,6 +439,9 @@ fn batch_main(
         }
         if let Some(bar) = &bar {
             bar.set_position(sent);
+            if totals.files > 1 {
+                bar.set_message(format!("{files}/{} files", totals.files));
+            }
         }
     });
     if let Some(bar) = &bar {
@@ -532,7 +535,65 @@ fn batch_main(
             false => ExitCode::from(1),
         };
     }
-    for top in &tops {
+    // Off a terminal, and in JSON, one line per file; on one, one per top item.
+    let per_file = args.json || !io::stdout().is_terminal();
+    let outcome_of = |entry: &fup::batch::Entry| {
+        let top = found
+            .found
+            .iter()
+            .position(|f| f.entry.path.len() == 1 && f.entry.path[0] == entry.path[0])?;
+        items.iter().find(|item| item.index as usize == top)
+    };
+    let (mut files_stored, mut files_failed) = (0, 0);
+    for file in found
+        .found
+        .iter()
+        .filter(|f| matches!(f.entry.kind, fup::batch::Kind::File { .. }))
+    {
+        match outcome_of(&file.entry) {
+            Some(item) if item.stored => files_stored += 1,
+            _ => files_failed += 1,
+        }
+    }
+    for file in found.found.iter().filter(|_| per_file) {
+        let fup::batch::Kind::File { size, .. } = file.entry.kind else {
+            continue;
+        };
+        let path = file.entry.path.join("/");
+        let item = outcome_of(&file.entry);
+        let stored_as = item.filter(|item| item.stored).map(|item| {
+            let mut parts = file.entry.path.clone();
+            parts[0] = item.name.clone();
+            parts.join("/")
+        });
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": file.source.to_string_lossy(), "name": path, "size": size, "verdict": if stored_as.is_some() { "stored" } else { "failed" }, "stored_as": stored_as, "secure": true, "batch": true})
+            );
+            continue;
+        }
+        match stored_as {
+            Some(_) if args.quiet => {}
+            Some(to) => {
+                let renamed = match to == path {
+                    true => String::new(),
+                    false => format!(" as \"{}\"", text::escape(&to)),
+                };
+                println!(
+                    "sent \"{}\" {}: stored{renamed}, secure",
+                    text::escape(&path),
+                    text::bytes(size)
+                );
+            }
+            None => eprintln!(
+                "fup-client: \"{}\" {}: server reported that storing it failed, secure",
+                text::escape(&path),
+                text::bytes(size)
+            ),
+        }
+    }
+    for top in tops.iter().filter(|_| !per_file) {
         let index = found
             .found
             .iter()
@@ -580,9 +641,14 @@ fn batch_main(
         }
     }
     if !args.quiet && !args.json {
-        let mut line = totals_line(stored, tops.len());
-        if failed > 0 {
-            line.push_str(&format!(", {failed} failed"));
+        let mut line = format!("{files_stored} stored");
+        for (count, what) in [
+            (files_failed + failed, "failed"),
+            (found.skipped.len(), "skipped"),
+        ] {
+            if count > 0 {
+                line.push_str(&format!(", {count} {what}"));
+            }
         }
         println!(
             "batch of {totals} in {:.2} s ({}): {line}",
@@ -593,14 +659,6 @@ fn batch_main(
     match stored == tops.len() && failed == 0 {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(1),
-    }
-}
-
-/// `3 stored` or `2 of 3 stored`.
-fn totals_line(stored: usize, of: usize) -> String {
-    match stored == of {
-        true => format!("{stored} stored"),
-        false => format!("{stored} of {of} stored"),
     }
 }
 

@@ -23,7 +23,8 @@ pub enum BatchOutcome {
 }
 
 /// Sends the batch `found` (see [`walk`](crate::batch::walk)) on `stream`, a secure
-/// connection: calls `progress(0)` once the server accepts, then with the bytes sent so far.
+/// connection: calls `progress(0, 0)` once the server accepts, then with the bytes sent so
+/// far and how many files were sent whole.
 ///
 /// # Errors
 ///
@@ -38,7 +39,7 @@ pub fn send_batch<S: Conn>(
     stream: &mut S,
     found: &[Found],
     options: &Options,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64, usize),
 ) -> Result<BatchOutcome> {
     let chunk = options.chunk_size;
     assert!((1..=MAX_DATA_LEN).contains(&chunk), "chunk size {chunk}");
@@ -50,7 +51,7 @@ pub fn send_batch<S: Conn>(
         let why = String::from_utf8_lossy(verdict.get(1..).unwrap_or_default()).into_owned();
         return Ok(BatchOutcome::Denied(why));
     }
-    progress(0);
+    progress(0, 0);
     let sending = send_files(stream, found, chunk, &mut progress);
     // A write that failed may mean the server gave up and said which item failed; a local
     // failure (a file changed or vanished) has nothing to wait for.
@@ -71,10 +72,11 @@ fn send_files<S: Conn>(
     stream: &mut S,
     found: &[Found],
     chunk: u32,
-    progress: &mut impl FnMut(u64),
+    progress: &mut impl FnMut(u64, usize),
 ) -> Result<()> {
     let mut mover = Mover::new(false);
     let mut sent = 0u64;
+    let mut files = 0;
     for (index, found) in found.iter().enumerate() {
         let Kind::File { size, .. } = found.entry.kind else {
             continue;
@@ -86,9 +88,11 @@ fn send_files<S: Conn>(
         })?;
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         send_file(stream, &mut mover, &file, index, size, chunk, &mut |n| {
-            progress(sent + n);
+            progress(sent + n, files);
         })?;
         sent += size;
+        files += 1;
+        progress(sent, files);
         if stream.has_input() {
             break;
         }
