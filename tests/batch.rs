@@ -374,12 +374,32 @@ fn a_cut_batch_keeps_whole_top_items_only() {
     );
     assert_eq!(entries(dir.path()), ["first.txt"]);
     assert_eq!(fs::read(dir.path().join("first.txt")).unwrap(), b"whole");
-    // A server killed mid-tree leaves its temp directory, which the next start sweeps.
-    let stale = dir.path().join(".fup-killed.tree");
-    fs::create_dir_all(stale.join("sub")).unwrap();
+    // The server killed (SIGKILL: nothing of its own cleaning runs) in the middle of a tree:
+    // its temp directory stays, and the next start sweeps it; what was published stays.
+    let second = src.path().join("second.txt");
+    fs::write(&second, b"also whole").unwrap();
+    let mut client = spawn_fup_client(&[
+        "--port",
+        &server.port(),
+        "--chunk-size",
+        "4096",
+        "127.0.0.1",
+        second.to_str().unwrap(),
+        big.to_str().unwrap(),
+    ]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !entries(dir.path()).iter().any(|e| e.ends_with(".tree")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(server.pid(), "KILL");
+    client.wait().unwrap();
     drop(server);
-    let again = Command::new(env!("CARGO_BIN_EXE_fup-server"));
-    let mut again = again;
+    assert!(entries(dir.path()).iter().any(|e| e.ends_with(".tree")));
+    let mut again = Command::new(env!("CARGO_BIN_EXE_fup-server"));
     let server = Running::command(
         again
             .args(["--port", "0", "--bind", "127.0.0.1", "--yes"])
@@ -390,5 +410,5 @@ fn a_cut_batch_keeps_whole_top_items_only() {
         server.err_line(),
         "fup-server: removed 1 partial upload(s) left by an earlier run"
     );
-    assert_eq!(entries(dir.path()), ["first.txt"]);
+    assert_eq!(entries(dir.path()), ["first.txt", "second.txt"]);
 }
