@@ -412,3 +412,42 @@ fn a_cut_batch_keeps_whole_top_items_only() {
     );
     assert_eq!(entries(dir.path()), ["first.txt", "second.txt"]);
 }
+
+// See: #12
+#[test]
+fn plain_servers_get_several_files_at_once_with_parallel() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let files: Vec<String> = (0..8)
+        .map(|i| {
+            let path = src.path().join(format!("f{i}.bin"));
+            fs::write(&path, pattern(100_000 + i)).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let mut args = vec!["--plain", "-j", "4"];
+    args.extend(files.iter().map(String::as_str));
+    let out = fup_client(&server.port(), &args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        9,
+        "a line per file and the totals: {stdout}"
+    );
+    assert!(stdout.ends_with("\n8 stored\n"), "{stdout}");
+    for i in 0..8 {
+        assert!(server.line().starts_with("stored \"f"));
+        assert!(fs::read(dir.path().join(format!("f{i}.bin"))).unwrap() == pattern(100_000 + i));
+    }
+    // A directory to a plain server says how to send it instead.
+    let out = fup_client(&server.port(), &["--plain", src.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("is a directory (send a folder as an archive: tar c "),
+        "{}",
+        text(&out).1
+    );
+}

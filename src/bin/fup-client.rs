@@ -100,6 +100,11 @@ struct Args {
     /// there), whatever known_hosts says; implies secure mode
     #[arg(long, value_name = "ID", conflicts_with = "plain", value_parser = str::parse::<Identity>)]
     pin: Option<Identity>,
+    /// Send up to N files at once, each over its own connection, to a server that takes
+    /// files one by one (a plain one: the Python server serves one connection at a time, so
+    /// the default is 1). A fup server gets the whole command as one batch instead
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
     /// Print this installation's identity (the hash of its public key, made on first use in
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
@@ -221,6 +226,19 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    // Several at once (-j), each over a connection of its own, reported as each ends.
+    let plain = first.as_ref().is_none_or(|link| link.server_id().is_none());
+    if args.parallel > 1 && plain && args.files.len() > 1 {
+        let counts = parallel(&args, first);
+        (stored, denied, failed) = (counts.0, counts.1, counts.2);
+        if !args.quiet && !args.json {
+            println!("{}", totals(stored, denied, failed));
+        }
+        return match stored == args.files.len() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::from(1),
+        };
     }
     // One by one, in the order given (what cannot be read is said in its place).
     for path in &args.files {
@@ -698,6 +716,53 @@ fn batch_entries(
     Ok((walked, spooled))
 }
 
+/// Sends the files `-j N` at a time to a plain server, each over a connection of its own
+/// (`first` for the first); one line per file as it ends, no bars (several would fight over
+/// the terminal). Returns (stored, denied, failed).
+fn parallel(args: &Args, first: Option<Link>) -> (usize, usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let first = Mutex::new(first);
+    let counts = Mutex::new((0, 0, 0));
+    let workers = usize::from(args.parallel).min(args.files.len());
+    thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(path) = args.files.get(i) else { break };
+                    let done = open(path, args.name.as_deref()).and_then(|upload| {
+                        let link = match lock(&first).take() {
+                            Some(link) => link,
+                            None => Link::Plain(
+                                fup::net::connect(
+                                    (args.host.host.as_str(), args.port),
+                                    args.timeout.into(),
+                                )
+                                .with_context(|| format!("cannot connect to {}", args.host))?,
+                            ),
+                        };
+                        send_with(args, link, upload, false)
+                    });
+                    let mut counts = lock(&counts);
+                    match &done {
+                        Ok(done) if done.sent.delivery == Delivery::Stored => counts.0 += 1,
+                        Ok(done) if done.sent.delivery == Delivery::Denied => counts.1 += 1,
+                        _ => counts.2 += 1,
+                    }
+                    match args.json {
+                        true => println!("{}", json(path, &done)),
+                        false => present(path, &done, args.quiet),
+                    }
+                }
+            });
+        }
+    });
+    counts
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Says what the dialer did that the user should hear of, on stderr.
 fn tell(addr: &Address, note: Option<Note>, asked: bool) {
     match note {
@@ -729,10 +794,9 @@ fn send(
     path: &Path,
     bars: bool,
 ) -> anyhow::Result<Done> {
-    let Upload { file, name, size } = open(path, args.name.as_deref())?;
+    let upload = open(path, args.name.as_deref())?;
     let addr = &args.host;
-    let timeout = args.timeout.into();
-    let mut link = match opened.take() {
+    let link = match opened.take() {
         Some(link) => link,
         None => match dialer.dial() {
             Ok((link, note)) => {
@@ -745,6 +809,14 @@ fn send(
             Err(err) => return Err(err.into()),
         },
     };
+    send_with(args, link, upload, bars)
+}
+
+/// Uploads one opened file over `link`.
+fn send_with(args: &Args, mut link: Link, upload: Upload, bars: bool) -> anyhow::Result<Done> {
+    let Upload { file, name, size } = upload;
+    let addr = &args.host;
+    let timeout = args.timeout.into();
     let secure = link.server_id().is_some();
     let options = Options {
         chunk_size: args
