@@ -335,6 +335,34 @@ fn hostile_batches_are_refused_whole_and_nothing_is_made() {
     }
 }
 
+/// Starts `fup-client FILE TREE` in small messages, and returns once the tree is being
+/// received (its temp directory exists in `dir`).
+fn send_until_the_tree_starts(
+    server: &Running,
+    dir: &Path,
+    file: &Path,
+    tree: &Path,
+) -> std::process::Child {
+    let client = spawn_fup_client(&[
+        "--port",
+        &server.port(),
+        "--chunk-size",
+        "4096",
+        "127.0.0.1",
+        file.to_str().unwrap(),
+        tree.to_str().unwrap(),
+    ]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !entries(dir).iter().any(|e| e.ends_with(".tree")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    client
+}
+
 // See: #12
 #[test]
 fn a_cut_batch_keeps_whole_top_items_only() {
@@ -346,24 +374,8 @@ fn a_cut_batch_keeps_whole_top_items_only() {
     fs::create_dir(&big).unwrap();
     fs::write(big.join("a.bin"), pattern(1 << 20)).unwrap();
     fs::write(big.join("b.bin"), pattern(64 << 20)).unwrap();
-    let mut client = spawn_fup_client(&[
-        "--port",
-        &server.port(),
-        "--chunk-size",
-        "4096",
-        "127.0.0.1",
-        first.to_str().unwrap(),
-        big.to_str().unwrap(),
-    ]);
-    // Cut once the tree is being received (its temp directory exists).
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !entries(dir.path()).iter().any(|e| e.ends_with(".tree")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tree never started"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // Cut once the tree is being received.
+    let mut client = send_until_the_tree_starts(&server, dir.path(), &first, &big);
     client.kill().unwrap();
     client.wait().unwrap();
     let log = server.line();
@@ -378,23 +390,7 @@ fn a_cut_batch_keeps_whole_top_items_only() {
     // its temp directory stays, and the next start sweeps it; what was published stays.
     let second = src.path().join("second.txt");
     fs::write(&second, b"also whole").unwrap();
-    let mut client = spawn_fup_client(&[
-        "--port",
-        &server.port(),
-        "--chunk-size",
-        "4096",
-        "127.0.0.1",
-        second.to_str().unwrap(),
-        big.to_str().unwrap(),
-    ]);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !entries(dir.path()).iter().any(|e| e.ends_with(".tree")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tree never started"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let mut client = send_until_the_tree_starts(&server, dir.path(), &second, &big);
     signal(server.pid(), "KILL");
     client.wait().unwrap();
     drop(server);

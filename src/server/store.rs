@@ -262,7 +262,7 @@ impl Incoming {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -288,7 +288,8 @@ mod tests {
         );
     }
 
-    fn umask() -> u32 {
+    /// This process's umask, as /proc says it.
+    pub(crate) fn umask() -> u32 {
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         status
             .lines()

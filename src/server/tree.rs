@@ -185,14 +185,7 @@ mod tests {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
-    fn umask() -> u32 {
-        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Umask:"))
-            .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
-            .unwrap_or(0o022)
-    }
+    use crate::server::store::tests::umask;
 
     #[test]
     fn a_tree_is_published_whole_under_a_free_name() {
