@@ -21,6 +21,7 @@
 //! src/bin/*      the four programs: arguments, wiring, presentation
 //! term           the operator's terminal: prompt, screen, value parsers
 //! server client  the two sides' logic (echo beside them)
+//! batch secure   files and trees as one batch; secure mode (TLS 1.3, identities)
 //! net            sockets and descriptors: Conn, deadlines, moving bytes, accept loop, sys
 //! wire           the pure format: header, messages, limits, msgids
 //! error text     the error type; escaping and human sizes
