@@ -134,9 +134,9 @@ impl Session<'_> {
                 frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done))?;
                 stream.flush()?;
                 self.summary.sha256 = mover.sha256();
-                match single {
-                    true => Ok(End::Stored(self.server.store.dir().join(&done[0].name))),
-                    false => Ok(End::Batch(stored)),
+                match (single, done.first()) {
+                    (true, Some(item)) => Ok(End::Stored(self.server.store.dir().join(&item.name))),
+                    _ => Ok(End::Batch(stored)),
                 }
             }
             Err(err) => {
