@@ -100,7 +100,8 @@ fn send_files<S: Conn>(
     Ok(())
 }
 
-/// Sends one file's `size` bytes as data messages of `chunk` bytes for entry `index`.
+/// Sends one file's `size` bytes as data messages of `chunk` bytes for entry `index`
+/// (stopping early if the server speaks: it only does to give up).
 fn send_file<S: Conn>(
     stream: &mut S,
     mover: &mut Mover,
@@ -110,35 +111,19 @@ fn send_file<S: Conn>(
     chunk: u32,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
-    let mut source = Source::file(file);
-    let mut sent = 0u64;
-    let mut seq = 0u16;
-    loop {
-        let len = u64::from(chunk).min(size - sent) as u32;
-        let last = sent + u64::from(len) == size;
-        let header = Frame {
+    let header = |seq, last, len| {
+        Frame {
             id: index,
             kind: DATA,
             len,
             last,
             seq,
         }
-        .encode();
-        let moved = mover.send(stream, &header, &mut source, len as usize)?;
-        if moved < len as usize {
-            return Err(Error::FileChanged {
-                expected: size,
-                got: sent + moved as u64,
-            });
-        }
-        sent += u64::from(len);
-        seq = seq.wrapping_add(1);
-        progress(sent);
-        // The server only speaks before the end to give up: stop and hear it.
-        if last || stream.has_input() {
-            return Ok(());
-        }
-    }
+        .encode()
+    };
+    let mut source = Source::file(file);
+    super::send_data(stream, &mut source, size, chunk, mover, &header, progress)?;
+    Ok(())
 }
 
 /// Reads one message of type `kind` within `limit`, and returns its body.

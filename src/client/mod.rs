@@ -107,7 +107,7 @@ enum Answer {
 
 /// How sending the data ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sending {
+pub(crate) enum Sending {
     /// Every data message went out.
     All,
     /// The server spoke (or hung up) before we were done: we stopped to read it.
@@ -227,17 +227,26 @@ fn exchange<S: Conn>(
     progress(0);
     let mut mover = Mover::new(options.checksum);
     let mut messages = 0;
+    // "Fragmented" when the file takes more than one message.
+    let fragmented = size > u64::from(chunk_size);
     let sending = send_data(
         stream,
         &mut source,
         size,
         chunk_size,
         &mut mover,
+        &|seq, last, len| data_header(REQUEST_ID, seq, fragmented, last, len),
         &mut |sent| {
             messages += 1;
             progress(sent);
         },
-    );
+    )
+    .and_then(|sending| {
+        if sending == Sending::All {
+            stream.flush()?;
+        }
+        Ok(sending)
+    });
     let outcome = match sending {
         Ok(Sending::All) => await_outcome(stream, options.timeout),
         Ok(Sending::Interrupted) => match await_outcome(stream, options.timeout) {
@@ -328,26 +337,25 @@ fn await_outcome<S: Conn>(stream: &mut S, limit: Duration) -> Result<Outcome> {
 
 /// Sends `size` bytes of `source` as data messages of `chunk_size` bytes. Between messages it
 /// looks, without waiting, for anything from the server: a server only speaks before the end
-/// to give up, and then its result says why.
-fn send_data<S: Conn>(
+/// to give up, and then its result says why. `header(seq, last, len)` frames each message:
+/// the plain protocol's data header, or a batch's (see [`batch`]).
+pub(crate) fn send_data<S: Conn>(
     stream: &mut S,
     source: &mut Source<'_>,
     size: u64,
     chunk_size: u32,
     mover: &mut Mover,
+    header: &dyn Fn(u16, bool, u32) -> [u8; crate::wire::HEADER_LEN],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Sending> {
     let chunk = u64::from(chunk_size);
-    // "Fragmented" when the file takes more than one message.
-    let fragmented = size > chunk;
     let mut sent: u64 = 0;
     let mut seq: u16 = 0;
     loop {
         // At most chunk_size, which is at most MAX_DATA_LEN, so it fits in u32 and usize.
         let len = chunk.min(size - sent) as u32;
         let last = sent + u64::from(len) == size;
-        let header = data_header(REQUEST_ID, seq, fragmented, last, len);
-        let moved = mover.send(stream, &header, source, len as usize)?;
+        let moved = mover.send(stream, &header(seq, last, len), source, len as usize)?;
         if moved < len as usize {
             return Err(Error::FileChanged {
                 expected: size,
@@ -358,7 +366,6 @@ fn send_data<S: Conn>(
         seq = seq.wrapping_add(1);
         progress(sent);
         if last {
-            stream.flush()?;
             return Ok(Sending::All);
         }
         if stream.has_input() {
