@@ -88,6 +88,10 @@ pub enum Error {
     /// A batch's messages came out of order: this was expected instead.
     #[error("batch out of order: expected {0}")]
     BatchOrder(&'static str),
+    /// A file's bytes as received do not hash to what the client read (secure mode checks
+    /// every file end to end): nothing of it is published.
+    #[error("the file's BLAKE3 does not match the client's: changed on the way, or a lying client")]
+    Verification,
     /// The data messages did not add up to the size the request announced.
     #[error("announced {announced} bytes but the last data message came after {received}")]
     SizeMismatch {

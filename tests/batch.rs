@@ -126,11 +126,11 @@ fn trees_arrive_whole_with_their_structure_and_links_are_skipped() {
     assert_eq!(
         lines[..5],
         [
-            "sent \"photos/2026/big.bin\" 293.0 KiB: stored as \"photos (1)/2026/big.bin\", secure",
-            "sent \"photos/a.jpg\" 4 B: stored as \"photos (1)/a.jpg\", secure",
-            "sent \"photos/run.sh\" 10 B: stored as \"photos (1)/run.sh\", secure",
-            "sent \"photos/사진 모음/with space.png\" 3 B: stored as \"photos (1)/사진 모음/with space.png\", secure",
-            "sent \"notes.txt\" 5 B: stored, secure",
+            "sent \"photos/2026/big.bin\" 293.0 KiB: stored as \"photos (1)/2026/big.bin\", secure, verified",
+            "sent \"photos/a.jpg\" 4 B: stored as \"photos (1)/a.jpg\", secure, verified",
+            "sent \"photos/run.sh\" 10 B: stored as \"photos (1)/run.sh\", secure, verified",
+            "sent \"photos/사진 모음/with space.png\" 3 B: stored as \"photos (1)/사진 모음/with space.png\", secure, verified",
+            "sent \"notes.txt\" 5 B: stored, secure, verified",
         ]
     );
     assert!(
@@ -446,4 +446,104 @@ fn plain_servers_get_several_files_at_once_with_parallel() {
         "{}",
         text(&out).1
     );
+}
+
+// See: #13 (every secure file is checked end to end before it is published)
+#[test]
+fn a_lying_digest_publishes_nothing() {
+    let inbox = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(inbox.path(), &["--yes"], Input::Text(""));
+    let (_config, mut link) = secure_link(server.addr.port());
+    frame::write_manifest(&mut link, &[file("f.txt", 3)]).unwrap();
+    link.flush().unwrap();
+    assert_eq!(verdict(&mut link), None);
+    let mut data = Frame {
+        id: 0,
+        kind: frame::DATA,
+        len: 3,
+        last: true,
+        seq: 0,
+    }
+    .encode()
+    .to_vec();
+    data.extend_from_slice(b"abc");
+    link.write_all(&data).unwrap();
+    // The BLAKE3 of other bytes.
+    frame::send(
+        &mut link,
+        frame::DIGEST,
+        0,
+        true,
+        blake3::hash(b"abd").as_bytes(),
+    )
+    .unwrap();
+    link.flush().unwrap();
+    let head = Frame::read_from(&mut link).unwrap().unwrap();
+    assert_eq!(head.kind, frame::DONE);
+    let body = frame::read_body(&mut link, head.len, 1 << 20).unwrap();
+    let done = frame::decode_done(&body).unwrap();
+    assert!(!done[0].stored, "{done:?}");
+    let log = server.line();
+    assert!(
+        log.starts_with("failed \"f.txt\"")
+            && log.ends_with("the file's BLAKE3 does not match the client's: changed on the way, or a lying client"),
+        "{log}"
+    );
+    assert!(entries(inbox.path()).is_empty());
+}
+
+// See: #13 (a bit flipped below TLS: the record fails its check, nothing is published)
+#[test]
+fn a_bit_flipped_on_the_wire_publishes_nothing() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener};
+    let (src, inbox) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(inbox.path(), &["--yes"], Input::Text(""));
+    let target = server.addr;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A relay that flips one bit of the client's 200,000th byte (deep in the file's data).
+    let relay = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut upstream = connect(target);
+        let (mut back_from, mut back_to) =
+            (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+        let back = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut back_from, &mut back_to);
+            let _ = back_to.shutdown(Shutdown::Both);
+        });
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let (mut seen, mut buf) = (0usize, vec![0; 16 * 1024]);
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if (seen..seen + n).contains(&200_000) {
+                        buf[200_000 - seen] ^= 0x10;
+                    }
+                    seen += n;
+                    if upstream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = upstream.shutdown(Shutdown::Write);
+        let _ = back.join();
+    });
+    let path = src.path().join("data.bin");
+    fs::write(&path, pattern(1 << 20)).unwrap();
+    let out = fup_client(
+        &port.to_string(),
+        &["--timeout", "10", path.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).0);
+    let log = server.line();
+    assert!(log.starts_with("failed \"data.bin\""), "{log}");
+    assert!(
+        log.contains("decrypt") || log.contains("TLS") || log.contains("invalid"),
+        "{log}"
+    );
+    relay.join().unwrap();
+    assert!(entries(inbox.path()).is_empty());
 }

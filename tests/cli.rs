@@ -27,7 +27,7 @@ fn uploads_of_every_edge_size_and_odd_names_arrive_exactly() {
         assert!(out.status.success(), "{name}: {stderr}");
         assert!(
             stdout.starts_with(&format!("sent \"{name}\" "))
-                && stdout.trim_end().ends_with(": stored, secure"),
+                && stdout.trim_end().ends_with(": stored, secure, verified"),
             "{stdout}"
         );
         assert_eq!(
@@ -477,7 +477,8 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success());
     assert!(
-        stdout.starts_with("sent \"small.bin\" 10 B in ") && stdout.ends_with(": stored, secure\n"),
+        stdout.starts_with("sent \"small.bin\" 10 B in ")
+            && stdout.ends_with(": stored, secure, verified\n"),
         "{stdout}"
     );
     assert_eq!(stderr, "");

@@ -173,7 +173,10 @@ fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {
     let out = client_install.client(port, &[file.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stdout.trim_end().ends_with(": stored, secure"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(": stored, secure, verified"),
+        "{stdout}"
+    );
     // First contact without a terminal: pinned, and said so (ssh's accept-new).
     assert_eq!(
         stderr,
@@ -202,7 +205,7 @@ fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {
     let log = server.line();
     assert!(
         log.contains(&format!(
-            ", secure, client {} (accepted: --yes)",
+            ", secure, client {}, verified (accepted: --yes)",
             client_install.id
         )),
         "{log}"
@@ -332,7 +335,7 @@ fn trusted_clients_are_accepted_without_asking_and_others_are_asked() {
     let log = server.line();
     assert!(
         log.ends_with(&format!(
-            "secure, client {} \"my laptop\" (accepted: trusted client \"my laptop\")",
+            "secure, client {} \"my laptop\", verified (accepted: trusted client \"my laptop\")",
             laptop.id
         )),
         "{log}"

@@ -8,7 +8,8 @@
 //!   | VERDICT (0x12): 0 accepted / 1 denied + why    |
 //!   | <--------------------------------------------- |
 //!   | DATA (0x03) × n per file: msgid = entry index, |
-//!   |   seq 0, 1, …, last on the file's end          |
+//!   |   seq 0, 1, …, last on the file's end, then    |
+//!   |   DIGEST (0x14): its BLAKE3, 32 bytes          |
 //!   | ---------------------------------------------> |  files and trees published as they end
 //!   | DONE (0x13): each top item's outcome and name  |
 //!   | <--------------------------------------------- |
@@ -32,6 +33,18 @@ pub const VERDICT: u32 = 0x12;
 pub const DONE: u32 = 0x13;
 /// File bytes, as in the plain protocol.
 pub const DATA: u32 = 3;
+/// After a file's last data message: the BLAKE3 of its bytes as the client read them (32
+/// bytes), for the server to compare before it publishes anything (#13).
+pub const DIGEST: u32 = 0x14;
+
+/// Set in the environment of both programs, turns the end-to-end check off: for
+/// `scripts/bench.sh` to measure what it costs, nothing else.
+pub const NO_VERIFY_VAR: &str = "FUP_NO_VERIFY";
+
+/// Whether this process checks files end to end (always, unless [`NO_VERIFY_VAR`] is set).
+pub fn verifying() -> bool {
+    std::env::var_os(NO_VERIFY_VAR).is_none()
+}
 
 /// Most bytes in one manifest message: the client cuts longer manifests into several.
 pub const MAX_MANIFEST_CHUNK: usize = 1024 * 1024;

@@ -384,6 +384,8 @@ struct Done {
     sent: Sent,
     /// Whether it went in secure mode.
     secure: bool,
+    /// Whether the server checked it end to end (BLAKE3).
+    verified: bool,
     name: String,
     size: u64,
     /// From the server's acceptance to its result: the transfer alone.
@@ -532,6 +534,7 @@ fn batch_main(
                 sha256: None,
             },
             secure: true,
+            verified: item.stored && fup::batch::frame::verifying(),
             name: top.entry.path[0].clone(),
             size,
             elapsed,
@@ -553,6 +556,10 @@ fn batch_main(
             false => ExitCode::from(1),
         };
     }
+    let how = match fup::batch::frame::verifying() {
+        true => "secure, verified",
+        false => "secure",
+    };
     // Off a terminal, and in JSON, one line per file; on one, one per top item.
     let per_file = args.json || !io::stdout().is_terminal();
     let outcome_of = |entry: &fup::batch::Entry| {
@@ -599,7 +606,7 @@ fn batch_main(
                     false => format!(" as \"{}\"", text::escape(&to)),
                 };
                 println!(
-                    "sent \"{}\" {}: stored{renamed}, secure",
+                    "sent \"{}\" {}: stored{renamed}, {how}",
                     text::escape(&path),
                     text::bytes(size)
                 );
@@ -647,7 +654,7 @@ fn batch_main(
                             .unwrap_or_default()
                     }
                 };
-                println!("sent \"{shown}\" {size}: stored{renamed}, secure");
+                println!("sent \"{shown}\" {size}: stored{renamed}, {how}");
             }
             (Some(item), false) if !item.stored => {
                 eprintln!(
@@ -872,6 +879,7 @@ fn send_with(args: &Args, mut link: Link, upload: Upload, bars: bool) -> anyhow:
     Ok(Done {
         sent,
         secure,
+        verified: false,
         name,
         size,
         elapsed,
@@ -887,7 +895,11 @@ fn present(path: &Path, done: &anyhow::Result<Done>, quiet: bool) {
     };
     let name = text::escape(&done.name);
     let human = text::bytes(done.size);
-    let how = if done.secure { "secure" } else { "plain" };
+    let how = match (done.secure, done.verified) {
+        (true, true) => "secure, verified",
+        (true, false) => "secure",
+        (false, _) => "plain",
+    };
     match done.sent.delivery {
         Delivery::Stored if !quiet => println!(
             "sent \"{name}\" {human} in {:.2} s ({}): stored, {how}",
@@ -922,6 +934,9 @@ fn json(path: &Path, done: &anyhow::Result<Done>) -> serde_json::Value {
             object["name"] = json!(done.name);
             object["size"] = json!(done.size);
             object["secure"] = json!(done.secure);
+            if done.verified {
+                object["verified"] = json!(true);
+            }
             object["verdict"] = json!(match done.sent.delivery {
                 Delivery::Stored => "stored",
                 Delivery::Denied => "denied",

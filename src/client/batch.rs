@@ -6,7 +6,7 @@ use std::fs::File;
 use std::time::Duration;
 
 use super::Options;
-use crate::batch::frame::{self, DATA, DONE, Frame, ItemDone, MAX_SMALL_BODY, VERDICT};
+use crate::batch::frame::{self, DATA, DIGEST, DONE, Frame, ItemDone, MAX_SMALL_BODY, VERDICT};
 use crate::batch::walk::Found;
 use crate::batch::{Entry, Kind};
 use crate::error::{Error, Result};
@@ -74,7 +74,10 @@ fn send_files<S: Conn>(
     chunk: u32,
     progress: &mut impl FnMut(u64, usize),
 ) -> Result<()> {
-    let mut mover = Mover::new(false);
+    let mut mover = match frame::verifying() {
+        true => Mover::new(false).with_blake3(),
+        false => Mover::new(false),
+    };
     let mut sent = 0u64;
     let mut files = 0;
     for (index, found) in found.iter().enumerate() {
@@ -90,6 +93,15 @@ fn send_files<S: Conn>(
         send_file(stream, &mut mover, &file, index, size, chunk, &mut |n| {
             progress(sent + n, files);
         })?;
+        // What was read from the file, for the server to check what it received against.
+        let digest = mover.take_blake3();
+        frame::send(
+            stream,
+            DIGEST,
+            index,
+            true,
+            digest.as_ref().map_or(&[][..], |d| &d[..]),
+        )?;
         sent += size;
         files += 1;
         progress(sent, files);

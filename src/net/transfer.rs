@@ -116,6 +116,8 @@ pub struct Mover {
     #[cfg(target_os = "linux")]
     pipe: Option<super::sys::Pipe>,
     hasher: Option<Sha256>,
+    /// BLAKE3 of the current file, for secure mode's end-to-end check (#13).
+    blake3: Option<Box<blake3::Hasher>>,
 }
 
 impl Mover {
@@ -125,6 +127,26 @@ impl Mover {
             hasher: hash.then(Sha256::new),
             ..Mover::default()
         }
+    }
+
+    /// Hashes with BLAKE3 too, file by file (see [`Mover::take_blake3`]).
+    pub fn with_blake3(mut self) -> Mover {
+        self.blake3 = Some(Box::default());
+        self
+    }
+
+    /// The BLAKE3 of what was moved since the last call (one file's bytes), and a fresh
+    /// start for the next file.
+    pub fn take_blake3(&mut self) -> Option<[u8; 32]> {
+        let hasher = self.blake3.as_mut()?;
+        let digest = *hasher.finalize().as_bytes();
+        hasher.reset();
+        Some(digest)
+    }
+
+    /// Whether bytes must pass through memory to be hashed.
+    fn hashes(&self) -> bool {
+        self.hasher.is_some() || self.blake3.is_some()
     }
 
     /// The SHA-256 of everything moved so far, when hashing.
@@ -155,7 +177,7 @@ impl Mover {
     ) -> io::Result<()> {
         let mut left = len;
         #[cfg(target_os = "linux")]
-        if let (None, Some(sock)) = (&self.hasher, conn.socket()) {
+        if let (false, Some(sock)) = (self.hashes(), conn.socket()) {
             left = self.splice_in(&*conn, sock, file, len, deadline)?;
         }
         self.receive_buffered(conn, file, left, deadline)
@@ -185,9 +207,17 @@ impl Mover {
                     Err(err) => return Err(err),
                 }
             }
-            let Mover { buf, hasher, .. } = self;
+            let Mover {
+                buf,
+                hasher,
+                blake3,
+                ..
+            } = self;
             file.write_all(&buf[..n])?;
             if let Some(hasher) = hasher {
+                hasher.update(&buf[..n]);
+            }
+            if let Some(hasher) = blake3 {
                 hasher.update(&buf[..n]);
             }
             left -= n as u64;
@@ -270,7 +300,7 @@ impl Mover {
         let mut sent = 0;
         #[cfg(target_os = "linux")]
         if let (None, Some(sock), Source::File { file, offset }) =
-            (&self.hasher, conn.socket(), &mut *source)
+            (self.hashes().then_some(()), conn.socket(), &mut *source)
         {
             match sendfile_out(sock, header, file, offset, len)? {
                 Zero::Sent(n) => return Ok(n),
@@ -287,8 +317,16 @@ impl Mover {
         }
         buf[..head].copy_from_slice(&header[..head]);
         conn.write_all(buf)?;
-        let Mover { buf, hasher, .. } = self;
+        let Mover {
+            buf,
+            hasher,
+            blake3,
+            ..
+        } = self;
         if let Some(hasher) = hasher {
+            hasher.update(&buf[head..head + rest]);
+        }
+        if let Some(hasher) = blake3 {
             hasher.update(&buf[head..head + rest]);
         }
         Ok(len)

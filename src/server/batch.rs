@@ -13,7 +13,7 @@ use super::summary::End;
 use super::tree::IncomingTree;
 use super::{Event, Progress};
 use crate::batch::frame::{
-    self, DATA, Frame, ItemDone, MANIFEST, MAX_MANIFEST, MAX_MANIFEST_CHUNK, VERDICT,
+    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, MAX_MANIFEST_CHUNK, VERDICT,
 };
 use crate::batch::{Entry, Kind, Limits, check};
 use crate::error::{Error, Result};
@@ -124,6 +124,9 @@ impl Session<'_> {
         let started = Instant::now();
         let mut done = Vec::new();
         let mut mover = Mover::new(self.server.checksum && single);
+        if frame::verifying() {
+            mover = mover.with_blake3();
+        }
         let mut current = 0;
         let received =
             self.receive_batch(stream, &entries, total, &mut mover, &mut current, &mut done);
@@ -324,8 +327,33 @@ impl Session<'_> {
                         received,
                     });
                 }
-                return Ok(());
+                return self.check_digest(stream, index, mover);
             }
+        }
+    }
+
+    /// Reads the client's digest of file `index` and compares it with what was received,
+    /// before anything is published.
+    fn check_digest<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        index: u32,
+        mover: &mut Mover,
+    ) -> Result<()> {
+        let deadline = Deadline::after(self.server.timeout);
+        let frame = next_frame(stream, deadline)?;
+        if frame.kind != DIGEST || frame.id != index {
+            return Err(Error::BatchOrder("the file's digest"));
+        }
+        let theirs = frame::read_body(&mut deadline.reader(stream), frame.len, 32)
+            .map_err(|err| deadline.error(err, MsgType::Data))?;
+        match mover.take_blake3() {
+            Some(ours) if theirs[..] != ours[..] => Err(Error::Verification),
+            Some(_) => {
+                self.summary.verified = true;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Summary {
     /// The operator answered "always": the trusted clients' file the client was added to,
     /// or why it could not be.
     pub trusted_now: Option<Result<PathBuf, String>>,
+    /// Whether every file received was checked end to end (BLAKE3, secure mode).
+    pub verified: bool,
     /// For a batch: what it holds, once its manifest passed the checks.
     pub batch: Option<Totals>,
     /// For a batch that failed midway: the top items published before (they stay).
@@ -84,6 +86,7 @@ impl Summary {
             reason: None,
             sha256: None,
             trusted_now: None,
+            verified: false,
             batch: None,
             batch_stored: Vec::new(),
             end: End::NoRequest,
@@ -177,6 +180,7 @@ impl Summary {
         }
         if let Some(id) = self.client.id() {
             set("client_id", json!(id.to_string()));
+            set("verified", json!(self.verified));
         }
         if let Some(label) = self.client.label() {
             set("client_label", json!(label));
@@ -204,9 +208,16 @@ impl Summary {
 }
 
 impl Summary {
+    /// `ADDR, plain` or `ADDR, secure, client ID "label"`, and `, verified` when every file
+    /// was checked end to end.
+    fn who(&self) -> String {
+        let verified = if self.verified { ", verified" } else { "" };
+        format!("{}, {}{verified}", self.peer, self.client)
+    }
+
     /// The log line of a batch (#12), if this was one.
     fn batch_line(&self) -> Option<String> {
-        let peer = format!("{}, {}", self.peer, self.client);
+        let peer = self.who();
         let names = |names: &[String]| {
             names
                 .iter()
@@ -284,7 +295,7 @@ impl fmt::Display for Summary {
         };
         let name = format!("\"{name}");
         let size = format!("{} ({} bytes)", text::bytes(req.size), req.size);
-        let peer = format!("{}, {}", self.peer, self.client);
+        let peer = self.who();
         match &self.end {
             End::Stored(path) => {
                 let stored_as = path
