@@ -8,6 +8,7 @@
 pub mod approve;
 pub mod batch;
 pub mod names;
+pub mod partial;
 pub mod policy;
 pub mod session;
 pub mod store;
