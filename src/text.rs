@@ -83,6 +83,14 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// `part` of `whole` as a whole percentage, rounded down (so 100% means all of it): `62%`.
+pub fn percent(part: u64, whole: u64) -> String {
+    match whole {
+        0 => "100%".to_string(),
+        _ => format!("{}%", u128::from(part.min(whole)) * 100 / u128::from(whole)),
+    }
+}
+
 /// A transfer rate, `bytes` moved in `elapsed`, in binary units per second.
 pub fn rate(bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
@@ -96,6 +104,16 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_round_down() {
+        assert_eq!(percent(0, 10), "0%");
+        assert_eq!(percent(62, 100), "62%");
+        assert_eq!(percent(999, 1000), "99%");
+        assert_eq!(percent(1000, 1000), "100%");
+        assert_eq!(percent(5, 0), "100%");
+        assert_eq!(percent(u64::MAX / 2, u64::MAX), "49%");
+    }
 
     #[test]
     fn escapes_everything_that_could_steer_a_terminal() {

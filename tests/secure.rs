@@ -158,7 +158,7 @@ fn relay(target: SocketAddr, answer: Answer) -> (u16, thread::JoinHandle<Vec<u8>
     (port, handle)
 }
 
-const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0];
+const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0];
 
 // See: #11
 #[test]

@@ -5,9 +5,18 @@
 //! client                                          server
 //!   | MANIFEST (0x11) × n, entries, last on the end  |
 //!   | ---------------------------------------------> |  checks the batch whole, decides once
-//!   | VERDICT (0x12): 0 accepted / 1 denied + why    |
+//!   | VERDICT (0x12): 1 denied + why, or 0 accepted, |
+//!   |   next u32, held u64: where the batch resumes  |
 //!   | <--------------------------------------------- |
-//!   | DATA (0x03) × n per file: msgid = entry index, |
+//!   | only when held > 0 (#13):                      |
+//!   | PROOF (0x15): msgid next, held u64 + the       |
+//!   |   BLAKE3 of the client's first held bytes      |
+//!   | ---------------------------------------------> |  compared with what the server holds
+//!   | RESUME_AT (0x16): msgid next, offset u64:      |
+//!   |   held (it matches) or 0 (start that file over)|
+//!   | <--------------------------------------------- |
+//!   | DATA (0x03) × n per file from entry next on,   |
+//!   |   (from the offset in that one): msgid = index,|
 //!   |   seq 0, 1, …, last on the file's end, then    |
 //!   |   DIGEST (0x14): its BLAKE3, 32 bytes          |
 //!   | ---------------------------------------------> |  files and trees published as they end
@@ -36,6 +45,68 @@ pub const DATA: u32 = 3;
 /// After a file's last data message: the BLAKE3 of its bytes as the client read them (32
 /// bytes), for the server to compare before it publishes anything (#13).
 pub const DIGEST: u32 = 0x14;
+
+/// The client's proof that its copy of the file being resumed starts with the bytes the
+/// server holds (#13): `held u64`, then their BLAKE3.
+pub const PROOF: u32 = 0x15;
+/// The server's answer to a proof: `offset u64`, where that file's data starts.
+pub const RESUME_AT: u32 = 0x16;
+
+/// Where an accepted batch starts (#13): every entry before `next` is already stored from an
+/// earlier try (or in the tree being built), and `held` bytes of entry `next` are there,
+/// still to be proven. A new batch starts at 0, 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The first entry to send.
+    pub next: u32,
+    /// Bytes of it the server holds.
+    pub held: u64,
+}
+
+/// An accepting verdict's body: `0`, `next u32`, `held u64`.
+pub fn encode_accept(at: ResumePoint) -> [u8; 13] {
+    let mut body = [0; 13];
+    LE::write_u32(&mut body[1..5], at.next);
+    LE::write_u64(&mut body[5..13], at.held);
+    body
+}
+
+/// The resume point of an accepting verdict's body (`body[0]` is 0).
+///
+/// # Errors
+///
+/// A body cut short.
+pub fn decode_accept(body: &[u8]) -> io::Result<ResumePoint> {
+    let rest = body
+        .get(1..13)
+        .ok_or_else(|| invalid("a verdict cut short"))?;
+    Ok(ResumePoint {
+        next: LE::read_u32(&rest[0..4]),
+        held: LE::read_u64(&rest[4..12]),
+    })
+}
+
+/// A proof's body: `held u64`, then the 32-byte BLAKE3 of the first `held` bytes.
+pub fn encode_proof(held: u64, digest: &[u8; 32]) -> [u8; 40] {
+    let mut body = [0; 40];
+    LE::write_u64(&mut body[0..8], held);
+    body[8..].copy_from_slice(digest);
+    body
+}
+
+/// A proof's `held` and digest.
+///
+/// # Errors
+///
+/// A body that is not 40 bytes.
+pub fn decode_proof(body: &[u8]) -> io::Result<(u64, [u8; 32])> {
+    if body.len() != 40 {
+        return Err(invalid("a proof is 40 bytes"));
+    }
+    let mut digest = [0; 32];
+    digest.copy_from_slice(&body[8..]);
+    Ok((LE::read_u64(&body[0..8]), digest))
+}
 
 /// Set in the environment of both programs, turns the end-to-end check off: for
 /// `scripts/bench.sh` to measure what it costs, nothing else.
@@ -294,6 +365,25 @@ mod tests {
             path: path.split('/').map(str::to_string).collect(),
             kind,
         }
+    }
+
+    #[test]
+    fn resume_messages_in_golden_bytes_and_back() {
+        let at = ResumePoint {
+            next: 2,
+            held: 0x0102_0304_0506,
+        };
+        let body = encode_accept(at);
+        assert_eq!(body, [0, 2, 0, 0, 0, 6, 5, 4, 3, 2, 1, 0, 0]);
+        assert_eq!(decode_accept(&body).unwrap(), at);
+        assert!(decode_accept(&body[..12]).is_err());
+        let proof = encode_proof(5, &[0xab; 32]);
+        assert_eq!(&proof[..8], &[5, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_proof(&proof).unwrap(), (5, [0xab; 32]));
+        assert!(decode_proof(&proof[..39]).is_err());
+        let mut out = Vec::new();
+        send(&mut out, PROOF, 2, true, &proof).unwrap();
+        assert_eq!(&out[..16], &[2, 0, 0, 0, 0x15, 0, 0, 0, 40, 0, 0, 0, 0, 1, 0, 0]);
     }
 
     #[test]

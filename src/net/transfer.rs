@@ -144,6 +144,50 @@ impl Mover {
         Some(digest)
     }
 
+    /// The BLAKE3 of the current file's bytes moved so far, and how many there were,
+    /// without ending it (for a partial kept at a cut, #13).
+    pub fn blake3_so_far(&self) -> Option<(u64, [u8; 32])> {
+        let hasher = self.blake3.as_ref()?;
+        Some((hasher.count(), *hasher.finalize().as_bytes()))
+    }
+
+    /// Starts the current file's BLAKE3 over (a resumed file starting from zero after all).
+    pub fn restart_blake3(&mut self) {
+        if let Some(hasher) = &mut self.blake3 {
+            hasher.reset();
+        }
+    }
+
+    /// Hashes the first `len` bytes of `file` (from its start) as the current file's
+    /// beginning, and returns their BLAKE3: a resumed file's prefix, read back from disk on
+    /// either side (#13). Leaves the file's position at `len`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::UnexpectedEof`] if the file is shorter, and any read error.
+    pub fn hash_prefix(&mut self, file: &mut File, len: u64) -> io::Result<[u8; 32]> {
+        use std::io::{Read, Seek, SeekFrom};
+        file.seek(SeekFrom::Start(0))?;
+        let mut left = len;
+        // Without end-to-end checks (a bench), the prefix is hashed all the same, alone.
+        let hashing = self.blake3.is_some();
+        let mut hasher = self.blake3.take().unwrap_or_default();
+        let buf = self.buf(BUFFER_LEN);
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                self.blake3 = hashing.then_some(hasher);
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let digest = *hasher.finalize().as_bytes();
+        self.blake3 = hashing.then_some(hasher);
+        Ok(digest)
+    }
+
     /// Whether bytes must pass through memory to be hashed.
     fn hashes(&self) -> bool {
         self.hasher.is_some() || self.blake3.is_some()

@@ -9,7 +9,8 @@
 //!
 //! `seq` carries the version of what runs inside TLS: 1 is the FUP exchange itself
 //! (request, response, data, result), with 0 meaning accepted; 2 adds batches (#12), told
-//! apart from a request by the first message's type.
+//! apart from a request by the first message's type; 3 checks every file of a batch end to
+//! end and resumes cut batches (#13).
 
 use crate::wire::{Body, HEADER_LEN, Message};
 
@@ -17,16 +18,16 @@ use crate::wire::{Body, HEADER_LEN, Message};
 pub const PROBE_ID: u32 = u32::from_le_bytes(*b"FUPS");
 
 /// The version of secure mode this build speaks, carried in `seq`.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
-/// The client's probe: "I can speak secure mode, up to version 2".
+/// The client's probe: "I can speak secure mode, version 3".
 pub const PROBE: [u8; HEADER_LEN] = [
     b'F', b'U', b'P', b'S', // msgid "FUPS"
     3, 0, 0, 0, // msgtype: data
     0, 0, 0, 0, // bodylen: empty
     0, // frag
     1, // last
-    2, 0, // seq: version 2
+    3, 0, // seq: version 3
 ];
 
 /// A secure server's answer: the probe's own bytes. TLS follows at once, client first.
@@ -51,7 +52,7 @@ mod tests {
         // What a plain server's reader makes of it: bodylen 0, so nothing more is awaited.
         assert_eq!(
             PROBE,
-            [0x46, 0x55, 0x50, 0x53, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0]
+            [0x46, 0x55, 0x50, 0x53, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0]
         );
         // A data message of an upload is not a probe, even an empty last one.
         let data = Message::read_from(&crate::wire::data_header(1, 0, false, true, 0)[..])

@@ -26,6 +26,8 @@ pub struct Ask<'a> {
     pub size: u64,
     /// For a batch (#12): what it holds; `name` is then its first top item.
     pub batch: Option<&'a Totals>,
+    /// For a batch resumed after a cut (#13): the bytes an earlier try left, of `size`.
+    pub resuming: Option<u64>,
     /// Where it will be stored.
     pub store: &'a Store,
     /// Free space in the upload directory, if known.

@@ -1,19 +1,24 @@
 //! A batch received over secure mode (#12): the manifest read and checked whole, one
 //! decision for all of it, then every file's data in manifest order, pipelined. A file at the
 //! top is published as soon as it is whole; a tree as soon as its last entry is, under one
-//! no-replace rename of its top directory. A cut keeps what was published and nothing else.
+//! no-replace rename of its top directory. A cut keeps what was published; from a secure
+//! client, with partials configured, it also keeps what the cut interrupted, in a
+//! [`Partial`] that the same client's next try of the same batch resumes from (#13), once
+//! that client proved its file starts with the same bytes.
 
 use std::io::Write;
 use std::time::Instant;
 
 use super::names::RequestName;
+use super::partial::{Key, Opened, Partial};
 use super::policy::Reason;
-use super::session::{MAX_EMPTY_DATA, Session};
+use super::session::{MAX_EMPTY_DATA, Resuming, Session};
 use super::summary::End;
 use super::tree::IncomingTree;
 use super::{Event, Progress};
 use crate::batch::frame::{
-    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, MAX_MANIFEST_CHUNK, VERDICT,
+    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, MAX_MANIFEST_CHUNK, PROOF,
+    RESUME_AT, ResumePoint, VERDICT,
 };
 use crate::batch::{Entry, Kind, Limits, check};
 use crate::error::{Error, Result};
@@ -40,6 +45,10 @@ struct Pending {
 }
 
 impl Pending {
+    fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     fn due(&self) -> bool {
         self.files.len() >= FLUSH_FILES
             || self.bytes >= FLUSH_BYTES
@@ -62,6 +71,47 @@ impl Pending {
         self.since = None;
         Ok(())
     }
+}
+
+/// A batch being received: what is open, what is done, and where a cut would resume.
+#[derive(Default)]
+struct Receiving {
+    /// The tree being received.
+    tree: Option<OpenTree>,
+    /// Top files received whole, not yet published.
+    pending: Pending,
+    /// The top item being received.
+    current: u32,
+    /// The entry whose bytes are arriving, if any.
+    file: Option<u32>,
+    /// Top items published, by earlier tries too.
+    done: Vec<ItemDone>,
+    /// Where this batch's bytes wait until they are published, when a cut may resume.
+    partial: Option<Partial>,
+}
+
+impl Receiving {
+    /// Records in the partial that everything before entry `next` is kept (the files before
+    /// it are published), so that a server killed from now on resumes there.
+    fn mark(&mut self, next: u32) -> Result<()> {
+        if let Some(partial) = &mut self.partial {
+            partial.state.next = next;
+            partial.state.held = None;
+            partial.state.digest = None;
+            partial.state.done.clone_from(&self.done);
+            partial.save(false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an upload cut by `err` may resume: the connection failed or went quiet (or the
+/// disk did), rather than the client saying something wrong or lying.
+fn resumable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Io(_) | Error::Closed(_) | Error::Truncated | Error::TimedOut { .. }
+    )
 }
 
 impl Session<'_> {
@@ -91,17 +141,30 @@ impl Session<'_> {
             stored: first_top.clone(),
             cp949: false,
         };
+        // A cut try of this batch from this client may have left a partial (#13).
+        let mut partial = self.open_partial(&entries);
+        let start = match &mut partial {
+            Some(partial) => resume_point(partial, &entries)?,
+            None => ResumePoint::default(),
+        };
+        let resuming = partial.as_ref().map(|partial| Resuming {
+            held: bytes_before(&entries, start),
+            reserved: self
+                .server
+                .partials()
+                .map_or(0, |partials| partials.reserved(partial)),
+        });
         // One file alone is asked about and logged as the single upload it is.
         let single = entries.len() == 1 && totals.files == 1;
         let decision = match single {
             true => {
                 self.summary.request = Some(FileRequest::new(totals.bytes, &first_top));
                 self.summary.name = Some(name.clone());
-                self.decide_upload(stream, &name, totals.bytes, None)
+                self.decide_upload(stream, &name, totals.bytes, None, resuming)
             }
             false => {
                 let batch = Some((&totals, largest));
-                self.decide_upload(stream, &name, totals.bytes, batch)
+                self.decide_upload(stream, &name, totals.bytes, batch, resuming)
             }
         };
         if !single {
@@ -120,33 +183,55 @@ impl Session<'_> {
             send_verdict(stream, Verdict::Denied, why.as_deref().unwrap_or_default())?;
             return Ok(End::Denied);
         }
-        send_verdict(stream, Verdict::Accepted, "")?;
+        frame::send(stream, VERDICT, 0, true, &frame::encode_accept(start))?;
+        stream.flush()?;
         let started = Instant::now();
-        let mut done = Vec::new();
         let mut mover = Mover::new(self.server.checksum && single);
         if frame::verifying() {
             mover = mover.with_blake3();
         }
-        let mut current = 0;
-        let received =
-            self.receive_batch(stream, &entries, total, &mut mover, &mut current, &mut done);
+        let mut rx = Receiving {
+            current: start.next,
+            done: partial
+                .as_ref()
+                .map(|partial| partial.state.done.clone())
+                .unwrap_or_default(),
+            partial,
+            ..Receiving::default()
+        };
+        let received = self
+            .prove(stream, start, &mut rx, &mut mover)
+            .and_then(|start| {
+                self.summary.resumed = rx
+                    .partial
+                    .as_ref()
+                    .map(|_| bytes_before(&entries, start))
+                    .filter(|&held| held > 0);
+                self.receive_batch(stream, &entries, start, total, &mut mover, &mut rx)
+            });
         self.summary.transfer = started.elapsed();
-        let stored = done.iter().map(|item| item.name.clone()).collect();
+        let stored = rx.done.iter().map(|item| item.name.clone()).collect();
         match received {
             Ok(()) => {
-                frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done))?;
+                if let Some(partial) = rx.partial.take() {
+                    // Done: nothing to resume. A partial left behind only costs space.
+                    let _ = partial.remove();
+                }
+                frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&rx.done))?;
                 stream.flush()?;
                 self.summary.sha256 = mover.sha256();
-                match (single, done.first()) {
+                match (single, rx.done.first()) {
                     (true, Some(item)) => Ok(End::Stored(self.server.store.dir().join(&item.name))),
                     _ => Ok(End::Batch(stored)),
                 }
             }
             Err(err) => {
+                self.keep_partial(&entries, &mut rx, &mover, &err);
                 // What was published stays; the client hears which top item failed.
-                self.summary.batch_stored = stored;
+                self.summary.batch_stored = rx.done.iter().map(|item| item.name.clone()).collect();
+                let mut done = rx.done.clone();
                 done.push(ItemDone {
-                    index: current,
+                    index: rx.current,
                     stored: false,
                     name: String::new(),
                 });
@@ -156,6 +241,116 @@ impl Session<'_> {
                 Err(err)
             }
         }
+    }
+
+    /// The partial of this batch from this client, locked, if it is secure and the server
+    /// keeps partials; `None` (this try cannot resume, nor be resumed) when another session
+    /// holds it or it cannot be opened.
+    fn open_partial(&mut self, entries: &[Entry]) -> Option<Partial> {
+        let partials = self.server.partials()?;
+        let id = self.summary.client.id()?;
+        match partials.open(Key::new(&id, entries), &id) {
+            Ok(Opened::Partial(partial)) => Some(partial),
+            Ok(Opened::InUse) | Err(_) => None,
+        }
+    }
+
+    /// When the resume point holds bytes of a file, reads the client's proof that its copy
+    /// starts with them and compares: the same, and the file goes on from there; not, and it
+    /// starts over (the client hears which). Returns where the batch really starts.
+    fn prove<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        start: ResumePoint,
+        rx: &mut Receiving,
+        mover: &mut Mover,
+    ) -> Result<ResumePoint> {
+        let Some(partial) = rx.partial.as_mut().filter(|_| start.held > 0) else {
+            return Ok(start);
+        };
+        let deadline = Deadline::after(self.server.timeout);
+        let frame = next_frame(stream, deadline)?;
+        if frame.kind != PROOF || frame.id != start.next {
+            return Err(Error::BatchOrder("the proof of the file being resumed"));
+        }
+        let body = frame::read_body(&mut deadline.reader(stream), frame.len, 40)
+            .map_err(|err| deadline.error(err, MsgType::Data))?;
+        let (their_held, theirs) = frame::decode_proof(&body)?;
+        let mut data = partial
+            .open_data(start.next)?
+            .ok_or(Error::BatchOrder("a partial's data"))?;
+        let ours = mover.hash_prefix(&mut data, start.held)?;
+        let same = their_held == start.held
+            && theirs == ours
+            && partial.state.digest.is_none_or(|kept| kept == ours);
+        let at = match same {
+            true => start,
+            false => {
+                // Not the same bytes: that file starts over, nothing of it is trusted.
+                data.set_len(0)?;
+                mover.restart_blake3();
+                ResumePoint {
+                    next: start.next,
+                    held: 0,
+                }
+            }
+        };
+        frame::send(stream, RESUME_AT, at.next, true, &at.held.to_le_bytes())?;
+        stream.flush()?;
+        Ok(at)
+    }
+
+    /// After a cut: keeps what the partial holds for the next try when the cut may resume
+    /// (the files received whole are published, the one cut short and the tree it was in
+    /// stay hidden), or removes it when it may not, or holds more than allowed.
+    fn keep_partial(&mut self, entries: &[Entry], rx: &mut Receiving, mover: &Mover, err: &Error) {
+        let Some(mut partial) = rx.partial.take() else {
+            return;
+        };
+        let Some(partials) = self.server.partials() else {
+            return;
+        };
+        if !resumable(err) {
+            let _ = partial.remove();
+            return;
+        }
+        let store = &self.server.store;
+        // The files received whole passed their checks: they are published as usual.
+        if rx.pending.publish(store, &mut rx.done).is_err() {
+            let _ = partial.remove();
+            return;
+        }
+        let next = rx.file.unwrap_or(rx.current);
+        let held = partial
+            .open_data(next)
+            .ok()
+            .flatten()
+            .and_then(|data| data.metadata().ok())
+            .map_or(0, |meta| meta.len());
+        partial.state.next = next;
+        partial.state.held = Some(held);
+        partial.state.digest = mover
+            .blake3_so_far()
+            .filter(|&(count, _)| count == held)
+            .map(|(_, digest)| digest);
+        partial.state.done.clone_from(&rx.done);
+        // The tree the cut fell in stays only if the cut was inside one of its files.
+        let in_tree = rx.file.is_some() && rx.tree.as_ref().is_some_and(|(top, ..)| *top < next);
+        if !in_tree {
+            rx.tree = None;
+            let _ = std::fs::remove_dir_all(partial.tree_path());
+        }
+        let saved = std::fs::File::open(partial.dir())
+            .and_then(|dir| rustix::fs::syncfs(dir).map_err(std::io::Error::from))
+            .and_then(|()| partial.save(true));
+        let bytes = partial.bytes();
+        if saved.is_err() || bytes > partials.max_bytes() {
+            let _ = partial.remove();
+            return;
+        }
+        self.summary.kept = Some(bytes_before(entries, ResumePoint { next, held }));
+        drop(partial);
+        let _ = partials.enforce_max();
     }
 
     /// Reads the manifest's messages, `first` already read, within the limits.
@@ -195,69 +390,144 @@ impl Session<'_> {
         }
     }
 
-    /// Receives every file of the batch in order, making directories and publishing each top
-    /// item as soon as it is whole; `done` gets them as they are.
-    /// `current` is kept at the index of the top item being received.
+    /// Receives every file of the batch in order from `start`, making directories and
+    /// publishing each top item as soon as it is whole; `rx.done` gets them as they are.
     fn receive_batch<S: Conn>(
         &mut self,
         stream: &mut S,
         entries: &[Entry],
+        start: ResumePoint,
         total: u64,
         mover: &mut Mover,
-        current: &mut u32,
-        done: &mut Vec<ItemDone>,
+        rx: &mut Receiving,
     ) -> Result<()> {
         let store = &self.server.store;
-        let mut tree: Option<OpenTree> = None;
-        let mut pending = Pending::default();
-        for (index, entry) in entries.iter().enumerate() {
+        let first = usize::try_from(start.next).unwrap_or(usize::MAX);
+        // Resuming inside a tree: it is there as the cut left it.
+        if let (Some(partial), Some(entry)) = (&rx.partial, entries.get(first))
+            && entry.depth() > 1
+        {
+            let top = entries[..first]
+                .iter()
+                .rposition(|e| e.depth() == 1)
+                .ok_or(Error::BatchOrder("its directory"))?;
+            let tree = store.resumable_tree(&partial.tree_path(), false)?;
+            let index = u32::try_from(top).unwrap_or(u32::MAX);
+            rx.current = index;
+            rx.tree = Some((index, entries[top].path[0].clone(), tree));
+        }
+        for (index, entry) in entries.iter().enumerate().skip(first) {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let offset = if index == start.next { start.held } else { 0 };
             let Some((top, inside)) = entry.path.split_first() else {
                 continue;
             };
             if inside.is_empty() {
-                if let Some(open) = tree.take() {
-                    pending.publish(store, done)?;
-                    done.push(publish_tree(open)?);
+                if let Some(open) = rx.tree.take() {
+                    rx.pending.publish(store, &mut rx.done)?;
+                    rx.done.push(publish_tree(open)?);
                 }
                 // Files done before a tree begins are published first: a tree may take long.
-                if pending.due() || entry.kind == Kind::Dir {
-                    pending.publish(store, done)?;
+                // So before a large file that may be resumed: it starts a partial of its own.
+                let large = matches!(entry.kind, Kind::File { size, .. } if size >= FLUSH_BYTES);
+                if rx.pending.due()
+                    || entry.kind == Kind::Dir
+                    || (large && rx.partial.is_some())
+                {
+                    rx.pending.publish(store, &mut rx.done)?;
                 }
-                *current = index;
+                rx.current = index;
+                if rx.pending.is_empty() {
+                    rx.mark(index)?;
+                }
                 match entry.kind {
-                    Kind::Dir => tree = Some((index, top.clone(), store.incoming_tree()?)),
+                    Kind::Dir => {
+                        let tree = match &rx.partial {
+                            Some(partial) => store.resumable_tree(&partial.tree_path(), true)?,
+                            None => store.incoming_tree()?,
+                        };
+                        rx.tree = Some((index, top.clone(), tree));
+                    }
                     Kind::File { size, executable } => {
-                        let mut incoming = store.incoming()?;
-                        self.receive_file(stream, index, size, incoming.file(), mover)?;
-                        if executable {
-                            make_executable(incoming.file())?;
-                        }
-                        pending.files.push((index, incoming, top.clone()));
-                        pending.bytes += size;
-                        pending.since.get_or_insert_with(Instant::now);
+                        let incoming = match &rx.partial {
+                            None => {
+                                let mut incoming = store.incoming()?;
+                                self.receive_file(stream, index, size, 0, incoming.file(), mover)?;
+                                if executable {
+                                    make_executable(incoming.file())?;
+                                }
+                                incoming
+                            }
+                            Some(_) => {
+                                let file =
+                                    self.receive_partial(stream, rx, index, size, executable, offset, mover)?;
+                                let partial = rx.partial.as_ref().ok_or(Error::BatchOrder("a partial"))?;
+                                store.adopt(file, &partial.data_path(index))?
+                            }
+                        };
+                        rx.pending.files.push((index, incoming, top.clone()));
+                        rx.pending.bytes += size;
+                        rx.pending.since.get_or_insert_with(Instant::now);
                     }
                 }
             } else {
                 // The batch check saw to it that a tree's entries follow its top, in one run.
-                let (_, _, open) = tree.as_ref().ok_or(Error::BatchOrder("its directory"))?;
+                let (_, _, open) = rx.tree.as_ref().ok_or(Error::BatchOrder("its directory"))?;
                 match entry.kind {
                     Kind::Dir => open.mkdir(inside)?,
-                    Kind::File { size, executable } => {
+                    Kind::File { size, executable } if rx.partial.is_none() => {
                         let mut file = open.create(inside, executable)?;
-                        self.receive_file(stream, index, size, &mut file, mover)?;
+                        self.receive_file(stream, index, size, 0, &mut file, mover)?;
+                    }
+                    Kind::File { size, executable } => {
+                        drop(self.receive_partial(stream, rx, index, size, executable, offset, mover)?);
+                        let (Some(partial), Some((_, _, open))) = (&rx.partial, &rx.tree) else {
+                            return Err(Error::BatchOrder("its directory"));
+                        };
+                        open.adopt(inside, &partial.data_path(index))?;
                     }
                 }
             }
             if let Kind::File { .. } = entry.kind {
-                self.batch_progress(top, self.summary.received, total);
+                let there = self.summary.received + self.summary.resumed.unwrap_or(0);
+                self.batch_progress(top, there, total);
             }
         }
-        pending.publish(store, done)?;
-        if let Some(open) = tree.take() {
-            done.push(publish_tree(open)?);
+        rx.pending.publish(store, &mut rx.done)?;
+        if let Some(open) = rx.tree.take() {
+            rx.done.push(publish_tree(open)?);
         }
         Ok(())
+    }
+
+    /// Receives entry `index` into the partial's data file, from `offset` (bytes already
+    /// there and proven), and returns the file once it is whole and checked.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_partial<S: Conn>(
+        &mut self,
+        stream: &mut S,
+        rx: &mut Receiving,
+        index: u32,
+        size: u64,
+        executable: bool,
+        offset: u64,
+        mover: &mut Mover,
+    ) -> Result<std::fs::File> {
+        let partial = rx.partial.as_ref().ok_or(Error::BatchOrder("a partial"))?;
+        let mut file = match offset {
+            0 => partial.create_data(index, executable)?,
+            _ => {
+                let mut file = partial
+                    .open_data(index)?
+                    .ok_or(Error::BatchOrder("a partial's data"))?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+                file
+            }
+        };
+        rx.file = Some(index);
+        self.receive_file(stream, index, size, offset, &mut file, mover)?;
+        rx.file = None;
+        Ok(file)
     }
 
     /// Receives entry `index`'s `size` bytes into `file`: data messages carrying its index,
@@ -267,10 +537,11 @@ impl Session<'_> {
         stream: &mut S,
         index: u32,
         size: u64,
+        from: u64,
         file: &mut std::fs::File,
         mover: &mut Mover,
     ) -> Result<()> {
-        let mut received = 0u64;
+        let mut received = from;
         let mut seq = 0u16;
         let mut empty_run = 0;
         loop {
@@ -372,6 +643,53 @@ impl Session<'_> {
             elapsed,
         }));
     }
+}
+
+/// Where a partial's batch can resume, checked against the batch (the partial is emptied
+/// when it does not fit): after the entries it says are kept, and after the bytes of the
+/// next that its data file holds (to be proven by the client).
+fn resume_point(partial: &mut Partial, entries: &[Entry]) -> Result<ResumePoint> {
+    let state = &partial.state;
+    let next = state.next as usize;
+    let fits = next < entries.len()
+        && state.done.iter().all(|item| (item.index as usize) < next)
+        && (entries[next].depth() == 1 || partial.tree_path().is_dir());
+    if !fits {
+        partial.clear()?;
+        return Ok(ResumePoint::default());
+    }
+    let held = match entries[next].kind {
+        Kind::File { size, .. } => match partial.open_data(state.next)? {
+            Some(data) => {
+                let len = data.metadata()?.len();
+                match state.held {
+                    // Bytes beyond what a clean cut recorded are not trusted.
+                    Some(held) if held <= len && held <= size => held,
+                    None if len <= size => len,
+                    _ => 0,
+                }
+            }
+            None => 0,
+        },
+        Kind::Dir => 0,
+    };
+    Ok(ResumePoint {
+        next: state.next,
+        held,
+    })
+}
+
+/// Bytes of the batch before `at`: the files before entry `at.next`, and `at.held`.
+fn bytes_before(entries: &[Entry], at: ResumePoint) -> u64 {
+    let files: u64 = entries
+        .iter()
+        .take(at.next as usize)
+        .map(|entry| match entry.kind {
+            Kind::File { size, .. } => size,
+            Kind::Dir => 0,
+        })
+        .sum();
+    files + at.held
 }
 
 /// The next message's header, by `deadline`.

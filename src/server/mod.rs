@@ -25,6 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 pub use approve::{Approve, Ask};
+pub use partial::Partials;
 pub use policy::{Decision, Policy, Reason};
 pub use session::{PROGRESS_EVERY, Session};
 pub use store::Store;
@@ -82,6 +83,7 @@ pub struct Server {
     checksum: bool,
     accept_byte: ResponseByte,
     secure: Option<SecureMode>,
+    partials: Option<Partials>,
     stopping: AtomicBool,
 }
 
@@ -109,6 +111,7 @@ impl Server {
             checksum: false,
             accept_byte: ResponseByte::DEFAULT_ACCEPT,
             secure: None,
+            partials: None,
             stopping: AtomicBool::new(false),
         }
     }
@@ -149,6 +152,18 @@ impl Server {
     pub fn with_secure(mut self, secure: SecureMode) -> Server {
         self.secure = Some(secure);
         self
+    }
+
+    /// Keeps what a cut secure batch received in `partials`, for the same client's next try
+    /// of the same batch to resume (#13). Without it, a cut keeps only what was published.
+    pub fn with_partials(mut self, partials: Partials) -> Server {
+        self.partials = Some(partials);
+        self
+    }
+
+    /// Where cut batches are kept, if they are.
+    pub fn partials(&self) -> Option<&Partials> {
+        self.partials.as_ref()
     }
 
     /// Sets how many connections are served at once; more are closed as they arrive.

@@ -20,7 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -567,17 +567,6 @@ impl Partial {
     pub fn remove(self) -> io::Result<()> {
         fs::remove_dir_all(&self.dir)
     }
-}
-
-/// Makes a data file's mode that of a new program when `executable` (creation may have
-/// reused an older file of the other kind).
-pub(crate) fn set_executable(file: &File, executable: bool) -> io::Result<()> {
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    let mode = match executable {
-        true => mode | ((mode & 0o444) >> 2),
-        false => mode & !0o111,
-    };
-    file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

@@ -64,6 +64,15 @@ impl fmt::Debug for Session<'_> {
     }
 }
 
+/// What a batch resumed from a partial (#13) brings to the decision.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Resuming {
+    /// Bytes already there from earlier tries.
+    pub held: u64,
+    /// Bytes the other partials still miss, kept free for them.
+    pub reserved: u64,
+}
+
 impl<'a> Session<'a> {
     /// A session of `server` for connection number `connection` from `peer`, reporting its
     /// progress to `report` if given.
@@ -179,7 +188,7 @@ impl<'a> Session<'a> {
 
     /// The server's state and policy first, and only then the operator.
     fn decide<S: Conn>(&self, stream: &S, name: &RequestName, size: u64) -> Decision {
-        self.decide_upload(stream, name, size, None)
+        self.decide_upload(stream, name, size, None, None)
     }
 
     /// [`Session::decide`] for one file or, with `batch`, for a whole batch (`name` is then
@@ -190,12 +199,17 @@ impl<'a> Session<'a> {
         name: &RequestName,
         size: u64,
         batch: Option<(&Totals, u64)>,
+        resuming: Option<Resuming>,
     ) -> Decision {
         let server = self.server;
         if server.is_stopping() {
             return Decision::deny(Reason::ShuttingDown);
         }
-        let free = server.store.free_space();
+        // A resumed batch needs only what it misses; other partials keep what they miss.
+        let free = server.store.free_space().map(|free| match resuming {
+            Some(Resuming { held, reserved }) => (free + held).saturating_sub(reserved),
+            None => free,
+        });
         let client = &self.summary.client;
         let largest = batch.map_or(size, |(_, largest)| largest);
         if let Some(decision) =
@@ -215,6 +229,7 @@ impl<'a> Session<'a> {
             name,
             size,
             batch: batch.map(|(totals, _)| totals),
+            resuming: resuming.map(|r| r.held).filter(|&held| held > 0),
             store: &server.store,
             free,
             client_gone: &client_gone,

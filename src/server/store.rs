@@ -153,6 +153,41 @@ impl Store {
         })
     }
 
+    /// Takes over a complete file received elsewhere in the upload directory's file system
+    /// (a resumable partial's data file, #13): moves it to a new temp name here, never
+    /// replacing anything, so that it is published like any other upload. `file` is it, open.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be moved or locked.
+    pub fn adopt(&self, file: File, from: &Path) -> io::Result<Incoming> {
+        let mut file = Some(file);
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .make_in(&self.dir, |path| {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    from,
+                    rustix::fs::CWD,
+                    path,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                )?;
+                file.take()
+                    .ok_or_else(|| io::Error::other("moved twice"))
+            })?;
+        temp.as_file().try_lock().map_err(io::Error::from)?;
+        let path = temp.path().to_path_buf();
+        lock(&self.in_flight).insert(path.clone());
+        Ok(Incoming {
+            temp,
+            _registered: Registered {
+                path,
+                in_flight: Arc::clone(&self.in_flight),
+            },
+        })
+    }
+
     /// Makes everything written in the upload directory's file system durable, in one flush
     /// (`syncfs`): for many files received at once, instead of one flush each.
     ///

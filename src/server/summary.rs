@@ -63,6 +63,11 @@ pub struct Summary {
     pub trusted_now: Option<Result<PathBuf, String>>,
     /// Whether every file received was checked end to end (BLAKE3, secure mode).
     pub verified: bool,
+    /// Bytes an earlier, cut try of this batch had left and the client proved (#13): this
+    /// try resumed after them.
+    pub resumed: Option<u64>,
+    /// Bytes kept for a later try, when this one was cut (#13).
+    pub kept: Option<u64>,
     /// For a batch: what it holds, once its manifest passed the checks.
     pub batch: Option<Totals>,
     /// For a batch that failed midway: the top items published before (they stay).
@@ -87,6 +92,8 @@ impl Summary {
             sha256: None,
             trusted_now: None,
             verified: false,
+            resumed: None,
+            kept: None,
             batch: None,
             batch_stored: Vec::new(),
             end: End::NoRequest,
@@ -182,6 +189,12 @@ impl Summary {
             set("client_id", json!(id.to_string()));
             set("verified", json!(self.verified));
         }
+        if let Some(resumed) = self.resumed {
+            set("resumed", json!(resumed));
+        }
+        if let Some(kept) = self.kept {
+            set("kept", json!(kept));
+        }
         if let Some(label) = self.client.label() {
             set("client_label", json!(label));
         }
@@ -212,7 +225,33 @@ impl Summary {
     /// was checked end to end.
     fn who(&self) -> String {
         let verified = if self.verified { ", verified" } else { "" };
-        format!("{}, {}{verified}", self.peer, self.client)
+        let resumed = match (self.resumed, self.size()) {
+            (Some(resumed), Some(size)) => {
+                format!(", resumed at {}", text::percent(resumed, size))
+            }
+            _ => String::new(),
+        };
+        format!("{}, {}{verified}{resumed}", self.peer, self.client)
+    }
+
+    /// Bytes announced: the request's, or the batch's.
+    fn size(&self) -> Option<u64> {
+        self.batch
+            .as_ref()
+            .map(|totals| totals.bytes)
+            .or(self.request.as_ref().map(|req| req.size))
+    }
+
+    /// `; kept 512 MiB (50%) to resume` after a cut that left a partial.
+    fn kept(&self) -> String {
+        match (self.kept, self.size()) {
+            (Some(kept), Some(size)) => format!(
+                "; kept {} ({}) to resume",
+                text::bytes(kept),
+                text::percent(kept, size)
+            ),
+            _ => String::new(),
+        }
     }
 
     /// The log line of a batch (#12), if this was one.
@@ -255,9 +294,10 @@ impl Summary {
                     false => format!("kept {}", names(&self.batch_stored)),
                 };
                 format!(
-                    "failed {what} after {} bytes in {:.2} s from {peer}: {err}; {kept}",
+                    "failed {what} after {} bytes in {:.2} s from {peer}: {err}; {kept}{}",
                     self.received,
-                    self.transfer.as_secs_f64()
+                    self.transfer.as_secs_f64(),
+                    self.kept(),
                 )
             }
             _ => return None,
@@ -342,10 +382,11 @@ impl fmt::Display for Summary {
             ),
             End::Failed(err) => write!(
                 f,
-                "failed {name} after {} of {} bytes in {:.2} s from {peer}: {err}",
+                "failed {name} after {} of {} bytes in {:.2} s from {peer}: {err}{}",
                 self.received,
                 req.size,
                 self.transfer.as_secs_f64(),
+                self.kept(),
             ),
             End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
             End::Batch(_) | End::BatchRefused(_) => Ok(()),

@@ -21,13 +21,20 @@ pub const TREE_SUFFIX: &str = ".tree";
 /// everything made so far.
 #[derive(Debug)]
 pub struct IncomingTree {
-    /// The temp directory (removed with everything in it when dropped).
-    temp: TempDir,
+    /// The temp directory, removed with everything in it when dropped; `None` for a
+    /// resumable partial's tree (#13), which stays for the next try.
+    temp: Option<TempDir>,
+    /// Where it is.
+    path: PathBuf,
+    /// The directory it is in, opened: the upload directory, or a partial's.
+    parent: File,
     /// It, opened: everything is made beneath this handle. Locked, so that a server sweeping
     /// stale temp directories leaves it alone.
     root: File,
     /// The upload directory, opened.
     upload: File,
+    /// Its path.
+    upload_dir: PathBuf,
 }
 
 impl Store {
@@ -47,7 +54,46 @@ impl Store {
         let root = File::open(temp.path())?;
         root.try_lock().map_err(io::Error::from)?;
         let upload = File::open(self.dir())?;
-        Ok(IncomingTree { temp, root, upload })
+        Ok(IncomingTree {
+            path: temp.path().to_path_buf(),
+            temp: Some(temp),
+            parent: upload.try_clone()?,
+            root,
+            upload,
+            upload_dir: self.dir().to_path_buf(),
+        })
+    }
+
+    /// A tree received into `path`, a resumable partial's (#13) in the same file system:
+    /// made new when `fresh` (anything there before goes), else as an earlier try left it.
+    /// Dropped, it stays; publishing moves it into the upload directory.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be made or opened, or (not `fresh`) is not there.
+    pub fn resumable_tree(&self, path: &Path, fresh: bool) -> io::Result<IncomingTree> {
+        use std::os::unix::fs::DirBuilderExt;
+        if fresh {
+            match fs::remove_dir_all(path) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+            fs::DirBuilder::new().mode(0o777).create(path)?;
+        }
+        let root = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?;
+        let parent = File::open(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(IncomingTree {
+            temp: None,
+            path: path.to_path_buf(),
+            parent,
+            root: File::from(root),
+            upload: File::open(self.dir())?,
+            upload_dir: self.dir().to_path_buf(),
+        })
     }
 }
 
@@ -59,7 +105,7 @@ fn beneath() -> ResolveFlags {
 impl IncomingTree {
     /// Where it is being built.
     pub fn temp_path(&self) -> &Path {
-        self.temp.path()
+        &self.path
     }
 
     /// The directory that holds `path`'s last component, opened beneath the root. `path`'s
@@ -118,6 +164,20 @@ impl IncomingTree {
         Ok(File::from(fd))
     }
 
+    /// Moves the complete file at `from` (in the same file system) to `path` in the tree,
+    /// where nothing may be yet, through no symlink.
+    ///
+    /// # Errors
+    ///
+    /// If something is there, its directory is not, or a symlink is in the way.
+    pub fn adopt(&self, path: &[String], from: &Path) -> io::Result<()> {
+        let parent = self.parent(path)?;
+        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+        let name = path.last().map(String::as_str).unwrap_or_default();
+        rustix::fs::renameat_with(rustix::fs::CWD, from, at, name, RenameFlags::NOREPLACE)?;
+        Ok(())
+    }
+
     /// Makes everything received durable with one flush of the file system (not one per
     /// file), then publishes the tree as `top` in the upload directory, or as `top (1)`, …
     /// if that is taken by anything at all, with a rename that never replaces; and flushes
@@ -130,24 +190,18 @@ impl IncomingTree {
     pub fn publish(self, top: &str) -> io::Result<PathBuf> {
         rustix::fs::syncfs(&self.root)?;
         let temp_name = self
-            .temp
-            .path()
+            .path
             .file_name()
             .map(|name| name.to_os_string())
             .unwrap_or_default();
-        let dir = self
-            .temp
-            .path()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = self.upload_dir.clone();
         for n in 0..MAX_RENAMES {
             let name = match n {
                 0 => top.to_string(),
                 n => format!("{top} ({n})"),
             };
             let renamed = rustix::fs::renameat_with(
-                &self.upload,
+                &self.parent,
                 temp_name.as_os_str(),
                 &self.upload,
                 name.as_str(),
@@ -157,7 +211,7 @@ impl IncomingTree {
                 Ok(()) => {
                     rustix::fs::fsync(&self.upload)?;
                     // Published: nothing to remove any more.
-                    let _ = self.temp.keep();
+                    let _ = self.temp.map(TempDir::keep);
                     return Ok(dir.join(name));
                 }
                 Err(rustix::io::Errno::EXIST) => {}

@@ -356,6 +356,13 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
             text.push('\n');
         }
     }
+    if let Some(held) = ask.resuming {
+        text.push_str(&format!(
+            "  resuming at {}: {} of it is here from a try that was cut\n",
+            text::percent(held, ask.size),
+            text::bytes(held)
+        ));
+    }
     let mut notes = Vec::new();
     if name.cp949 {
         notes.push("decoded from CP949".to_string());
@@ -505,6 +512,7 @@ mod tests {
             name: self::name(name),
             size: 1536,
             batch: None,
+            resuming: None,
             store: store(),
             free: Some(2048),
             client_gone,
