@@ -383,7 +383,10 @@ mod tests {
         assert!(decode_proof(&proof[..39]).is_err());
         let mut out = Vec::new();
         send(&mut out, PROOF, 2, true, &proof).unwrap();
-        assert_eq!(&out[..16], &[2, 0, 0, 0, 0x15, 0, 0, 0, 40, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            &out[..16],
+            &[2, 0, 0, 0, 0x15, 0, 0, 0, 40, 0, 0, 0, 0, 1, 0, 0]
+        );
     }
 
     #[test]

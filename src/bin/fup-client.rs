@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use fup::ResponseByte;
-use fup::client::batch::{BatchOutcome, send_batch};
+use fup::client::batch::{BatchOutcome, Resumed, send_batch};
 use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
     Options, Sent, auto_chunk_size, upload_file,
@@ -105,6 +105,11 @@ struct Args {
     /// the default is 1). A fup server gets the whole command as one batch instead
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     parallel: u16,
+    /// When a secure upload's connection breaks, connect again and resume, up to N times
+    /// (waiting 1 s, 2 s, 4 s, … 30 s between tries); the exit status is the last try's.
+    /// Without it, running the same command again resumes
+    #[arg(long, value_name = "N", env = "FUP_RETRY", default_value_t = 0)]
+    retry: u32,
     /// Print this installation's identity (the hash of its public key, made on first use in
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
@@ -207,7 +212,7 @@ fn main() -> ExitCode {
                 // --checksum hashes file by file, in the single-upload exchange.
                 if link.server_id().is_some() && !args.checksum {
                     say_missing(&mut failed);
-                    return batch_main(&args, &files, failed, link, bars);
+                    return batch_main(&args, &files, failed, (link, &mut dialer), bars);
                 }
                 first = Some(link);
             }
@@ -379,6 +384,38 @@ fn ask_trust(host: &HostPort, id: &Identity) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Whether a batch that failed with `err` may go on over a new connection: the connection
+/// broke or went quiet, rather than the server or a file saying no.
+fn retryable(err: &fup::Error) -> bool {
+    err.is_hang_up() || matches!(err, fup::Error::Io(_) | fup::Error::TimedOut { .. })
+}
+
+/// The pause before try `n` (from 1): 1 s, 2 s, 4 s, … at most 30 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs((1u64 << n.saturating_sub(1).min(5)).min(30))
+}
+
+/// What the client says when a batch resumes a cut try.
+fn resumed_line(resumed: &Resumed, total: u64) -> String {
+    let mut line = format!(
+        "resuming at {} ({} already there",
+        text::percent(resumed.bytes, total),
+        text::bytes(resumed.bytes)
+    );
+    if resumed.files > 0 {
+        let s = if resumed.files == 1 { "" } else { "s" };
+        line.push_str(&format!(", {} file{s} stored before", resumed.files));
+    }
+    line.push(')');
+    if let Some(differed) = resumed.differed {
+        line.push_str(&format!(
+            "; the {} the server kept of the next file differ from this copy: it starts over",
+            text::bytes(differed)
+        ));
+    }
+    line
+}
+
 /// What became of one file that was sent.
 struct Done {
     sent: Sent,
@@ -416,7 +453,7 @@ fn batch_main(
     args: &Args,
     files: &[PathBuf],
     failed: usize,
-    mut link: Link,
+    (mut link, dialer): (Link, &mut Dialer<'_>),
     bars: bool,
 ) -> ExitCode {
     let (found, _stdin) = match batch_entries(args, files) {
@@ -448,22 +485,71 @@ fn batch_main(
     let bar = bars.then(|| progress_bar(&what, totals.bytes));
     let started = Instant::now();
     let accepted: Mutex<Option<Instant>> = Mutex::new(None);
-    let outcome = send_batch(&mut link, &found.found, &options, |sent, files| {
-        let mut at = lock(&accepted);
-        if at.is_none() {
-            *at = Some(Instant::now());
-            if let Some(bar) = &bar {
-                bar.reset();
-                bar.set_message("");
+    let mut tries = 0;
+    let outcome = loop {
+        let say_resumed = |resumed: Resumed| {
+            let line = resumed_line(&resumed, totals.bytes);
+            match &bar {
+                Some(bar) => bar.suspend(|| eprintln!("fup-client: {line}")),
+                None if !args.quiet => eprintln!("fup-client: {line}"),
+                None => {}
             }
-        }
-        if let Some(bar) = &bar {
-            bar.set_position(sent);
-            if totals.files > 1 {
-                bar.set_message(format!("{files}/{} files", totals.files));
+        };
+        let outcome = send_batch(
+            &mut link,
+            &found.found,
+            &options,
+            say_resumed,
+            |sent, files| {
+                let mut at = lock(&accepted);
+                if at.is_none() {
+                    *at = Some(Instant::now());
+                    if let Some(bar) = &bar {
+                        bar.reset();
+                        bar.set_message("");
+                    }
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(sent);
+                    if totals.files > 1 {
+                        bar.set_message(format!("{files}/{} files", totals.files));
+                    }
+                }
+            },
+        );
+        // A connection that failed on the way (#13): again after a pause, resuming.
+        match outcome {
+            Err(err) if tries < args.retry && retryable(&err) => {
+                let mut why = anyhow::Error::from(err);
+                link = loop {
+                    tries += 1;
+                    let wait = backoff(tries);
+                    let line = format!(
+                        "{:#}; trying again in {} s ({tries} of {})",
+                        why.context("connection lost"),
+                        wait.as_secs(),
+                        args.retry
+                    );
+                    match &bar {
+                        Some(bar) => bar.suspend(|| eprintln!("fup-client: {line}")),
+                        None => eprintln!("fup-client: {line}"),
+                    }
+                    std::thread::sleep(wait);
+                    match dialer.dial() {
+                        Ok((link, _)) if link.server_id().is_some() => break Some(link),
+                        Ok(_) => break None,
+                        Err(err @ DialError::Io(_)) if tries < args.retry => {
+                            why = anyhow::Error::from(err);
+                        }
+                        Err(_) => break None,
+                    }
+                }
+                .unwrap_or(link);
+                *lock(&accepted) = None;
             }
+            outcome => break outcome,
         }
-    });
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -13,8 +13,8 @@ use fup::ResponseByte;
 use fup::secure::{Identity, files, keys, tls};
 use fup::server::policy::Cidr;
 use fup::server::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Policy, SHUTDOWN_GRACE, SecureMode, Server,
-    Store, TrustedClients,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Partials, Policy, SHUTDOWN_GRACE, SecureMode,
+    Server, Store, TrustedClients,
 };
 use fup::term::args::{Seconds, response_byte, seconds, size};
 use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, status_line};
@@ -88,6 +88,14 @@ struct Args {
     /// fup clients in secure mode may upload
     #[arg(long)]
     require_secure: bool,
+    /// How long what a cut secure upload received is kept for the same client to resume it
+    /// (running the same command again); e.g. 24h, 7d
+    #[arg(long, value_name = "DURATION", env = "FUP_KEEP_PARTIAL", default_value = "24h", value_parser = seconds)]
+    keep_partial: Seconds,
+    /// Most bytes cut uploads may keep together for resuming (the oldest go first); 0 keeps
+    /// nothing, as plain uploads never do
+    #[arg(long, value_name = "SIZE", env = "FUP_MAX_PARTIAL", default_value = "16G", value_parser = size_or_zero)]
+    max_partial: u64,
     /// Secure clients accepted without asking: one identity per line, an optional label after
     /// it, `#` comments (default: trusted_clients in the configuration directory). Answering
     /// `a` (always) at the prompt adds the client to it
@@ -137,7 +145,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let screen =
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
     let (secure, identity) = secure_mode(&args)?;
-    let server = Arc::new(server(&args, store, screen.clone())?.with_secure(secure));
+    let mut server = server(&args, store, screen.clone())?.with_secure(secure);
+    if args.max_partial > 0 {
+        let partials = Partials::new(&args.dir, args.keep_partial.into(), args.max_partial);
+        let swept = partials
+            .sweep()
+            .context("cannot list the partial uploads")?;
+        if swept.removed > 0 {
+            eprintln!("fup-server: {}", swept_line(&swept));
+        }
+        server = server.with_partials(partials);
+    }
+    let server = Arc::new(server);
     let on_signal = Arc::clone(&server);
     signals::exit_on_signals(move |signal| {
         let removed = on_signal.shutdown(SHUTDOWN_GRACE);
@@ -175,6 +194,24 @@ fn run(args: Args) -> anyhow::Result<()> {
     server
         .serve(listener, move |event| log.report(event))
         .context("cannot accept connections")
+}
+
+/// A size that may be 0.
+fn size_or_zero(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        _ => size(text),
+    }
+}
+
+/// `removed 2 expired partial uploads (1.5 GiB)`.
+fn swept_line(swept: &fup::server::partial::Swept) -> String {
+    let s = if swept.removed == 1 { "" } else { "s" };
+    format!(
+        "removed {} expired partial upload{s} ({})",
+        swept.removed,
+        fup::text::bytes(swept.bytes)
+    )
 }
 
 /// Where and how the server's events are shown.
@@ -311,6 +348,13 @@ impl Log {
             })
             .to_string(),
             Event::Listen(event) => self.stamped(&event.to_string()),
+            Event::Swept(swept) if self.json => serde_json::json!({
+                "time": now(),
+                "swept": swept.removed,
+                "bytes": swept.bytes,
+            })
+            .to_string(),
+            Event::Swept(swept) => self.stamped(&swept_line(&swept)),
         };
         let mut out = io::stdout().lock();
         match screen {

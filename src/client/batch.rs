@@ -6,7 +6,10 @@ use std::fs::File;
 use std::time::Duration;
 
 use super::Options;
-use crate::batch::frame::{self, DATA, DIGEST, DONE, Frame, ItemDone, MAX_SMALL_BODY, VERDICT};
+use crate::batch::frame::{
+    self, DATA, DIGEST, DONE, Frame, ItemDone, MAX_SMALL_BODY, PROOF, RESUME_AT, ResumePoint,
+    VERDICT,
+};
 use crate::batch::walk::Found;
 use crate::batch::{Entry, Kind};
 use crate::error::{Error, Result};
@@ -22,9 +25,22 @@ pub enum BatchOutcome {
     Done(Vec<ItemDone>),
 }
 
+/// How a batch resumed a try that was cut (#13).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Files the server had stored (or kept) whole from earlier tries.
+    pub files: usize,
+    /// Bytes it had, files and the start of the next one together: not sent again.
+    pub bytes: u64,
+    /// When the server held the start of a file that this copy does not start with: how
+    /// many bytes of it, all sent again.
+    pub differed: Option<u64>,
+}
+
 /// Sends the batch `found` (see [`walk`](crate::batch::walk)) on `stream`, a secure
-/// connection: calls `progress(0, 0)` once the server accepts, then with the bytes sent so
-/// far and how many files were sent whole.
+/// connection: once the server accepts, calls `resumed` if it resumes a cut try (after
+/// proving this copy's prefix, #13), then `progress` with the bytes the server has so far
+/// (from earlier tries too) and how many files are there whole.
 ///
 /// # Errors
 ///
@@ -39,6 +55,7 @@ pub fn send_batch<S: Conn>(
     stream: &mut S,
     found: &[Found],
     options: &Options,
+    resumed: impl FnOnce(Resumed),
     mut progress: impl FnMut(u64, usize),
 ) -> Result<BatchOutcome> {
     let chunk = options.chunk_size;
@@ -51,8 +68,24 @@ pub fn send_batch<S: Conn>(
         let why = String::from_utf8_lossy(verdict.get(1..).unwrap_or_default()).into_owned();
         return Ok(BatchOutcome::Denied(why));
     }
-    progress(0, 0);
-    let sending = send_files(stream, found, chunk, &mut progress);
+    let at = frame::decode_accept(&verdict)?;
+    let mut mover = match frame::verifying() {
+        true => Mover::new(false).with_blake3(),
+        false => Mover::new(false),
+    };
+    let (at, file) = prove(stream, found, at, &mut mover, options)?;
+    let before = bytes_before(found, at);
+    let differed = file.as_ref().and_then(|(_, differed)| *differed);
+    if before > 0 || differed.is_some() {
+        resumed(Resumed {
+            files: files_before(found, at.next),
+            bytes: before,
+            differed,
+        });
+    }
+    progress(before, files_before(found, at.next));
+    let file = file.map(|(file, _)| file);
+    let sending = send_files(stream, found, at, file, chunk, &mut mover, &mut progress);
     // A write that failed may mean the server gave up and said which item failed; a local
     // failure (a file changed or vanished) has nothing to wait for.
     match sending {
@@ -66,32 +99,115 @@ pub fn send_batch<S: Conn>(
     }
 }
 
-/// Sends every file's data in order, until the end or the server speaks (it only does
-/// before the end to give up).
+/// Files among the first `next` entries.
+fn files_before(found: &[Found], next: u32) -> usize {
+    found
+        .iter()
+        .take(next as usize)
+        .filter(|f| matches!(f.entry.kind, Kind::File { .. }))
+        .count()
+}
+
+/// Bytes of the files before `at.next`, and `at.held`.
+fn bytes_before(found: &[Found], at: ResumePoint) -> u64 {
+    let files: u64 = found
+        .iter()
+        .take(at.next as usize)
+        .map(|f| match f.entry.kind {
+            Kind::File { size, .. } => size,
+            Kind::Dir => 0,
+        })
+        .sum();
+    files + at.held
+}
+
+/// The open file being resumed, and (when the server's bytes were not its start) how many
+/// of them differed.
+type Resuming = (File, Option<u64>);
+
+/// When the server holds the start of entry `at.next`: proves that this copy starts with the
+/// same bytes (their BLAKE3, hashed into `mover` as the file's beginning), and learns where
+/// that file goes on: there, or from 0 when they differ.
+fn prove<S: Conn>(
+    stream: &mut S,
+    found: &[Found],
+    at: ResumePoint,
+    mover: &mut Mover,
+    options: &Options,
+) -> Result<(ResumePoint, Option<Resuming>)> {
+    let Some(entry) = found.get(at.next as usize) else {
+        return Err(Error::BatchOrder("a resume point inside the batch"));
+    };
+    let size = match entry.entry.kind {
+        Kind::File { size, .. } => size,
+        Kind::Dir if at.held == 0 => return Ok((at, None)),
+        Kind::Dir => return Err(Error::BatchOrder("a resume point at a file")),
+    };
+    if at.held > size {
+        return Err(Error::BatchOrder("a resume point inside the file"));
+    }
+    if at.held == 0 {
+        return Ok((at, None));
+    }
+    let changed = || Error::FileChanged {
+        expected: size,
+        got: 0,
+    };
+    let mut file = File::open(&entry.source).map_err(|_| changed())?;
+    let digest = mover
+        .hash_prefix(&mut file, at.held)
+        .map_err(|_| changed())?;
+    let proof = frame::encode_proof(at.held, &digest);
+    frame::send(stream, PROOF, at.next, true, &proof)?;
+    stream.flush()?;
+    let answer = read_message(stream, RESUME_AT, options.timeout, MsgType::Result)?;
+    let offset = match <[u8; 8]>::try_from(answer.as_slice()) {
+        Ok(bytes) => u64::from_le_bytes(bytes),
+        Err(_) => return Err(Error::BatchOrder("where the file goes on")),
+    };
+    match offset {
+        0 => {
+            mover.restart_blake3();
+            let from_zero = ResumePoint {
+                next: at.next,
+                held: 0,
+            };
+            Ok((from_zero, Some((file, Some(at.held)))))
+        }
+        held if held == at.held => Ok((at, Some((file, None)))),
+        _ => Err(Error::BatchOrder("where the file goes on")),
+    }
+}
+
+/// Sends every file's data in order from `at` (`resuming`: that file, open), until the end
+/// or the server speaks (it only does before the end to give up).
 fn send_files<S: Conn>(
     stream: &mut S,
     found: &[Found],
+    at: ResumePoint,
+    mut resuming: Option<File>,
     chunk: u32,
+    mover: &mut Mover,
     progress: &mut impl FnMut(u64, usize),
 ) -> Result<()> {
-    let mut mover = match frame::verifying() {
-        true => Mover::new(false).with_blake3(),
-        false => Mover::new(false),
-    };
-    let mut sent = 0u64;
-    let mut files = 0;
-    for (index, found) in found.iter().enumerate() {
+    let mut sent = bytes_before(found, at) - at.held;
+    let mut files = files_before(found, at.next);
+    for (index, found) in found.iter().enumerate().skip(at.next as usize) {
         let Kind::File { size, .. } = found.entry.kind else {
             continue;
         };
-        // Gone since the walk: the batch cannot go on (the server waits for its bytes).
-        let file = File::open(&found.source).map_err(|_| Error::FileChanged {
-            expected: size,
-            got: 0,
-        })?;
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        send_file(stream, &mut mover, &file, index, size, chunk, &mut |n| {
-            progress(sent + n, files);
+        let from = if index == at.next { at.held } else { 0 };
+        // Gone since the walk: the batch cannot go on (the server waits for its bytes).
+        let file = match resuming.take().filter(|_| index == at.next) {
+            Some(file) => file,
+            None => File::open(&found.source).map_err(|_| Error::FileChanged {
+                expected: size,
+                got: 0,
+            })?,
+        };
+        send_file(stream, mover, &file, index, (from, size), chunk, &mut |n| {
+            progress(sent + from + n, files);
         })?;
         // What was read from the file, for the server to check what it received against.
         let digest = mover.take_blake3();
@@ -119,7 +235,7 @@ fn send_file<S: Conn>(
     mover: &mut Mover,
     file: &File,
     index: u32,
-    size: u64,
+    (from, size): (u64, u64),
     chunk: u32,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
@@ -133,8 +249,16 @@ fn send_file<S: Conn>(
         }
         .encode()
     };
-    let mut source = Source::file(file);
-    super::send_data(stream, &mut source, size, chunk, mover, &header, progress)?;
+    let mut source = Source::File { file, offset: from };
+    super::send_data(
+        stream,
+        &mut source,
+        size - from,
+        chunk,
+        mover,
+        &header,
+        progress,
+    )?;
     Ok(())
 }
 
@@ -152,6 +276,7 @@ fn read_message<S: Conn>(
     if frame.kind != kind {
         return Err(Error::BatchOrder(match kind {
             VERDICT => "the server's verdict",
+            RESUME_AT => "where the file goes on",
             _ => "the server's account of the batch",
         }));
     }

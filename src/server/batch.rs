@@ -142,7 +142,7 @@ impl Session<'_> {
             cp949: false,
         };
         // A cut try of this batch from this client may have left a partial (#13).
-        let mut partial = self.open_partial(&entries);
+        let mut partial = self.open_partial(&entries, totals.bytes);
         let start = match &mut partial {
             Some(partial) => resume_point(partial, &entries)?,
             None => ResumePoint::default(),
@@ -246,12 +246,25 @@ impl Session<'_> {
     /// The partial of this batch from this client, locked, if it is secure and the server
     /// keeps partials; `None` (this try cannot resume, nor be resumed) when another session
     /// holds it or it cannot be opened.
-    fn open_partial(&mut self, entries: &[Entry]) -> Option<Partial> {
+    ///
+    /// The session that holds it may still be finding out that its connection died (the same
+    /// client is back sooner than its timeout): it is waited for, up to this server's timeout.
+    fn open_partial(&mut self, entries: &[Entry], total: u64) -> Option<Partial> {
         let partials = self.server.partials()?;
         let id = self.summary.client.id()?;
-        match partials.open(Key::new(&id, entries), &id) {
-            Ok(Opened::Partial(partial)) => Some(partial),
-            Ok(Opened::InUse) | Err(_) => None,
+        let key = Key::new(&id, entries);
+        let deadline = Instant::now() + self.server.timeout;
+        loop {
+            match partials.open(key, &id) {
+                Ok(Opened::Partial(mut partial)) => {
+                    partial.state.total = total;
+                    return Some(partial);
+                }
+                Ok(Opened::InUse) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Ok(Opened::InUse) | Err(_) => return None,
+            }
         }
     }
 
@@ -340,9 +353,14 @@ impl Session<'_> {
             rx.tree = None;
             let _ = std::fs::remove_dir_all(partial.tree_path());
         }
-        let saved = std::fs::File::open(partial.dir())
-            .and_then(|dir| rustix::fs::syncfs(dir).map_err(std::io::Error::from))
-            .and_then(|()| partial.save(true));
+        // The files of a kept tree will not be checked again: they are made durable now. The
+        // bytes of the file cut short need not be: the next try proves them first.
+        let saved = match in_tree {
+            true => std::fs::File::open(partial.dir())
+                .and_then(|dir| rustix::fs::syncfs(dir).map_err(std::io::Error::from)),
+            false => Ok(()),
+        }
+        .and_then(|()| partial.save(true));
         let bytes = partial.bytes();
         if saved.is_err() || bytes > partials.max_bytes() {
             let _ = partial.remove();
@@ -430,10 +448,7 @@ impl Session<'_> {
                 // Files done before a tree begins are published first: a tree may take long.
                 // So before a large file that may be resumed: it starts a partial of its own.
                 let large = matches!(entry.kind, Kind::File { size, .. } if size >= FLUSH_BYTES);
-                if rx.pending.due()
-                    || entry.kind == Kind::Dir
-                    || (large && rx.partial.is_some())
-                {
+                if rx.pending.due() || entry.kind == Kind::Dir || (large && rx.partial.is_some()) {
                     rx.pending.publish(store, &mut rx.done)?;
                 }
                 rx.current = index;
@@ -459,9 +474,11 @@ impl Session<'_> {
                                 incoming
                             }
                             Some(_) => {
-                                let file =
-                                    self.receive_partial(stream, rx, index, size, executable, offset, mover)?;
-                                let partial = rx.partial.as_ref().ok_or(Error::BatchOrder("a partial"))?;
+                                let file = self.receive_partial(
+                                    stream, rx, index, size, executable, offset, mover,
+                                )?;
+                                let partial =
+                                    rx.partial.as_ref().ok_or(Error::BatchOrder("a partial"))?;
                                 store.adopt(file, &partial.data_path(index))?
                             }
                         };
@@ -480,7 +497,11 @@ impl Session<'_> {
                         self.receive_file(stream, index, size, 0, &mut file, mover)?;
                     }
                     Kind::File { size, executable } => {
-                        drop(self.receive_partial(stream, rx, index, size, executable, offset, mover)?);
+                        drop(
+                            self.receive_partial(
+                                stream, rx, index, size, executable, offset, mover,
+                            )?,
+                        );
                         let (Some(partial), Some((_, _, open))) = (&rx.partial, &rx.tree) else {
                             return Err(Error::BatchOrder("its directory"));
                         };

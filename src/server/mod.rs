@@ -70,6 +70,8 @@ pub enum Event {
     Finished(Box<Summary>),
     /// The accept loop gave up on a connection, or on accepting one; the server goes on.
     Listen(ListenEvent),
+    /// Partials of cut uploads expired and were removed (#13).
+    Swept(partial::Swept),
 }
 
 /// A FUP server: where files go, which rules decide without asking, who is asked otherwise,
@@ -221,6 +223,24 @@ impl Server {
     {
         net::sys::ignore_file_size_signal();
         let report = Arc::new(report);
+        if let Some(partials) = self.partials.clone() {
+            let report = Arc::clone(&report);
+            // Expired partials go within a tenth of their time (between 1 s and 10 min).
+            let every =
+                (partials.keep() / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+            thread::Builder::new()
+                .name("fup-sweep".into())
+                .spawn(move || {
+                    loop {
+                        thread::sleep(every);
+                        if let Ok(swept) = partials.sweep()
+                            && swept.removed > 0
+                        {
+                            report(Event::Swept(swept));
+                        }
+                    }
+                })?;
+        }
         let on_connection = Arc::clone(&report);
         let max = self.max_connections;
         net::serve_each(

@@ -173,8 +173,7 @@ impl Store {
                     path,
                     rustix::fs::RenameFlags::NOREPLACE,
                 )?;
-                file.take()
-                    .ok_or_else(|| io::Error::other("moved twice"))
+                file.take().ok_or_else(|| io::Error::other("moved twice"))
             })?;
         temp.as_file().try_lock().map_err(io::Error::from)?;
         let path = temp.path().to_path_buf();

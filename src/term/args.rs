@@ -57,9 +57,10 @@ pub fn seconds(text: &str) -> Result<Seconds, String> {
         "ms" => 0.001,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86400.0,
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m or h; a bare number is seconds)"
+                "unknown duration unit {other:?} (use ms, s, m, h or d; a bare number is seconds)"
             ));
         }
     };
