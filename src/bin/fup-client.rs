@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use fup::ResponseByte;
-use fup::client::batch::{BatchOutcome, Resumed, send_batch};
+use fup::client::batch::{BatchEvent, BatchOutcome, Resumed, send_batch};
 use fup::client::{
     DEFAULT_ANSWER_TIMEOUT, DEFAULT_CHUNK_SIZE, DEFAULT_TIMEOUT, Delivery, MAX_UNWRAPPED_CHUNKS,
     Options, Sent, auto_chunk_size, upload_file,
@@ -209,8 +209,7 @@ fn main() -> ExitCode {
         match dialer.dial() {
             Ok((link, note)) => {
                 tell(&args.host, note, asked.get());
-                // --checksum hashes file by file, in the single-upload exchange.
-                if link.server_id().is_some() && !args.checksum {
+                if link.server_id().is_some() {
                     say_missing(&mut failed);
                     return batch_main(&args, &files, failed, (link, &mut dialer), bars);
                 }
@@ -423,6 +422,8 @@ struct Done {
     secure: bool,
     /// Whether the server checked it end to end (BLAKE3).
     verified: bool,
+    /// Bytes the server had from cut tries, not sent again (#13).
+    resumed: u64,
     name: String,
     size: u64,
     /// From the server's acceptance to its result: the transfer alone.
@@ -486,20 +487,29 @@ fn batch_main(
     let started = Instant::now();
     let accepted: Mutex<Option<Instant>> = Mutex::new(None);
     let mut tries = 0;
+    // What the server had from earlier tries, and each file's BLAKE3 (for --checksum).
+    let mut resumed_bytes = 0;
+    let mut digests = std::collections::HashMap::new();
     let outcome = loop {
-        let say_resumed = |resumed: Resumed| {
-            let line = resumed_line(&resumed, totals.bytes);
-            match &bar {
-                Some(bar) => bar.suspend(|| eprintln!("fup-client: {line}")),
-                None if !args.quiet => eprintln!("fup-client: {line}"),
-                None => {}
+        let on_event = |event: BatchEvent| match event {
+            BatchEvent::Resumed(resumed) => {
+                resumed_bytes = resumed.bytes;
+                let line = resumed_line(&resumed, totals.bytes);
+                match &bar {
+                    Some(bar) => bar.suspend(|| eprintln!("fup-client: {line}")),
+                    None if !args.quiet => eprintln!("fup-client: {line}"),
+                    None => {}
+                }
+            }
+            BatchEvent::Sent { index, blake3 } => {
+                digests.insert(index as usize, blake3);
             }
         };
         let outcome = send_batch(
             &mut link,
             &found.found,
             &options,
-            say_resumed,
+            on_event,
             |sent, files| {
                 let mut at = lock(&accepted);
                 if at.is_none() {
@@ -607,6 +617,31 @@ fn batch_main(
         }
     };
     let stored = items.iter().filter(|item| item.stored).count();
+    // --checksum: each stored file's BLAKE3 in b3sum's format, so `b3sum -c` can check the
+    // local files (standard input shows as `-`).
+    let b3sums = || {
+        if !args.checksum || args.json {
+            return;
+        }
+        for (index, file) in found.found.iter().enumerate() {
+            let top = found
+                .found
+                .iter()
+                .position(|f| f.entry.depth() == 1 && f.entry.path[0] == file.entry.path[0]);
+            let stored = top.is_some_and(|top| {
+                items
+                    .iter()
+                    .any(|item| item.index as usize == top && item.stored)
+            });
+            if let (true, Some(digest)) = (stored, digests.get(&index)) {
+                let path = match files.iter().any(|p| is_stdin(p)) && found.found.len() == 1 {
+                    true => "-".to_string(),
+                    false => shown(&file.source),
+                };
+                println!("{}  {path}", text::hex(digest));
+            }
+        }
+    };
     // One file alone reads as the single upload it is.
     if let ([top], [item]) = (&tops[..], &items[..])
         && let fup::batch::Kind::File { size, .. } = top.entry.kind
@@ -621,6 +656,7 @@ fn batch_main(
             },
             secure: true,
             verified: item.stored && fup::batch::frame::verifying(),
+            resumed: resumed_bytes,
             name: top.entry.path[0].clone(),
             size,
             elapsed,
@@ -633,6 +669,7 @@ fn batch_main(
             true => println!("{}", json(path, &done)),
             false => present(path, &done, args.quiet),
         }
+        b3sums();
         if failed > 0 && !args.quiet && !args.json {
             let (s, f) = (usize::from(item.stored), failed + usize::from(!item.stored));
             println!("{}", self::totals(s, 0, f));
@@ -751,6 +788,7 @@ fn batch_main(
             _ => {}
         }
     }
+    b3sums();
     if !args.quiet && !args.json {
         let mut line = format!("{files_stored} stored");
         for (count, what) in [
@@ -966,6 +1004,7 @@ fn send_with(args: &Args, mut link: Link, upload: Upload, bars: bool) -> anyhow:
         sent,
         secure,
         verified: false,
+        resumed: 0,
         name,
         size,
         elapsed,
@@ -986,11 +1025,15 @@ fn present(path: &Path, done: &anyhow::Result<Done>, quiet: bool) {
         (true, false) => "secure",
         (false, _) => "plain",
     };
+    let resumed = match done.resumed {
+        0 => String::new(),
+        bytes => format!(", resumed at {}", text::percent(bytes, done.size)),
+    };
     match done.sent.delivery {
         Delivery::Stored if !quiet => println!(
-            "sent \"{name}\" {human} in {:.2} s ({}): stored, {how}",
+            "sent \"{name}\" {human} in {:.2} s ({}): stored, {how}{resumed}",
             done.elapsed.as_secs_f64(),
-            text::rate(done.size, done.elapsed)
+            text::rate(done.size - done.resumed.min(done.size), done.elapsed)
         ),
         Delivery::Stored => {}
         Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server, {how}"),
@@ -1032,7 +1075,11 @@ fn json(path: &Path, done: &anyhow::Result<Done>) -> serde_json::Value {
                 let secs = done.elapsed.as_secs_f64();
                 object["seconds"] = json!(secs);
                 if secs > 0.0 {
-                    object["rate"] = json!((done.size as f64 / secs).round());
+                    let moved = done.size - done.resumed.min(done.size);
+                    object["rate"] = json!((moved as f64 / secs).round());
+                }
+                if done.resumed > 0 {
+                    object["resumed"] = json!(done.resumed);
                 }
             }
             if let (Delivery::Stored, Some(sha256)) = (done.sent.delivery, done.sent.sha256) {

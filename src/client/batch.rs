@@ -37,10 +37,25 @@ pub struct Resumed {
     pub differed: Option<u64>,
 }
 
+/// What happens on the way, besides progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchEvent {
+    /// The server resumes a cut try (after this copy's prefix was proven, #13).
+    Resumed(Resumed),
+    /// Entry `index` was sent whole, and these are its bytes' BLAKE3 (also those sent by an
+    /// earlier try, for a file resumed in its middle).
+    Sent {
+        /// Its index among the entries.
+        index: u32,
+        /// The BLAKE3 of all its bytes.
+        blake3: [u8; 32],
+    },
+}
+
 /// Sends the batch `found` (see [`walk`](crate::batch::walk)) on `stream`, a secure
-/// connection: once the server accepts, calls `resumed` if it resumes a cut try (after
-/// proving this copy's prefix, #13), then `progress` with the bytes the server has so far
-/// (from earlier tries too) and how many files are there whole.
+/// connection: once the server accepts, tells `event` if it resumes a cut try, then calls
+/// `progress` with the bytes the server has so far (from earlier tries too) and how many
+/// files are there whole; `event` hears of each file sent whole with its digest.
 ///
 /// # Errors
 ///
@@ -55,7 +70,7 @@ pub fn send_batch<S: Conn>(
     stream: &mut S,
     found: &[Found],
     options: &Options,
-    resumed: impl FnOnce(Resumed),
+    mut event: impl FnMut(BatchEvent),
     mut progress: impl FnMut(u64, usize),
 ) -> Result<BatchOutcome> {
     let chunk = options.chunk_size;
@@ -77,15 +92,26 @@ pub fn send_batch<S: Conn>(
     let before = bytes_before(found, at);
     let differed = file.as_ref().and_then(|(_, differed)| *differed);
     if before > 0 || differed.is_some() {
-        resumed(Resumed {
+        event(BatchEvent::Resumed(Resumed {
             files: files_before(found, at.next),
             bytes: before,
             differed,
-        });
+        }));
     }
     progress(before, files_before(found, at.next));
     let file = file.map(|(file, _)| file);
-    let sending = send_files(stream, found, at, file, chunk, &mut mover, &mut progress);
+    let sending = send_files(
+        stream,
+        found,
+        at,
+        file,
+        chunk,
+        &mut mover,
+        &mut |sent| match sent {
+            Sending::Progress(bytes, files) => progress(bytes, files),
+            Sending::Whole(index, blake3) => event(BatchEvent::Sent { index, blake3 }),
+        },
+    );
     // A write that failed may mean the server gave up and said which item failed; a local
     // failure (a file changed or vanished) has nothing to wait for.
     match sending {
@@ -97,6 +123,12 @@ pub fn send_batch<S: Conn>(
         Ok(done) => Ok(BatchOutcome::Done(frame::decode_done(&done)?)),
         Err(err) => Err(sending.err().unwrap_or(err)),
     }
+}
+
+/// What [`send_files`] reports.
+enum Sending {
+    Progress(u64, usize),
+    Whole(u32, [u8; 32]),
 }
 
 /// Files among the first `next` entries.
@@ -188,7 +220,7 @@ fn send_files<S: Conn>(
     mut resuming: Option<File>,
     chunk: u32,
     mover: &mut Mover,
-    progress: &mut impl FnMut(u64, usize),
+    progress: &mut impl FnMut(Sending),
 ) -> Result<()> {
     let mut sent = bytes_before(found, at) - at.held;
     let mut files = files_before(found, at.next);
@@ -207,7 +239,7 @@ fn send_files<S: Conn>(
             })?,
         };
         send_file(stream, mover, &file, index, (from, size), chunk, &mut |n| {
-            progress(sent + from + n, files);
+            progress(Sending::Progress(sent + from + n, files));
         })?;
         // What was read from the file, for the server to check what it received against.
         let digest = mover.take_blake3();
@@ -220,7 +252,10 @@ fn send_files<S: Conn>(
         )?;
         sent += size;
         files += 1;
-        progress(sent, files);
+        progress(Sending::Progress(sent, files));
+        if let Some(blake3) = digest {
+            progress(Sending::Whole(index, blake3));
+        }
         if stream.has_input() {
             break;
         }

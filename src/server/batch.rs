@@ -186,7 +186,7 @@ impl Session<'_> {
         frame::send(stream, VERDICT, 0, true, &frame::encode_accept(start))?;
         stream.flush()?;
         let started = Instant::now();
-        let mut mover = Mover::new(self.server.checksum && single);
+        let mut mover = Mover::new(false);
         if frame::verifying() {
             mover = mover.with_blake3();
         }
@@ -219,7 +219,7 @@ impl Session<'_> {
                 }
                 frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&rx.done))?;
                 stream.flush()?;
-                self.summary.sha256 = mover.sha256();
+                self.summary.blake3 = self.stored_digests(&entries, &rx.done);
                 match (single, rx.done.first()) {
                     (true, Some(item)) => Ok(End::Stored(self.server.store.dir().join(&item.name))),
                     _ => Ok(End::Batch(stored)),
@@ -241,6 +241,28 @@ impl Session<'_> {
                 Err(err)
             }
         }
+    }
+
+    /// Where each file hashed for `--checksum` was stored, with its digest.
+    fn stored_digests(
+        &mut self,
+        entries: &[Entry],
+        done: &[ItemDone],
+    ) -> Vec<(std::path::PathBuf, [u8; 32])> {
+        let dir = self.server.store.dir();
+        std::mem::take(&mut self.digests)
+            .into_iter()
+            .filter_map(|(index, digest)| {
+                let entry = entries.get(index as usize)?;
+                let top = entries
+                    .iter()
+                    .position(|e| e.depth() == 1 && e.path[0] == entry.path[0])?;
+                let item = done.iter().find(|item| item.index as usize == top)?;
+                let mut path = dir.join(&item.name);
+                path.extend(&entry.path[1..]);
+                Some((path, digest))
+            })
+            .collect()
     }
 
     /// The partial of this batch from this client, locked, if it is secure and the server
@@ -641,8 +663,11 @@ impl Session<'_> {
             .map_err(|err| deadline.error(err, MsgType::Data))?;
         match mover.take_blake3() {
             Some(ours) if theirs[..] != ours[..] => Err(Error::Verification),
-            Some(_) => {
+            Some(ours) => {
                 self.summary.verified = true;
+                if self.server.checksum {
+                    self.digests.push((index, ours));
+                }
                 Ok(())
             }
             None => Ok(()),

@@ -53,6 +53,8 @@ pub struct Session<'a> {
     /// What has happened so far; returned whole by [`Session::run`].
     pub(super) summary: Summary,
     pub(super) throttle: Throttle,
+    /// With `--checksum`, each file of a batch checked so far: its index and BLAKE3.
+    pub(super) digests: Vec<(u32, [u8; 32])>,
 }
 
 impl fmt::Debug for Session<'_> {
@@ -87,6 +89,7 @@ impl<'a> Session<'a> {
             report,
             summary: Summary::new(peer, connection),
             throttle: Throttle::default(),
+            digests: Vec::new(),
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Summary {
     pub resumed: Option<u64>,
     /// Bytes kept for a later try, when this one was cut (#13).
     pub kept: Option<u64>,
+    /// With `--checksum` in secure mode: each stored file's BLAKE3, by where it was stored.
+    pub blake3: Vec<(PathBuf, [u8; 32])>,
     /// For a batch: what it holds, once its manifest passed the checks.
     pub batch: Option<Totals>,
     /// For a batch that failed midway: the top items published before (they stay).
@@ -94,6 +96,7 @@ impl Summary {
             verified: false,
             resumed: None,
             kept: None,
+            blake3: Vec::new(),
             batch: None,
             batch_stored: Vec::new(),
             end: End::NoRequest,
@@ -209,6 +212,21 @@ impl Summary {
     /// The stored file's digest in `sha256sum`'s format (`HEX  PATH`), so that
     /// `sha256sum -c` can check it; for stored uploads that were hashed.
     pub fn checksum_line(&self) -> Option<String> {
+        if self.is_stored() && !self.blake3.is_empty() {
+            // b3sum's format is sha256sum's.
+            let lines: Vec<String> = self
+                .blake3
+                .iter()
+                .map(|(path, digest)| {
+                    format!(
+                        "{}  {}",
+                        text::hex(digest),
+                        text::escape(&path.to_string_lossy())
+                    )
+                })
+                .collect();
+            return Some(lines.join("\n"));
+        }
         match (&self.end, self.sha256) {
             (End::Stored(path), Some(sha256)) => Some(format!(
                 "{}  {}",
