@@ -497,21 +497,33 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     );
 }
 
-// See: #5
+// See: #5 (SHA-256 in plain mode), #13 (BLAKE3 in secure mode)
 #[test]
 fn checksums_on_both_sides_match_the_content() {
     use sha2::{Digest, Sha256};
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(dir.path(), &["--yes", "--checksum"], Input::Text(""));
-    for (name, len) in [("empty.bin", 0), ("data.bin", 3_000_001)] {
+    for (name, len, plain) in [
+        ("empty.bin", 0, true),
+        ("data.bin", 3_000_001, true),
+        ("empty.b3", 0, false),
+        ("data.b3", 3_000_001, false),
+    ] {
         let file = src.path().join(name);
         fs::write(&file, pattern(len)).unwrap();
-        let expected: String = Sha256::digest(pattern(len))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let out = fup_client(&server.port(), &["--checksum", file.to_str().unwrap()]);
+        let expected: String = match plain {
+            true => Sha256::digest(pattern(len))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            false => blake3::hash(&pattern(len)).to_hex().to_string(),
+        };
+        let mut args = vec!["--checksum", file.to_str().unwrap()];
+        if plain {
+            args.insert(0, "--plain");
+        }
+        let out = fup_client(&server.port(), &args);
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stderr}");
         let lines: Vec<&str> = stdout.lines().collect();

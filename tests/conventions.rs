@@ -48,7 +48,7 @@ fn short_options_units_and_environment_defaults() {
         &["127.0.0.1"],
         &[("FUP_PORT", &port), ("FUP_TIMEOUT", "500ms")],
     );
-    for bad in [["--chunk-size", "17M"], ["--timeout", "2d"], ["-t", "0"]] {
+    for bad in [["--chunk-size", "17M"], ["--timeout", "2w"], ["-t", "0"]] {
         let (code, stderr) = client(&[bad[0], bad[1], "-p", &port, "127.0.0.1"], &[]);
         assert_eq!(code, Some(2), "{bad:?}: {stderr}");
     }
@@ -210,8 +210,11 @@ fn json_on_both_sides_for_a_mixed_run() {
     let port = server.port();
     pin_shared(&port);
     let client = {
+        // Plain: one question and one SHA-256 per file (secure mode asks once for the batch
+        // and prints BLAKE3).
         let mut args = vec![
             "--json".to_string(),
+            "--plain".into(),
             "--checksum".into(),
             "-p".into(),
             port,

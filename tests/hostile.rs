@@ -327,12 +327,14 @@ fn clients_killed_at_random_points_leave_nothing_and_the_server_goes_on() {
             entries(dir.path())
         );
     }
-    // Real processes killed mid-upload, too.
+    // Real processes killed mid-upload, too (plain ones: a secure client's cut upload is
+    // kept hidden for it to resume, see tests/resume.rs).
     let src = tempfile::tempdir().unwrap();
     let big = src.path().join("big.bin");
     fs::write(&big, pattern(64 << 20)).unwrap();
     for _ in 0..3 {
         let mut client = spawn_fup_client(&[
+            "--plain",
             "--port",
             &server.port(),
             "--chunk-size",
@@ -562,7 +564,8 @@ fn connection_flood_is_bounded_and_clears() {
     }
     let threads = threads_of(server.pid());
     eprintln!("fup-server threads under a 200-connection flood: {threads}");
-    assert!(threads <= 64 + 2, "{threads} threads");
+    // The connections', the accepting one, the main one and the sweeper of partials.
+    assert!(threads <= 64 + 3, "{threads} threads");
     drop(flood);
     for _ in 0..64 {
         assert!(

@@ -7,6 +7,7 @@ mod conventions;
 mod dialect;
 mod hostile;
 mod pty;
+mod resume;
 mod secure;
 mod terminal;
 mod util;

@@ -108,10 +108,24 @@ impl Receiving {
 /// Whether an upload cut by `err` may resume: the connection failed or went quiet (or the
 /// disk did), rather than the client saying something wrong or lying.
 fn resumable(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::Io(_) | Error::Closed(_) | Error::Truncated | Error::TimedOut { .. }
-    )
+    use std::io::ErrorKind as Kind;
+    match err {
+        Error::Closed(_) | Error::Truncated | Error::TimedOut { .. } => true,
+        // The network's troubles (and a TLS record that fails its check, as a connection
+        // tampered with would), not the disk's: a full disk or a file-size limit would
+        // fail the same way again.
+        Error::Io(err) => matches!(
+            err.kind(),
+            Kind::ConnectionReset
+                | Kind::ConnectionAborted
+                | Kind::BrokenPipe
+                | Kind::UnexpectedEof
+                | Kind::TimedOut
+                | Kind::NotConnected
+                | Kind::InvalidData
+        ),
+        _ => false,
+    }
 }
 
 impl Session<'_> {
@@ -176,6 +190,10 @@ impl Session<'_> {
             self.trust_client();
         }
         if decision.verdict == Verdict::Denied {
+            // A partial made for this try only goes; one from earlier tries waits for the next.
+            if let Some(partial) = partial.filter(Partial::is_new) {
+                let _ = partial.remove();
+            }
             if stream.peer_closed() {
                 return Ok(End::Abandoned);
             }

@@ -234,15 +234,20 @@ impl Partials {
     ///
     /// If the directory or its files cannot be made or read.
     pub fn open(&self, key: Key, client: &Identity) -> io::Result<Opened> {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&self.root)?;
         let dir = self.root.join(key.hex());
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(err),
+        // The directory of partials goes with the last one: made again if it just went.
+        let mut tries = 0;
+        loop {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&self.root)?;
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break,
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => break,
+                Err(err) if err.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(err) => return Err(err),
+            }
         }
         let lock = OpenOptions::new()
             .create(true)
@@ -486,6 +491,11 @@ impl Partial {
         Ok(())
     }
 
+    /// Whether it was just made: nothing of it saved yet.
+    pub fn is_new(&self) -> bool {
+        !self.dir.join(STATE).exists()
+    }
+
     /// Where entry `index`'s bytes are received.
     pub fn data_path(&self, index: u32) -> PathBuf {
         self.dir.join(format!("{DATA_PREFIX}{index}"))
@@ -565,7 +575,12 @@ impl Partial {
     ///
     /// If it cannot be removed.
     pub fn remove(self) -> io::Result<()> {
-        fs::remove_dir_all(&self.dir)
+        fs::remove_dir_all(&self.dir)?;
+        // The last one takes the directory of partials with it (it fails while others live).
+        if let Some(root) = self.dir.parent() {
+            let _ = fs::remove_dir(root);
+        }
+        Ok(())
     }
 }
 

@@ -266,8 +266,9 @@ mod tests {
         assert_eq!(seconds("1.5min"), secs(90_000));
         assert_eq!(seconds("500ms"), secs(500));
         assert_eq!(seconds("1h"), secs(3_600_000));
+        assert_eq!(seconds("2d"), secs(172_800_000));
         for bad in [
-            "", "x", "-1", "0", "0.0", "inf", "NaN", "1e300", "2d", "0ms", "1e400h",
+            "", "x", "-1", "0", "0.0", "inf", "NaN", "1e300", "2w", "0ms", "1e400h",
         ] {
             assert!(seconds(bad).is_err(), "{bad:?}");
         }

@@ -1,0 +1,447 @@
+//! Resume (#13): a secure upload cut (client killed, connection cut, server killed) goes on
+//! from where it was when the same client runs the same command again, moving only the rest,
+//! after proving its copy starts with what the server kept.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// What a relay does when its first connection has carried `at` bytes to the server.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Cuts both ways at once, as a network failing would.
+    Close,
+    /// Stops reading the client and waits for it to go (the test kills it, or the server).
+    Wait,
+}
+
+/// A relay on 127.0.0.1 in front of `target`: every connection forwarded both ways, the
+/// bytes each carried from its client counted; the first one stopped after `cut` bytes.
+struct Relay {
+    port: u16,
+    /// Bytes each connection carried to the server, in order.
+    up: Arc<Mutex<Vec<u64>>>,
+    /// Told when the first connection reached its cut.
+    cut: Receiver<()>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr, cut: Option<(u64, Then)>) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(Mutex::new(Vec::new()));
+        let (tell, told) = mpsc::channel();
+        let counts = Arc::clone(&up);
+        std::thread::spawn(move || {
+            // At most a few connections per test; the thread ends with the test process.
+            for number in 0..8 {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                let slot = {
+                    let mut counts = counts.lock().unwrap();
+                    counts.push(0);
+                    counts.len() - 1
+                };
+                let counts = Arc::clone(&counts);
+                let cut = cut.filter(|_| number == 0);
+                let tell = tell.clone();
+                std::thread::spawn(move || forward(client, target, cut, &counts, slot, &tell));
+            }
+        });
+        Relay {
+            port,
+            up,
+            cut: told,
+        }
+    }
+
+    fn port(&self) -> String {
+        self.port.to_string()
+    }
+
+    /// Waits until the first connection reached its cut.
+    fn wait_cut(&self) {
+        self.cut
+            .recv_timeout(TIMEOUT)
+            .expect("the upload reached the cut in time");
+    }
+
+    /// Bytes connection `n` carried to the server.
+    fn up(&self, n: usize) -> u64 {
+        self.up.lock().unwrap().get(n).copied().unwrap_or(0)
+    }
+}
+
+fn forward(
+    mut client: std::net::TcpStream,
+    target: SocketAddr,
+    cut: Option<(u64, Then)>,
+    counts: &Mutex<Vec<u64>>,
+    slot: usize,
+    tell: &mpsc::Sender<()>,
+) {
+    let mut upstream = connect(target);
+    let (mut back_from, mut back_to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let _ = back_to.shutdown(Shutdown::Write);
+    });
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut seen = 0u64;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut take = n;
+        if let Some((at, _)) = cut {
+            take = take.min(usize::try_from(at.saturating_sub(seen)).unwrap());
+        }
+        if upstream.write_all(&buf[..take]).is_err() {
+            break;
+        }
+        seen += take as u64;
+        counts.lock().unwrap()[slot] = seen;
+        if let Some((at, then)) = cut
+            && seen >= at
+        {
+            let _ = tell.send(());
+            if let Then::Wait = then {
+                // Until the client is gone: the server sees nothing more, then the end.
+                let deadline = Instant::now() + TIMEOUT;
+                while Instant::now() < deadline && matches!(client.read(&mut buf), Ok(n) if n > 0) {
+                }
+            }
+            break;
+        }
+    }
+    let _ = upstream.shutdown(Shutdown::Both);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = back.join();
+}
+
+/// The partials the server keeps in `dir`.
+fn partials(dir: &Path) -> usize {
+    fs::read_dir(dir.join(".fup-partial")).map_or(0, Iterator::count)
+}
+
+/// Bytes of the data files the server's partials hold.
+fn held(dir: &Path) -> u64 {
+    let Ok(partials) = fs::read_dir(dir.join(".fup-partial")) else {
+        return 0;
+    };
+    partials
+        .flatten()
+        .flat_map(|p| fs::read_dir(p.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("data-"))
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// `fup-client` through `relay` in the background (stdout and stderr captured), sending
+/// `files` with `extra` options.
+fn spawn_client(port: &str, extra: &[&str], files: &[&Path]) -> Child {
+    pin_shared(port);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    with_config(&mut cmd)
+        .args(["--port", port, "--timeout", "10", "127.0.0.1"])
+        .args(extra)
+        .args(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fup-client")
+}
+
+fn finish(child: Child) -> (Option<i32>, String, String) {
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+/// The file used by most tests: large enough for a cut in its middle.
+const SIZE: usize = 24 << 20;
+
+// See: #13
+#[test]
+fn a_killed_client_resumes_asks_again_and_moves_only_the_rest() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Wait)));
+    let mut client = spawn_client(&relay.port(), &[], &[&path]);
+    server.err_line_containing("wants to send \"big.bin\"");
+    server.answer("y");
+    relay.wait_cut();
+    client.kill().unwrap();
+    let _ = client.wait();
+    let log = server.line();
+    assert!(log.starts_with("failed \"big.bin\""), "{log}");
+    assert!(log.contains("to resume"), "{log}");
+    assert!(!dir.path().join("big.bin").exists());
+    assert_eq!(
+        entries(dir.path()),
+        [".fup-partial"],
+        "only the hidden partial"
+    );
+
+    // The same command again: asked again, with how far it got; only the rest moves.
+    let again = Relay::start(server.addr, None);
+    let client = spawn_client(&again.port(), &[], &[&path]);
+    let question = server.err_line_containing("resuming at");
+    assert!(
+        question.contains("% : ") || question.contains("%: "),
+        "{question}"
+    );
+    server.answer("y");
+    let (code, stdout, stderr) = finish(client);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("fup-client: resuming at "), "{stderr}");
+    assert!(
+        stdout.contains("stored, secure, verified, resumed at "),
+        "{stdout}"
+    );
+    let log = server.line();
+    assert!(log.starts_with("stored \"big.bin\""), "{log}");
+    assert!(log.contains(", verified, resumed at "), "{log}");
+    assert_eq!(fs::read(dir.path().join("big.bin")).unwrap(), pattern(SIZE));
+    // Half was there: the rest, the handshake and the messages' headers moved again.
+    let moved = again.up(0);
+    assert!(
+        moved < (SIZE as u64) * 55 / 100,
+        "moved {moved} of {SIZE} bytes again"
+    );
+    assert_eq!(entries(dir.path()), ["big.bin"], "the partial is gone");
+}
+
+// See: #13
+#[test]
+fn a_changed_prefix_starts_over_and_stores_the_new_content() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let path = src.path().join("big.bin");
+    let mut content = pattern(SIZE);
+    fs::write(&path, &content).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    let (code, _, _) = finish(spawn_client(&relay.port(), &[], &[&path]));
+    assert_eq!(code, Some(1));
+    assert!(server.line().contains("to resume"));
+    // One byte of the first half changes: nothing the server kept can be used.
+    content[1000] ^= 0xff;
+    fs::write(&path, &content).unwrap();
+    let again = Relay::start(server.addr, None);
+    let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&path]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("differ from this copy: it starts over"),
+        "{stderr}"
+    );
+    assert!(again.up(0) > SIZE as u64, "the whole file moved again");
+    assert_eq!(fs::read(dir.path().join("big.bin")).unwrap(), content);
+    assert_eq!(entries(dir.path()), ["big.bin"]);
+}
+
+// See: #13
+#[test]
+fn a_killed_server_resumes_after_its_restart() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Wait)));
+    let mut client = spawn_client(&relay.port(), &[], &[&path]);
+    relay.wait_cut();
+    // Once the server wrote what reached it (all but the last message, cut short), it is
+    // killed: nothing of its own cleaning runs.
+    let deadline = Instant::now() + TIMEOUT;
+    while held(dir.path()) < (SIZE / 2 - (1 << 20)) as u64 {
+        assert!(Instant::now() < deadline, "held {}", held(dir.path()));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(server.pid(), "KILL");
+    client.kill().unwrap();
+    let _ = client.wait();
+    drop(server);
+    assert_eq!(partials(dir.path()), 1);
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let again = Relay::start(server.addr, None);
+    let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&path]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("resuming at "), "{stderr}");
+    assert!(server.line().contains(", verified, resumed at "));
+    assert_eq!(fs::read(dir.path().join("big.bin")).unwrap(), pattern(SIZE));
+    assert!(again.up(0) < (SIZE as u64) * 55 / 100, "{}", again.up(0));
+}
+
+// See: #13
+#[test]
+fn retry_reconnects_and_resumes_after_a_cut() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    let (code, stdout, stderr) = finish(spawn_client(&relay.port(), &["--retry", "3"], &[&path]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("connection lost") && stderr.contains("trying again in 1 s (1 of 3)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resuming at "), "{stderr}");
+    assert_eq!(fs::read(dir.path().join("big.bin")).unwrap(), pattern(SIZE));
+    assert!(relay.up(1) < (SIZE as u64) * 55 / 100, "{}", relay.up(1));
+    // Without tries left, the exit status is the last try's.
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    let (code, _, stderr) = finish(spawn_client(&relay.port(), &[], &[&path]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("trying again"), "{stderr}");
+}
+
+// See: #13
+#[test]
+fn another_client_cannot_resume_a_partial() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    assert_eq!(
+        finish(spawn_client(&relay.port(), &[], &[&path])).0,
+        Some(1)
+    );
+    assert!(server.line().contains("to resume"));
+    // Another installation (another key) sends the same file: from zero, and the first
+    // client's partial stays for it.
+    let other = tempfile::tempdir().unwrap();
+    let again = Relay::start(server.addr, None);
+    let out = Command::new(env!("CARGO_BIN_EXE_fup-client"))
+        .env("FUP_CONFIG_DIR", other.path())
+        .args(["--port", &again.port(), "127.0.0.1"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("resuming"), "{stderr}");
+    assert!(again.up(0) > SIZE as u64);
+    assert!(!server.line().contains("resumed"));
+    assert_eq!(partials(dir.path()), 1);
+    // Its owner still resumes it.
+    let third = Relay::start(server.addr, None);
+    let (code, _, stderr) = finish(spawn_client(&third.port(), &[], &[&path]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("resuming at "), "{stderr}");
+    assert_eq!(entries(dir.path()), ["big (1).bin", "big.bin"]);
+    assert_eq!(
+        fs::read(dir.path().join("big (1).bin")).unwrap(),
+        pattern(SIZE)
+    );
+}
+
+// See: #13
+#[test]
+fn an_expired_partial_is_swept() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(
+        dir.path(),
+        &["--yes", "--keep-partial", "1s"],
+        Input::Text(""),
+    );
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    assert_eq!(
+        finish(spawn_client(&relay.port(), &[], &[&path])).0,
+        Some(1)
+    );
+    assert!(server.line().contains("to resume"));
+    let swept = server.line();
+    assert!(
+        swept.contains("removed 1 expired partial upload (1"),
+        "{swept}"
+    );
+    assert_eq!(entries(dir.path()), [".fup-partial"]);
+    assert_eq!(partials(dir.path()), 0);
+    // Nothing left to resume: the whole file moves.
+    let again = Relay::start(server.addr, None);
+    let (code, _, stderr) = finish(spawn_client(&again.port(), &[], &[&path]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("resuming"), "{stderr}");
+    assert!(again.up(0) > SIZE as u64);
+}
+
+// See: #13
+#[test]
+fn a_cut_batch_resumes_at_its_first_unstored_file_inside_a_tree() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let first = src.path().join("first.txt");
+    fs::write(&first, b"whole").unwrap();
+    let tree = src.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a.bin"), pattern(1 << 20)).unwrap();
+    fs::write(tree.join("sub/b.bin"), pattern(SIZE)).unwrap();
+    fs::write(tree.join("z.txt"), b"last").unwrap();
+    // Cut in the middle of sub/b.bin.
+    let cut = (1 << 20) + SIZE as u64 / 2;
+    let relay = Relay::start(server.addr, Some((cut, Then::Close)));
+    let (code, _, _) = finish(spawn_client(&relay.port(), &[], &[&first, &tree]));
+    assert_eq!(code, Some(1));
+    let log = server.line();
+    assert!(log.contains("kept \"first.txt\"; kept "), "{log}");
+    assert_eq!(entries(dir.path()), [".fup-partial", "first.txt"]);
+    let again = Relay::start(server.addr, None);
+    let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&first, &tree]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("2 files stored before"), "{stderr}");
+    // Nothing twice: first.txt is not sent again, nor stored as "first.txt (1)".
+    assert_eq!(entries(dir.path()), ["first.txt", "tree"]);
+    assert_eq!(
+        fs::read(dir.path().join("tree/a.bin")).unwrap(),
+        pattern(1 << 20)
+    );
+    assert_eq!(
+        fs::read(dir.path().join("tree/sub/b.bin")).unwrap(),
+        pattern(SIZE)
+    );
+    assert_eq!(fs::read(dir.path().join("tree/z.txt")).unwrap(), b"last");
+    assert!(again.up(0) < (SIZE as u64) * 55 / 100, "{}", again.up(0));
+    let log = server.line();
+    assert!(
+        log.starts_with("stored batch of 4 files, 2 folders"),
+        "{log}"
+    );
+    assert!(log.contains("resumed at"), "{log}");
+}
+
+// See: #13 (--checksum: b3sum's format on both sides)
+#[test]
+fn checksum_prints_blake3_in_b3sum_format_on_both_sides() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes", "--checksum"], Input::Text(""));
+    let path = src.path().join("f.bin");
+    fs::write(&path, pattern(100_000)).unwrap();
+    let out = fup_client(&server.port(), &["--checksum", path.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let hex = blake3::hash(&pattern(100_000)).to_hex().to_string();
+    assert!(
+        stdout.contains(&format!("{hex}  {}\n", path.display())),
+        "{stdout}"
+    );
+    assert!(server.line().starts_with("stored \"f.bin\""));
+    assert_eq!(
+        server.line(),
+        format!("{hex}  {}", dir.path().join("f.bin").display())
+    );
+}
