@@ -20,6 +20,10 @@ use crate::wire::HEADER_LEN;
 /// pipe-max-size, so unprivileged servers get it.
 pub const BUFFER_LEN: usize = 1024 * 1024;
 
+/// Bytes hashed at a time while moving: small enough to be hashed while still in the
+/// cache, large enough for BLAKE3's SIMD to take many chunks at once.
+const HASH_SLAB: usize = 128 * 1024;
+
 /// Reads and drops what the peer sends, until its end of stream, `max` bytes, `deadline`, or a
 /// pause of `idle` with nothing arriving; returns how many bytes were dropped. A server that
 /// gives up on an upload reads what the client already sent before closing, so that the
@@ -241,8 +245,15 @@ impl Mover {
             let want = BUFFER_LEN.min(usize::try_from(left).unwrap_or(usize::MAX));
             // The buffer is filled before it is written: a stream that yields little at a
             // time (TLS: a record of 16 KiB) would otherwise cost a write per read.
-            let buf = self.buf(want);
-            let mut n = 0;
+            self.buf(want);
+            let Mover {
+                buf,
+                hasher,
+                blake3,
+                ..
+            } = self;
+            let buf = &mut buf[..want];
+            let (mut n, mut hashed) = (0, 0);
             while n < want {
                 match reader.read(&mut buf[n..]) {
                     Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -250,20 +261,19 @@ impl Mover {
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                     Err(err) => return Err(err),
                 }
+                // Hashed while still in the cache, a slab at a time (smaller updates are
+                // slower: BLAKE3 hashes many chunks at once).
+                if n - hashed >= HASH_SLAB || n == want {
+                    if let Some(hasher) = hasher.as_mut() {
+                        hasher.update(&buf[hashed..n]);
+                    }
+                    if let Some(hasher) = blake3.as_mut() {
+                        hasher.update(&buf[hashed..n]);
+                    }
+                    hashed = n;
+                }
             }
-            let Mover {
-                buf,
-                hasher,
-                blake3,
-                ..
-            } = self;
             file.write_all(&buf[..n])?;
-            if let Some(hasher) = hasher {
-                hasher.update(&buf[..n]);
-            }
-            if let Some(hasher) = blake3 {
-                hasher.update(&buf[..n]);
-            }
             left -= n as u64;
         }
         Ok(())
@@ -354,25 +364,32 @@ impl Mover {
         }
         // One buffer for header and body, and one write: no segment holds a header alone.
         let rest = len - sent;
-        let buf = self.buf(head + rest);
-        let got = source.fill(&mut buf[head..])?;
-        if got < rest {
-            return Ok(sent + got);
-        }
-        buf[..head].copy_from_slice(&header[..head]);
-        conn.write_all(buf)?;
+        self.buf(head + rest);
         let Mover {
             buf,
             hasher,
             blake3,
             ..
         } = self;
-        if let Some(hasher) = hasher {
-            hasher.update(&buf[head..head + rest]);
+        let buf = &mut buf[..head + rest];
+        // Read and hashed a slab at a time, while each is still in the cache.
+        let mut got = 0;
+        while got < rest {
+            let slab = &mut buf[head + got..head + rest.min(got + HASH_SLAB)];
+            let n = source.fill(slab)?;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&slab[..n]);
+            }
+            if let Some(hasher) = blake3.as_mut() {
+                hasher.update(&slab[..n]);
+            }
+            got += n;
+            if n < slab.len() {
+                return Ok(sent + got);
+            }
         }
-        if let Some(hasher) = blake3 {
-            hasher.update(&buf[head..head + rest]);
-        }
+        buf[..head].copy_from_slice(&header[..head]);
+        conn.write_all(buf)?;
         Ok(len)
     }
 }
