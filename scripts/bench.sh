@@ -11,6 +11,9 @@
 #                               # ssh tunnel, each cipher suite, the probe's cost
 #   ONLY=batch                  # only the batch rows (#12): many files and trees vs tar | nc
 #                               # over ../shared/netlab (root; NETLAB=path) and into a disk
+#   ONLY=resume                 # only the rows of #13: what verification costs (loopback,
+#                               # each end on a core of its own, netlab at 1 Gbit/s) and how
+#                               # much a resume after a cut at half of 1 GiB moves again
 #
 # "fup" rows are the plain protocol (--plain); "secure" rows are fup<->fup's default, TLS 1.3.
 set -u
@@ -363,4 +366,108 @@ if [ -z "$only" ] || [ "$only" = batch ]; then
   echo "|---|---:|---:|---:|"
   printf '%s' "$batch_rows"
   [ -n "$disk_rows" ] && echo && echo "$disk_rows"
+fi
+
+# Resume and end-to-end verification (#13). Verification's cost: the same secure 1 GiB upload
+# with BLAKE3 on both sides and with it off (FUP_NO_VERIFY on both ends, a switch for this
+# bench only), interleaved: over loopback with both ends sharing this machine's cores, with
+# each end pinned to a core of its own (as two machines would be), and over netlab at
+# 1 Gbit/s. Resume: the client killed once the server holds half of 1 GiB, then the same
+# command again; how many of the file's bytes moved again, from the server's JSON log.
+if [ -z "$only" ] || [ "$only" = resume ]; then
+  echo
+  nvport=$(free_port); nvin=$work/nv-in
+  FUP_NO_VERIFY=1 "$bin/fup-server" --yes --bind 127.0.0.1 --port "$nvport" "$nvin" > /dev/null 2>&1 & nvs=$!; pids+=($nvs)
+  wait_port "$nvport"
+  v_run() {  # port inbox no-verify(0|1) cpu-or-empty -> MiB/s
+    local t0 t1 pin=()
+    [ -n "$4" ] && pin=(taskset -c "$4")
+    rm -f "$2/big.bin"; prewarm "$big_size"
+    t0=$(now)
+    if [ "$3" = 1 ]; then FUP_NO_VERIFY=1 "${pin[@]}" "$bin/fup-client" --secure --port "$1" 127.0.0.1 "$big" > /dev/null
+    else "${pin[@]}" "$bin/fup-client" --secure --port "$1" 127.0.0.1 "$big" > /dev/null; fi
+    t1=$(now)
+    cmp -s "$big" "$2/big.bin" || echo "WARNING: a different file was stored" >&2
+    rm -f "$2/big.bin"
+    rate "$big_size" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+  }
+  v_run "$port" "$inbox" 0 "" > /dev/null; v_run "$nvport" "$nvin" 1 "" > /dev/null  # first contact, uncounted
+  : > "$work/v_on"; : > "$work/v_off"; : > "$work/vp_on"; : > "$work/vp_off"
+  for r in $(seq "$rounds"); do
+    v_run "$port" "$inbox" 0 "" >> "$work/v_on"; v_run "$nvport" "$nvin" 1 "" >> "$work/v_off"
+    printf 'verify round %s/%s, loopback: verified %s, unverified %s MiB/s\n' "$r" "$rounds" "$(tail -1 "$work/v_on")" "$(tail -1 "$work/v_off")"
+  done
+  # Each end on a core of its own: the servers' threads (and those they start) on core 1.
+  if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
+    taskset -a -cp 1 "$server" > /dev/null; taskset -a -cp 1 "$nvs" > /dev/null
+    for r in $(seq "$rounds"); do
+      v_run "$port" "$inbox" 0 0 >> "$work/vp_on"; v_run "$nvport" "$nvin" 1 0 >> "$work/vp_off"
+      printf 'verify round %s/%s, one core each: verified %s, unverified %s MiB/s\n' "$r" "$rounds" "$(tail -1 "$work/vp_on")" "$(tail -1 "$work/vp_off")"
+    done
+    all=$(seq -s, 0 $(( $(nproc) - 1 )))
+    taskset -a -cp "$all" "$server" > /dev/null; taskset -a -cp "$all" "$nvs" > /dev/null
+  fi
+  ratio() { awk -v a="$(median < "$1")" -v b="$(median < "$2")" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+  verify_rows="| loopback, both ends sharing $(nproc) cores (median of $rounds) | $(median < "$work/v_on") | $(median < "$work/v_off") | $(ratio "$work/v_on" "$work/v_off") |"$'\n'
+  [ -s "$work/vp_on" ] && verify_rows+="| loopback, each end on a core of its own (median of $rounds) | $(median < "$work/vp_on") | $(median < "$work/vp_off") | $(ratio "$work/vp_on" "$work/vp_off") |"$'\n'
+  netlab=${NETLAB:-$here/../shared/netlab/netlab}
+  if [ "$(id -u)" = 0 ] && [ -x "$netlab" ]; then
+    "$netlab" up 1 1gbit > /dev/null
+    nin1=$work/n-on; nin2=$work/n-off
+    FUP_CONFIG_DIR=$work/netserver "$netlab" server "$bin/fup-server" --yes --bind 10.200.0.1 --port 7501 "$nin1" > /dev/null 2>&1 & n1=$!
+    FUP_NO_VERIFY=1 FUP_CONFIG_DIR=$work/netserver "$netlab" server "$bin/fup-server" --yes --bind 10.200.0.1 --port 7502 "$nin2" > /dev/null 2>&1 & n2=$!
+    for p in 7501 7502; do for _ in $(seq 100); do "$netlab" server ss -Hltn "sport = :$p" | grep -q . && break; sleep 0.05; done; done
+    for p in 7501 7502; do FUP_CONFIG_DIR=$work/netclient "$netlab" client "$bin/fup-client" -q 10.200.0.1:$p /etc/hostname > /dev/null 2>&1; done
+    : > "$work/n_on"; : > "$work/n_off"
+    for r in 1 2 3; do
+      for p in 7501 7502; do
+        rm -f "$nin1/big.bin" "$nin2/big.bin"
+        t0=$(now)
+        if [ $p = 7502 ]; then FUP_NO_VERIFY=1 FUP_CONFIG_DIR=$work/netclient "$netlab" client "$bin/fup-client" -q 10.200.0.1:$p "$big"
+        else FUP_CONFIG_DIR=$work/netclient "$netlab" client "$bin/fup-client" -q 10.200.0.1:$p "$big"; fi
+        t1=$(now)
+        out=$work/n_on; [ $p = 7502 ] && out=$work/n_off
+        rate "$big_size" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" >> "$out"
+      done
+    done
+    kill $n1 $n2 2> /dev/null; wait $n1 $n2 2> /dev/null
+    "$netlab" down
+    verify_rows+="| netlab, 1 ms each way, 1 Gbit/s (median of 3) | $(median < "$work/n_on") | $(median < "$work/n_off") | $(ratio "$work/n_on" "$work/n_off") |"$'\n'
+  else
+    echo "skipped: the netlab row (need root and $netlab)"
+  fi
+  # Resume: killed at half, then the same command.
+  rport=$(free_port); rin=$work/r-in
+  "$bin/fup-server" --yes --json --bind 127.0.0.1 --port "$rport" "$rin" > "$work/r.log" 2>&1 & rs=$!; pids+=($rs)
+  wait_port "$rport"
+  "$bin/fup-client" -q --port "$rport" 127.0.0.1 /etc/hostname > /dev/null 2>&1
+  : > "$work/r_kept"; : > "$work/r_moved"; : > "$work/r_secs"; : > "$work/r_full"
+  for r in 1 2 3; do
+    rm -f "$rin/big.bin"
+    t0=$(now); "$bin/fup-client" -q --port "$rport" 127.0.0.1 "$big"; t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >> "$work/r_full"
+    rm -f "$rin/big.bin"
+    lines=$(wc -l < "$work/r.log")
+    "$bin/fup-client" -q --port "$rport" 127.0.0.1 "$big" & c=$!
+    for _ in $(seq 4000); do
+      held=$(stat -c %s "$rin"/.fup-partial/*/data-0 2> /dev/null | head -1)
+      [ "${held:-0}" -ge $((big_size / 2)) ] && break
+      sleep 0.001
+    done
+    kill -9 $c; wait $c 2> /dev/null
+    for _ in $(seq 500); do [ "$(wc -l < "$work/r.log")" -gt "$lines" ] && break; sleep 0.01; done
+    tail -1 "$work/r.log" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("kept", 0))' >> "$work/r_kept"
+    t0=$(now); "$bin/fup-client" -q --port "$rport" 127.0.0.1 "$big"; t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >> "$work/r_secs"
+    cmp -s "$big" "$rin/big.bin" || echo "WARNING: the resumed file differs" >&2
+    tail -1 "$work/r.log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["received"])' >> "$work/r_moved"
+    printf 'resume round %s/3: kept %s, moved again %s of %s bytes\n' "$r" "$(tail -1 "$work/r_kept")" "$(tail -1 "$work/r_moved")" "$big_size"
+  done
+  kill $rs; wait $rs 2> /dev/null
+  pct() { awk -v a="$1" -v b="$big_size" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+  echo "| secure 1 GiB | verified MiB/s | unverified MiB/s | verified / unverified (target ≥ 0.9) |"
+  echo "|---|---:|---:|---:|"
+  printf '%s' "$verify_rows"
+  echo
+  echo "resume, 1 GiB, client killed once the server held half (median of 3): kept $(pct "$(sort -n "$work/r_kept" | sed -n 2p)"), moved again $(pct "$(sort -n "$work/r_moved" | sed -n 2p)") of the file (target ≤ 55%); the resumed run took $(sort -n "$work/r_secs" | sed -n 2p) s against $(sort -n "$work/r_full" | sed -n 2p) s for the whole file"
 fi

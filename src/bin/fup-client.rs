@@ -73,8 +73,9 @@ struct Args {
     /// Time allowed for the server's operator to answer the request
     #[arg(long, value_name = "DURATION", env = "FUP_ANSWER_TIMEOUT", default_value_t = Seconds(DEFAULT_ANSWER_TIMEOUT), value_parser = seconds)]
     answer_timeout: Seconds,
-    /// Compute the SHA-256 of each file while sending it and print it in sha256sum format
-    /// (costs the zero-copy path: see the README)
+    /// Print each stored file's digest: in secure mode the BLAKE3 that was checked end to end,
+    /// in b3sum format; to a plain server the SHA-256, in sha256sum format (costs the
+    /// zero-copy path: see the README)
     #[arg(long)]
     checksum: bool,
     /// The response byte that means "accepted" for this server: 0 (Python, fup, the C# book's

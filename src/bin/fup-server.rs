@@ -64,8 +64,9 @@ struct Args {
     /// Deny, without asking, files larger than this (e.g. 500M, 10GiB; K/M/G/T are powers of 1024)
     #[arg(short, long, value_name = "SIZE", env = "FUP_MAX_SIZE", value_parser = size)]
     max_size: Option<u64>,
-    /// Compute the SHA-256 of each upload while receiving it and print it in sha256sum format
-    /// (costs the zero-copy path: see the README)
+    /// Print each stored file's digest: for secure uploads the BLAKE3 that was checked end to
+    /// end, in b3sum format; for plain ones the SHA-256, in sha256sum format (costs the
+    /// zero-copy path: see the README)
     #[arg(long)]
     checksum: bool,
     /// Print only failed connections and errors, not stored or denied uploads
