@@ -445,3 +445,25 @@ fn checksum_prints_blake3_in_b3sum_format_on_both_sides() {
         format!("{hex}  {}", dir.path().join("f.bin").display())
     );
 }
+
+// See: #13 (--max-partial bounds what cut uploads keep; 0 keeps nothing, as plain uploads)
+#[test]
+fn a_partial_over_the_bound_is_not_kept() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(
+        dir.path(),
+        &["--yes", "--max-partial", "1M"],
+        Input::Text(""),
+    );
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    assert_eq!(
+        finish(spawn_client(&relay.port(), &[], &[&path])).0,
+        Some(1)
+    );
+    let log = server.line();
+    assert!(log.starts_with("failed \"big.bin\""), "{log}");
+    assert!(!log.contains("to resume"), "{log}");
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}

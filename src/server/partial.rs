@@ -696,6 +696,22 @@ mod tests {
     }
 
     #[test]
+    fn the_others_missing_bytes_are_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        let mut other = open(&partials, Key::new(&id(1), &[file("a", 10_000)]), &id(1));
+        other.state.total = 10_000;
+        let mut data = other.create_data(0, false).unwrap();
+        data.write_all(&[0; 4000]).unwrap();
+        other.save(false).unwrap();
+        let state_len = fs::metadata(other.dir().join(STATE)).unwrap().len();
+        drop(other);
+        let this = open(&partials, Key::new(&id(1), &[file("b", 5)]), &id(1));
+        // What the other still misses: its total less what it holds (data and state).
+        assert_eq!(partials.reserved(&this), 10_000 - 4000 - state_len);
+    }
+
+    #[test]
     fn a_broken_state_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);

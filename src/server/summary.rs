@@ -594,6 +594,42 @@ mod tests {
         assert_eq!(always.to_json()["trusted_now"], "/cfg/trusted_clients");
     }
 
+    // See: #13
+    #[test]
+    fn resumed_and_kept_uploads_say_so() {
+        let mut stored = summary(End::Stored("/in/a.txt".into()));
+        stored.resumed = Some(1024);
+        assert!(
+            stored
+                .to_string()
+                .ends_with("from 127.0.0.1:4000, plain, resumed at 50%"),
+            "{stored}"
+        );
+        assert_eq!(stored.to_json()["resumed"], 1024);
+        let mut failed = summary(End::Failed(Error::Closed(crate::wire::MsgType::Data)));
+        failed.kept = Some(1536);
+        assert!(
+            failed
+                .to_string()
+                .ends_with("; kept 1.5 KiB (75%) to resume"),
+            "{failed}"
+        );
+        assert_eq!(failed.to_json()["kept"], 1536);
+        let mut blake3 = summary(End::Stored("/in/a.txt".into()));
+        blake3.blake3 = vec![
+            ("/in/a.txt".into(), [0xab; 32]),
+            ("/in/d/b".into(), [1; 32]),
+        ];
+        assert_eq!(
+            blake3.checksum_line().unwrap(),
+            format!(
+                "{}  /in/a.txt\n{}  /in/d/b",
+                "ab".repeat(32),
+                "01".repeat(32)
+            )
+        );
+    }
+
     #[test]
     fn checksum_line_only_for_hashed_stored_files() {
         let mut stored = summary(End::Stored("/in/a.txt".into()));

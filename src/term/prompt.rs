@@ -758,6 +758,22 @@ mod tests {
         }
     }
 
+    // See: #13
+    #[test]
+    fn question_says_how_far_a_resumed_upload_got() {
+        let a = ask("a.txt", "a.txt", &never);
+        let resumed = Ask {
+            resuming: Some(952),
+            ..a
+        };
+        let text = question(&resumed, "a.txt", 0);
+        assert!(
+            text.contains("\n  resuming at 61%: 952 B of it is here from a try that was cut\n"),
+            "{text}"
+        );
+        assert!(!question(&a, "a.txt", 0).contains("resuming"));
+    }
+
     #[test]
     fn always_is_an_answer_for_secure_clients_only() {
         assert_eq!(parse_answer(" A ", true), Some(Decision::always()));
