@@ -168,6 +168,17 @@ fn finish(child: Child) -> (Option<i32>, String, String) {
     (out.status.code(), stdout, stderr)
 }
 
+/// Sends `path` through a relay that cuts the connection at half the file, as a network
+/// failing would: the client fails, and the server's log line says what it kept.
+fn cut_at_half(server: &Running, path: &Path) -> String {
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    let (code, stdout, stderr) = finish(spawn_client(&relay.port(), &[], &[path]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let log = server.line();
+    assert!(log.starts_with("failed \"big.bin\""), "{log}");
+    log
+}
+
 /// The file used by most tests: large enough for a cut in its middle.
 const SIZE: usize = 24 << 20;
 
@@ -232,10 +243,7 @@ fn a_changed_prefix_starts_over_and_stores_the_new_content() {
     let path = src.path().join("big.bin");
     let mut content = pattern(SIZE);
     fs::write(&path, &content).unwrap();
-    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
-    let (code, _, _) = finish(spawn_client(&relay.port(), &[], &[&path]));
-    assert_eq!(code, Some(1));
-    assert!(server.line().contains("to resume"));
+    assert!(cut_at_half(&server, &path).contains("to resume"));
     // One byte of the first half changes: nothing the server kept can be used.
     content[1000] ^= 0xff;
     fs::write(&path, &content).unwrap();
@@ -314,12 +322,7 @@ fn another_client_cannot_resume_a_partial() {
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let path = src.path().join("big.bin");
     fs::write(&path, pattern(SIZE)).unwrap();
-    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
-    assert_eq!(
-        finish(spawn_client(&relay.port(), &[], &[&path])).0,
-        Some(1)
-    );
-    assert!(server.line().contains("to resume"));
+    assert!(cut_at_half(&server, &path).contains("to resume"));
     // Another installation (another key) sends the same file: from zero, and the first
     // client's partial stays for it.
     let other = tempfile::tempdir().unwrap();
@@ -359,12 +362,7 @@ fn an_expired_partial_is_swept() {
     );
     let path = src.path().join("big.bin");
     fs::write(&path, pattern(SIZE)).unwrap();
-    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
-    assert_eq!(
-        finish(spawn_client(&relay.port(), &[], &[&path])).0,
-        Some(1)
-    );
-    assert!(server.line().contains("to resume"));
+    assert!(cut_at_half(&server, &path).contains("to resume"));
     let swept = server.line();
     assert!(
         swept.contains("removed 1 expired partial upload (1"),
@@ -457,13 +455,7 @@ fn a_partial_over_the_bound_is_not_kept() {
     );
     let path = src.path().join("big.bin");
     fs::write(&path, pattern(SIZE)).unwrap();
-    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
-    assert_eq!(
-        finish(spawn_client(&relay.port(), &[], &[&path])).0,
-        Some(1)
-    );
-    let log = server.line();
-    assert!(log.starts_with("failed \"big.bin\""), "{log}");
+    let log = cut_at_half(&server, &path);
     assert!(!log.contains("to resume"), "{log}");
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }

@@ -140,7 +140,12 @@ impl Store {
             // Published files get the usual mode of a new file (umask applies), not 0600.
             .permissions(fs::Permissions::from_mode(0o666))
             .tempfile_in(&self.dir)?;
-        // The lock tells `sweep_stale` of any server that this file is alive.
+        self.track(temp)
+    }
+
+    /// An upload's temp file, locked (which tells `sweep_stale` of any server that it is
+    /// alive) and in the in-flight set.
+    fn track(&self, temp: NamedTempFile) -> io::Result<Incoming> {
         temp.as_file().try_lock().map_err(io::Error::from)?;
         let path = temp.path().to_path_buf();
         lock(&self.in_flight).insert(path.clone());
@@ -175,16 +180,7 @@ impl Store {
                 )?;
                 file.take().ok_or_else(|| io::Error::other("moved twice"))
             })?;
-        temp.as_file().try_lock().map_err(io::Error::from)?;
-        let path = temp.path().to_path_buf();
-        lock(&self.in_flight).insert(path.clone());
-        Ok(Incoming {
-            temp,
-            _registered: Registered {
-                path,
-                in_flight: Arc::clone(&self.in_flight),
-            },
-        })
+        self.track(temp)
     }
 
     /// Makes everything written in the upload directory's file system durable, in one flush
