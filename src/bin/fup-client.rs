@@ -42,8 +42,12 @@ use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 /// denials and failures on stderr.
 ///
 /// Exit status: 0 when every file was stored, 1 when any was denied or failed, 2 for usage
-/// errors, 128 + the signal's number when interrupted (130 for Ctrl-C, 143 for SIGTERM; the
-/// server discards the partial file).
+/// errors, 128 + the signal's number when interrupted (130 for Ctrl-C, 143 for SIGTERM; a
+/// plain server discards the partial file, a fup server keeps it hidden and the same command
+/// resumes it).
+///
+/// Secure uploads are checked end to end (BLAKE3) before the server publishes them; one cut
+/// off resumes when the same command runs again, or by itself with --retry.
 #[derive(Parser)]
 #[command(
     name = "fup-client",
@@ -151,7 +155,8 @@ fn main() -> ExitCode {
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
-    // The connection closes with the process, and the server then removes the partial file.
+    // The connection closes with the process; the server then removes the partial file of a
+    // plain upload, and keeps a secure one's for a resume.
     let _ = fup::term::signals::exit_on_signals(|_| {});
     let stdin_files = args.files.iter().filter(|p| is_stdin(p)).count();
     if stdin_files > 1 || (stdin_files == 1) != args.name.is_some() {
