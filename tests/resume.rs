@@ -26,6 +26,8 @@ enum Then {
 /// bytes each carried from its client counted; the first one stopped after `cut` bytes.
 struct Relay {
     port: u16,
+    /// Where new connections go.
+    target: Arc<Mutex<SocketAddr>>,
     /// Bytes each connection carried to the server, in order.
     up: Arc<Mutex<Vec<u64>>>,
     /// Told when the first connection reached its cut.
@@ -39,6 +41,8 @@ impl Relay {
         let up = Arc::new(Mutex::new(Vec::new()));
         let (tell, told) = mpsc::channel();
         let counts = Arc::clone(&up);
+        let target = Arc::new(Mutex::new(target));
+        let to = Arc::clone(&target);
         std::thread::spawn(move || {
             // At most a few connections per test; the thread ends with the test process.
             for number in 0..8 {
@@ -53,14 +57,21 @@ impl Relay {
                 let counts = Arc::clone(&counts);
                 let cut = cut.filter(|_| number == 0);
                 let tell = tell.clone();
+                let target = *to.lock().unwrap();
                 std::thread::spawn(move || forward(client, target, cut, &counts, slot, &tell));
             }
         });
         Relay {
             port,
+            target,
             up,
             cut: told,
         }
+    }
+
+    /// Sends the connections from now on to `target`.
+    fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     fn port(&self) -> String {
@@ -458,4 +469,29 @@ fn a_partial_over_the_bound_is_not_kept() {
     let log = cut_at_half(&server, &path);
     assert!(!log.contains("to resume"), "{log}");
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+// See: #13 (--retry resumes after the network's failures, never past an identity check)
+#[test]
+fn retry_stops_at_a_server_that_is_not_the_pinned_one() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    // An impostor: another key, where the relay sends connections after the cut.
+    let keys = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-server"));
+    cmd.env("FUP_CONFIG_DIR", keys.path())
+        .args(["--port", "0", "--bind", "127.0.0.1", "--yes"])
+        .arg(dir.path().join("impostor"));
+    let impostor = Running::command(&mut cmd, Input::Text(""));
+    let path = src.path().join("big.bin");
+    fs::write(&path, pattern(SIZE)).unwrap();
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    let client = spawn_client(&relay.port(), &["--retry", "3"], &[&path]);
+    relay.wait_cut();
+    relay.retarget(impostor.addr);
+    let (code, stdout, stderr) = finish(client);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(stderr.matches("trying again").count(), 1, "{stderr}");
+    assert!(stderr.contains("HAS CHANGED"), "{stderr}");
+    assert!(!dir.path().join("impostor").join("big.bin").exists());
 }

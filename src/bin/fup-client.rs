@@ -533,16 +533,17 @@ fn batch_main(
                 }
             },
         );
-        // A connection that failed on the way (#13): again after a pause, resuming.
+        // A connection that failed on the way (#13): again after a pause, resuming. What is
+        // not the network's doing (an identity that changed, a server no longer secure)
+        // ends the tries with its own error.
         match outcome {
             Err(err) if tries < args.retry && retryable(&err) => {
-                let mut why = anyhow::Error::from(err);
-                link = loop {
+                let mut why = anyhow::Error::from(err).context("connection lost");
+                let redialed = loop {
                     tries += 1;
                     let wait = backoff(tries);
                     let line = format!(
-                        "{:#}; trying again in {} s ({tries} of {})",
-                        why.context("connection lost"),
+                        "{why:#}; trying again in {} s ({tries} of {})",
                         wait.as_secs(),
                         args.retry
                     );
@@ -552,18 +553,29 @@ fn batch_main(
                     }
                     std::thread::sleep(wait);
                     match dialer.dial() {
-                        Ok((link, _)) if link.server_id().is_some() => break Some(link),
-                        Ok(_) => break None,
-                        Err(err @ DialError::Io(_)) if tries < args.retry => {
-                            why = anyhow::Error::from(err);
+                        Ok((link, _)) if link.server_id().is_some() => break Ok(link),
+                        Ok(_) => {
+                            break Err(anyhow::anyhow!(
+                                "{} no longer offers secure mode: not resuming in plain",
+                                args.host
+                            ));
                         }
-                        Err(_) => break None,
+                        Err(err @ DialError::Io(_)) if tries < args.retry => {
+                            why = anyhow::Error::from(err).context("cannot connect");
+                        }
+                        Err(err @ DialError::Io(_)) => {
+                            break Err(anyhow::Error::from(err).context("cannot connect"));
+                        }
+                        Err(err) => break Err(anyhow::Error::from(err)),
                     }
+                };
+                match redialed {
+                    Ok(new) => link = new,
+                    Err(err) => break Err(err),
                 }
-                .unwrap_or(link);
                 *lock(&accepted) = None;
             }
-            outcome => break outcome,
+            outcome => break outcome.map_err(anyhow::Error::from),
         }
     };
     if let Some(bar) = &bar {
@@ -610,8 +622,7 @@ fn batch_main(
             return ExitCode::from(1);
         }
         Err(err) => {
-            let err =
-                anyhow::Error::from(err).context(format!("batch upload to {} failed", args.host));
+            let err = err.context(format!("batch upload to {} failed", args.host));
             match args.json {
                 true => println!(
                     "{}",

@@ -242,6 +242,13 @@ impl Partials {
                 .mode(0o700)
                 .recursive(true)
                 .create(&self.root)?;
+            // Never through a symlink planted in the upload directory.
+            if !fs::symlink_metadata(&self.root)?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is not a directory", self.root.display()),
+                ));
+            }
             match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => break,
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => break,
@@ -709,6 +716,19 @@ mod tests {
         let this = open(&partials, Key::new(&id(1), &[file("b", 5)]), &id(1));
         // What the other still misses: its total less what it holds (data and state).
         assert_eq!(partials.reserved(&this), 10_000 - 4000 - state_len);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_directory_is_refused() {
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(PARTIAL_DIR)).unwrap();
+        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        assert!(
+            partials
+                .open(Key::new(&id(1), &[file("a", 1)]), &id(1))
+                .is_err()
+        );
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
 
     #[test]
