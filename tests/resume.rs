@@ -453,6 +453,14 @@ fn checksum_prints_blake3_in_b3sum_format_on_both_sides() {
         server.line(),
         format!("{hex}  {}", dir.path().join("f.bin").display())
     );
+    // In JSON, a field of the file's object.
+    let out = fup_client(
+        &server.port(),
+        &["--json", "--checksum", path.to_str().unwrap()],
+    );
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(object["blake3"], hex.as_str(), "{object}");
+    assert_eq!(object["verdict"], "stored");
 }
 
 // See: #13 (--max-partial bounds what cut uploads keep; 0 keeps nothing, as plain uploads)

@@ -683,7 +683,13 @@ fn batch_main(
             .find(|p| !is_stdin(p))
             .map_or(Path::new("-"), |p| p);
         match args.json {
-            true => println!("{}", json(path, &done)),
+            true => {
+                let mut object = json(path, &done);
+                if let (true, true, Some(digest)) = (args.checksum, item.stored, digests.get(&0)) {
+                    object["blake3"] = text::hex(digest).into();
+                }
+                println!("{object}");
+            }
             false => present(path, &done, args.quiet),
         }
         b3sums();
@@ -732,10 +738,16 @@ fn batch_main(
             parts.join("/")
         });
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({"file": file.source.to_string_lossy(), "name": path, "size": size, "verdict": if stored_as.is_some() { "stored" } else { "failed" }, "stored_as": stored_as, "secure": true, "batch": true})
-            );
+            let mut object = serde_json::json!({"file": file.source.to_string_lossy(), "name": path, "size": size, "verdict": if stored_as.is_some() { "stored" } else { "failed" }, "stored_as": stored_as, "secure": true, "batch": true});
+            let index = found.found.iter().position(|f| std::ptr::eq(f, file));
+            if let (true, Some(_), Some(digest)) = (
+                args.checksum,
+                &stored_as,
+                index.and_then(|i| digests.get(&i)),
+            ) {
+                object["blake3"] = text::hex(digest).into();
+            }
+            println!("{object}");
             continue;
         }
         match stored_as {

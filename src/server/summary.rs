@@ -192,6 +192,23 @@ impl Summary {
             set("client_id", json!(id.to_string()));
             set("verified", json!(self.verified));
         }
+        match (&self.end, &self.blake3[..]) {
+            (_, []) => {}
+            (End::Stored(_), [(_, digest)]) => set("blake3", json!(text::hex(digest))),
+            _ => {
+                let digests: serde_json::Map<String, serde_json::Value> = self
+                    .blake3
+                    .iter()
+                    .map(|(path, digest)| {
+                        (
+                            path.to_string_lossy().into_owned(),
+                            json!(text::hex(digest)),
+                        )
+                    })
+                    .collect();
+                set("blake3", serde_json::Value::Object(digests));
+            }
+        }
         if let Some(resumed) = self.resumed {
             set("resumed", json!(resumed));
         }
