@@ -523,6 +523,14 @@ fn batch_main(
                     if let Some(bar) = &bar {
                         bar.reset();
                         bar.set_message("");
+                        // What a cut try left counts as done, not as this try's speed:
+                        // recorded (a tick, which the steady ticker would otherwise take
+                        // later), then the estimate starts over from there.
+                        bar.disable_steady_tick();
+                        bar.set_position(sent);
+                        bar.tick();
+                        bar.reset_eta();
+                        bar.enable_steady_tick(Duration::from_millis(200));
                     }
                 }
                 if let Some(bar) = &bar {
