@@ -561,3 +561,30 @@ fn a_bit_flipped_on_the_wire_publishes_nothing() {
     // What arrived before the flip passed its checks, and waits hidden for a resume.
     assert!(entries(inbox.path()).iter().all(|e| e == ".fup-partial"));
 }
+
+// See: #13 (the client reports a verification failure: here a client whose end-to-end check
+// is switched off sends no digest, which a server that checks cannot match)
+#[test]
+fn the_client_reports_a_verification_failure() {
+    let (src, inbox) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(inbox.path(), &["--yes"], Input::Text(""));
+    let path = src.path().join("f.bin");
+    fs::write(&path, pattern(100_000)).unwrap();
+    pin_shared(&server.port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    with_config(&mut cmd)
+        .env(frame::NO_VERIFY_VAR, "1")
+        .args(["--port", &server.port(), "127.0.0.1"])
+        .arg(&path);
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "fup-client: \"f.bin\" 97.7 KiB: server reported that storing the file failed: the \
+         file's BLAKE3 does not match the client's: changed on the way, or a lying client, \
+         secure\n"
+    );
+    assert!(server.line().starts_with("failed \"f.bin\""));
+    assert!(entries(inbox.path()).is_empty());
+}

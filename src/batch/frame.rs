@@ -314,8 +314,33 @@ pub struct ItemDone {
     pub index: u32,
     /// Whether it was stored.
     pub stored: bool,
-    /// The name it was stored under (the same, or `name (1)`…); empty when not stored.
+    /// The name it was stored under (the same, or `name (1)`…); when not stored, why not
+    /// (since version 3: empty when the server does not say).
     pub name: String,
+}
+
+/// Most bytes of the reason a failed item carries in its `name`.
+pub const MAX_WHY: usize = 1024;
+
+impl ItemDone {
+    /// A top item that was not stored, and why (cut to [`MAX_WHY`] bytes, on a character's
+    /// boundary).
+    pub fn failed(index: u32, why: &str) -> ItemDone {
+        let mut end = why.len().min(MAX_WHY);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        ItemDone {
+            index,
+            stored: false,
+            name: why[..end].to_string(),
+        }
+    }
+
+    /// Why it was not stored, when the server said.
+    pub fn why(&self) -> Option<&str> {
+        (!self.stored && !self.name.is_empty()).then_some(self.name.as_str())
+    }
 }
 
 /// A DONE body: `count u32`, then per item `index u32, stored u8, name_len u16, name`.

@@ -400,6 +400,12 @@ fn backoff(n: u32) -> Duration {
     Duration::from_secs((1u64 << n.saturating_sub(1).min(5)).min(30))
 }
 
+/// `: why` after "storing it failed", when the server said why.
+fn because(why: Option<&str>) -> String {
+    why.map(|why| format!(": {}", text::escape(why)))
+        .unwrap_or_default()
+}
+
 /// What the client says when a batch resumes a cut try.
 fn resumed_line(resumed: &Resumed, total: u64) -> String {
     let mut line = format!(
@@ -430,6 +436,8 @@ struct Done {
     verified: bool,
     /// Bytes the server had from cut tries, not sent again (#13).
     resumed: u64,
+    /// Why the server could not store it, when it said (secure mode).
+    why: Option<String>,
     name: String,
     size: u64,
     /// From the server's acceptance to its result: the transfer alone.
@@ -682,6 +690,7 @@ fn batch_main(
             secure: true,
             verified: item.stored && fup::batch::frame::verifying(),
             resumed: resumed_bytes,
+            why: item.why().map(str::to_string),
             name: top.entry.path[0].clone(),
             size,
             elapsed,
@@ -747,6 +756,10 @@ fn batch_main(
         });
         if args.json {
             let mut object = serde_json::json!({"file": file.source.to_string_lossy(), "name": path, "size": size, "verdict": if stored_as.is_some() { "stored" } else { "failed" }, "stored_as": stored_as, "secure": true, "batch": true});
+            if let (None, Some(why)) = (&stored_as, item.and_then(fup::batch::frame::ItemDone::why))
+            {
+                object["error"] = why.into();
+            }
             let index = found.found.iter().position(|f| std::ptr::eq(f, file));
             if let (true, Some(_), Some(digest)) = (
                 args.checksum,
@@ -772,9 +785,10 @@ fn batch_main(
                 );
             }
             None => eprintln!(
-                "fup-client: \"{}\" {}: server reported that storing it failed, secure",
+                "fup-client: \"{}\" {}: server reported that storing it failed{}, secure",
                 text::escape(&path),
-                text::bytes(size)
+                text::bytes(size),
+                because(item.and_then(fup::batch::frame::ItemDone::why))
             ),
         }
     }
@@ -818,7 +832,8 @@ fn batch_main(
             }
             (Some(item), false) if !item.stored => {
                 eprintln!(
-                    "fup-client: \"{shown}\": server reported that storing it failed, secure"
+                    "fup-client: \"{shown}\": server reported that storing it failed{}, secure",
+                    because(item.why())
                 );
             }
             (None, false) => eprintln!("fup-client: \"{shown}\": the server did not say"),
@@ -1042,6 +1057,7 @@ fn send_with(args: &Args, mut link: Link, upload: Upload, bars: bool) -> anyhow:
         secure,
         verified: false,
         resumed: 0,
+        why: None,
         name,
         size,
         elapsed,
@@ -1076,7 +1092,8 @@ fn present(path: &Path, done: &anyhow::Result<Done>, quiet: bool) {
         Delivery::Denied => eprintln!("fup-client: \"{name}\" {human}: denied by server, {how}"),
         Delivery::Failed => {
             eprintln!(
-                "fup-client: \"{name}\" {human}: server reported that storing the file failed, {how}"
+                "fup-client: \"{name}\" {human}: server reported that storing the file failed{}, {how}",
+                because(done.why.as_deref())
             )
         }
     }
@@ -1123,7 +1140,10 @@ fn json(path: &Path, done: &anyhow::Result<Done>) -> serde_json::Value {
                 object["sha256"] = json!(text::hex(&sha256));
             }
             if done.sent.delivery == Delivery::Failed {
-                object["error"] = json!("server reported that storing the file failed");
+                object["error"] = json!(format!(
+                    "server reported that storing the file failed{}",
+                    because(done.why.as_deref())
+                ));
             }
         }
     }

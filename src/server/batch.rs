@@ -248,11 +248,7 @@ impl Session<'_> {
                 // What was published stays; the client hears which top item failed.
                 self.summary.batch_stored = rx.done.iter().map(|item| item.name.clone()).collect();
                 let mut done = rx.done.clone();
-                done.push(ItemDone {
-                    index: rx.current,
-                    stored: false,
-                    name: String::new(),
-                });
+                done.push(ItemDone::failed(rx.current, &err.to_string()));
                 let _ = frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done));
                 let _ = stream.flush();
                 self.linger(stream);
