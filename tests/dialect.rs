@@ -346,7 +346,9 @@ fn fup_client_hears_a_failure_in_the_middle_of_a_long_upload() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         stderr,
-        "fup-client: \"long.bin\" 100.0 MiB: server reported that storing the file failed, secure\n"
+        // In secure mode the server says why (#13).
+        "fup-client: \"long.bin\" 100.0 MiB: server reported that storing the file failed: \
+         File too large (os error 27), secure\n"
     );
     let log = server.line();
     assert!(
