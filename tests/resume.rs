@@ -413,6 +413,10 @@ fn a_cut_batch_resumes_at_its_first_unstored_file_inside_a_tree() {
     let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&first, &tree]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stderr.contains("2 files stored before"), "{stderr}");
+    assert!(
+        stdout.contains("/s, resumed at ") && stdout.ends_with("): 4 stored\n"),
+        "{stdout}"
+    );
     // Nothing twice: first.txt is not sent again, nor stored as "first.txt (1)".
     assert_eq!(entries(dir.path()), ["first.txt", "tree"]);
     assert_eq!(
@@ -502,4 +506,52 @@ fn retry_stops_at_a_server_that_is_not_the_pinned_one() {
     assert_eq!(stderr.matches("trying again").count(), 1, "{stderr}");
     assert!(stderr.contains("HAS CHANGED"), "{stderr}");
     assert!(!dir.path().join("impostor").join("big.bin").exists());
+}
+
+// See: #13 (cut inside a tree, then the resumed try's server killed: the tree starts over,
+// nothing is stored twice or half)
+#[test]
+fn a_tree_resumed_then_killed_again_starts_over_whole() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let tree = src.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("a.bin"), pattern(SIZE)).unwrap();
+    fs::write(tree.join("b.bin"), pattern(SIZE / 2)).unwrap();
+    // Cut inside a.bin; the next try resumes there and is killed with the server inside b.bin.
+    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Close)));
+    assert_eq!(
+        finish(spawn_client(&relay.port(), &[], &[&tree])).0,
+        Some(1)
+    );
+    assert!(server.line().contains("to resume"));
+    let relay = Relay::start(
+        server.addr,
+        Some(((SIZE / 2 + SIZE / 4) as u64, Then::Wait)),
+    );
+    let mut client = spawn_client(&relay.port(), &[], &[&tree]);
+    relay.wait_cut();
+    signal(server.pid(), "KILL");
+    client.kill().unwrap();
+    let _ = client.wait();
+    drop(server);
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let again = Relay::start(server.addr, None);
+    let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&tree]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(entries(dir.path()), ["tree"]);
+    assert_eq!(entries(&dir.path().join("tree")), ["a.bin", "b.bin"]);
+    assert_eq!(
+        fs::read(dir.path().join("tree/a.bin")).unwrap(),
+        pattern(SIZE)
+    );
+    assert_eq!(
+        fs::read(dir.path().join("tree/b.bin")).unwrap(),
+        pattern(SIZE / 2)
+    );
+    assert!(
+        server
+            .line()
+            .starts_with("stored batch of 2 files, 1 folder")
+    );
 }

@@ -851,10 +851,14 @@ fn batch_main(
                 line.push_str(&format!(", {count} {what}"));
             }
         }
+        let resumed = match resumed_bytes {
+            0 => String::new(),
+            bytes => format!(", resumed at {}", text::percent(bytes, totals.bytes)),
+        };
         println!(
-            "batch of {totals} in {:.2} s ({}): {line}",
+            "batch of {totals} in {:.2} s ({}{resumed}): {line}",
             elapsed.as_secs_f64(),
-            text::rate(totals.bytes, elapsed),
+            text::rate(totals.bytes - resumed_bytes.min(totals.bytes), elapsed),
         );
     }
     match stored == tops.len() && failed == 0 {

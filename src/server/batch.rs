@@ -469,6 +469,9 @@ impl Session<'_> {
             let index = u32::try_from(top).unwrap_or(u32::MAX);
             rx.current = index;
             rx.tree = Some((index, entries[top].path[0].clone(), tree));
+            // What this try adds to the tree is not flushed: a server killed from now on
+            // starts the tree over (a cut connection still records exactly where it was).
+            rx.mark(index)?;
         }
         for (index, entry) in entries.iter().enumerate().skip(first) {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
