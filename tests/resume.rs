@@ -508,10 +508,10 @@ fn retry_stops_at_a_server_that_is_not_the_pinned_one() {
     assert!(!dir.path().join("impostor").join("big.bin").exists());
 }
 
-// See: #13 (cut inside a tree, then the resumed try's server killed: the tree starts over,
-// nothing is stored twice or half)
+// See: #13 (cut inside a tree, then the resumed try's server killed: what it wrote after its
+// last checkpoint goes, nothing is stored twice or half)
 #[test]
-fn a_tree_resumed_then_killed_again_starts_over_whole() {
+fn a_tree_resumed_then_killed_again_is_stored_whole_once() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let tree = src.path().join("tree");
@@ -553,5 +553,45 @@ fn a_tree_resumed_then_killed_again_starts_over_whole() {
         server
             .line()
             .starts_with("stored batch of 2 files, 1 folder")
+    );
+}
+
+// See: #13 (a large file inside a tree starts after a checkpoint: a server killed in its
+// middle resumes inside it)
+#[test]
+fn a_server_killed_inside_a_trees_large_file_resumes_inside_it() {
+    let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let tree = src.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a.bin"), pattern(1 << 20)).unwrap();
+    fs::write(tree.join("sub/big.bin"), pattern(SIZE)).unwrap();
+    let cut = (1 << 20) + (SIZE / 2) as u64;
+    let relay = Relay::start(server.addr, Some((cut, Then::Wait)));
+    let mut client = spawn_client(&relay.port(), &[], &[&tree]);
+    relay.wait_cut();
+    let deadline = Instant::now() + TIMEOUT;
+    while held(dir.path()) < (SIZE / 2 - (1 << 20)) as u64 {
+        assert!(Instant::now() < deadline, "held {}", held(dir.path()));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(server.pid(), "KILL");
+    client.kill().unwrap();
+    let _ = client.wait();
+    drop(server);
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let again = Relay::start(server.addr, None);
+    let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&tree]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("1 file stored before"), "{stderr}");
+    assert!(again.up(0) < (SIZE as u64) * 55 / 100, "{}", again.up(0));
+    assert_eq!(entries(dir.path()), ["tree"]);
+    assert_eq!(
+        fs::read(dir.path().join("tree/a.bin")).unwrap(),
+        pattern(1 << 20)
+    );
+    assert_eq!(
+        fs::read(dir.path().join("tree/sub/big.bin")).unwrap(),
+        pattern(SIZE)
     );
 }

@@ -36,6 +36,12 @@ const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 /// … or this long after the first of them.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A file this large, when the batch may resume, starts after a checkpoint: what comes before
+/// is made durable and recorded, so that a server killed in the middle of it resumes inside
+/// it (#13). Inside a tree, a checkpoint is also taken after as many files, bytes or time as
+/// a flush of top files.
+const CHECKPOINT_BEFORE: u64 = 16 * 1024 * 1024;
+
 /// Top files received whole, to be flushed in one go and then published.
 #[derive(Default)]
 struct Pending {
@@ -88,9 +94,30 @@ struct Receiving {
     done: Vec<ItemDone>,
     /// Where this batch's bytes wait until they are published, when a cut may resume.
     partial: Option<Partial>,
+    /// Inside a tree, what was received since its last checkpoint: files, bytes, since when.
+    unchecked: (usize, u64, Option<Instant>),
 }
 
 impl Receiving {
+    /// Before entry `index` of the open tree, `size` bytes: a checkpoint when that file is
+    /// large or enough came since the last one (the tree flushed, then `index` recorded).
+    fn checkpoint_tree(&mut self, index: u32, size: u64) -> Result<()> {
+        let (files, bytes, since) = &mut self.unchecked;
+        let due = size >= CHECKPOINT_BEFORE
+            || *files >= FLUSH_FILES
+            || *bytes >= FLUSH_BYTES
+            || since.is_some_and(|at| at.elapsed() >= FLUSH_AFTER);
+        if due && let Some((_, _, tree)) = &self.tree {
+            tree.flush()?;
+            self.unchecked = (0, 0, None);
+            return self.mark(index);
+        }
+        *files += 1;
+        *bytes += size;
+        since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
     /// Records in the partial that everything before entry `next` is kept (the files before
     /// it are published), so that a server killed from now on resumes there.
     fn mark(&mut self, next: u32) -> Result<()> {
@@ -457,7 +484,8 @@ impl Session<'_> {
     ) -> Result<()> {
         let store = &self.server.store;
         let first = usize::try_from(start.next).unwrap_or(usize::MAX);
-        // Resuming inside a tree: it is there as the cut left it.
+        // Resuming inside a tree: it is there as its last checkpoint left it, and what a
+        // killed server wrote after that (its entries from `first` on) goes.
         if let (Some(partial), Some(entry)) = (&rx.partial, entries.get(first))
             && entry.depth() > 1
         {
@@ -466,12 +494,17 @@ impl Session<'_> {
                 .rposition(|e| e.depth() == 1)
                 .ok_or(Error::BatchOrder("its directory"))?;
             let tree = store.resumable_tree(&partial.tree_path(), false)?;
+            let end = entries[first..]
+                .iter()
+                .position(|e| e.depth() == 1)
+                .map_or(entries.len(), |n| first + n);
+            for later in entries[first..end].iter().rev() {
+                tree.remove(&later.path[1..], later.kind == Kind::Dir)?;
+            }
             let index = u32::try_from(top).unwrap_or(u32::MAX);
             rx.current = index;
             rx.tree = Some((index, entries[top].path[0].clone(), tree));
-            // What this try adds to the tree is not flushed: a server killed from now on
-            // starts the tree over (a cut connection still records exactly where it was).
-            rx.mark(index)?;
+            rx.mark(start.next)?;
         }
         for (index, entry) in entries.iter().enumerate().skip(first) {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -485,8 +518,9 @@ impl Session<'_> {
                     rx.done.push(publish_tree(open)?);
                 }
                 // Files done before a tree begins are published first: a tree may take long.
-                // So before a large file that may be resumed: it starts a partial of its own.
-                let large = matches!(entry.kind, Kind::File { size, .. } if size >= FLUSH_BYTES);
+                // So before a large file that may be resumed: a checkpoint (see `mark`).
+                let large =
+                    matches!(entry.kind, Kind::File { size, .. } if size >= CHECKPOINT_BEFORE);
                 if rx.pending.due() || entry.kind == Kind::Dir || (large && rx.partial.is_some()) {
                     rx.pending.publish(store, &mut rx.done)?;
                 }
@@ -496,6 +530,7 @@ impl Session<'_> {
                 }
                 match entry.kind {
                     Kind::Dir => {
+                        rx.unchecked = (0, 0, None);
                         let tree = match &rx.partial {
                             Some(partial) => store.resumable_tree(&partial.tree_path(), true)?,
                             None => store.incoming_tree()?,
@@ -536,6 +571,9 @@ impl Session<'_> {
                         self.receive_file(stream, index, size, 0, &mut file, mover)?;
                     }
                     Kind::File { size, executable } => {
+                        if index != start.next {
+                            rx.checkpoint_tree(index, size)?;
+                        }
                         drop(
                             self.receive_partial(
                                 stream, rx, index, size, executable, offset, mover,

@@ -164,6 +164,40 @@ impl IncomingTree {
         Ok(File::from(fd))
     }
 
+    /// Removes the file or the (empty) directory `path`, if it is there, through no symlink:
+    /// what a killed server wrote after its last checkpoint, before a resume (#13).
+    ///
+    /// # Errors
+    ///
+    /// If it is there and cannot be removed (a directory that is not empty).
+    pub fn remove(&self, path: &[String], dir: bool) -> io::Result<()> {
+        let parent = match self.parent(path) {
+            Ok(parent) => parent,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+        let name = path.last().map(String::as_str).unwrap_or_default();
+        let flags = match dir {
+            true => rustix::fs::AtFlags::REMOVEDIR,
+            false => rustix::fs::AtFlags::empty(),
+        };
+        match rustix::fs::unlinkat(at, name, flags) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Makes what is in the tree so far durable (one flush of its file system).
+    ///
+    /// # Errors
+    ///
+    /// If the flush fails.
+    pub fn flush(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.root)?;
+        Ok(())
+    }
+
     /// Moves the complete file at `from` (in the same file system) to `path` in the tree,
     /// where nothing may be yet, through no symlink.
     ///
