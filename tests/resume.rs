@@ -158,6 +158,32 @@ fn held(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Sends `sources` to `server` (over `dir`) through a relay that stops after `cut` bytes;
+/// once the server has written `written` bytes of the file it was receiving (all but the
+/// last message, cut short), kills it (SIGKILL: nothing of its own cleaning runs) and the
+/// client, and starts a new server on the same directory.
+fn kill_server_mid_upload(
+    server: Running,
+    dir: &Path,
+    sources: &[&Path],
+    cut: u64,
+    written: u64,
+) -> Running {
+    let relay = Relay::start(server.addr, Some((cut, Then::Wait)));
+    let mut client = spawn_client(&relay.port(), &[], sources);
+    relay.wait_cut();
+    let deadline = Instant::now() + TIMEOUT;
+    while held(dir) < written {
+        assert!(Instant::now() < deadline, "held {}", held(dir));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(server.pid(), "KILL");
+    client.kill().unwrap();
+    let _ = client.wait();
+    drop(server);
+    Running::fup_server(dir, &["--yes"], Input::Text(""))
+}
+
 /// `fup-client` through `relay` in the background (stdout and stderr captured), sending
 /// `files` with `extra` options.
 fn spawn_client(port: &str, extra: &[&str], files: &[&Path]) -> Child {
@@ -277,22 +303,9 @@ fn a_killed_server_resumes_after_its_restart() {
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let path = src.path().join("big.bin");
     fs::write(&path, pattern(SIZE)).unwrap();
-    let relay = Relay::start(server.addr, Some(((SIZE / 2) as u64, Then::Wait)));
-    let mut client = spawn_client(&relay.port(), &[], &[&path]);
-    relay.wait_cut();
-    // Once the server wrote what reached it (all but the last message, cut short), it is
-    // killed: nothing of its own cleaning runs.
-    let deadline = Instant::now() + TIMEOUT;
-    while held(dir.path()) < (SIZE / 2 - (1 << 20)) as u64 {
-        assert!(Instant::now() < deadline, "held {}", held(dir.path()));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    signal(server.pid(), "KILL");
-    client.kill().unwrap();
-    let _ = client.wait();
-    drop(server);
+    let half = (SIZE / 2) as u64;
+    let server = kill_server_mid_upload(server, dir.path(), &[&path], half, half - (1 << 20));
     assert_eq!(partials(dir.path()), 1);
-    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let again = Relay::start(server.addr, None);
     let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&path]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -525,17 +538,8 @@ fn a_tree_resumed_then_killed_again_is_stored_whole_once() {
         Some(1)
     );
     assert!(server.line().contains("to resume"));
-    let relay = Relay::start(
-        server.addr,
-        Some(((SIZE / 2 + SIZE / 4) as u64, Then::Wait)),
-    );
-    let mut client = spawn_client(&relay.port(), &[], &[&tree]);
-    relay.wait_cut();
-    signal(server.pid(), "KILL");
-    client.kill().unwrap();
-    let _ = client.wait();
-    drop(server);
-    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let cut = (SIZE / 2 + SIZE / 4) as u64;
+    let server = kill_server_mid_upload(server, dir.path(), &[&tree], cut, 0);
     let again = Relay::start(server.addr, None);
     let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&tree]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -567,19 +571,8 @@ fn a_server_killed_inside_a_trees_large_file_resumes_inside_it() {
     fs::write(tree.join("a.bin"), pattern(1 << 20)).unwrap();
     fs::write(tree.join("sub/big.bin"), pattern(SIZE)).unwrap();
     let cut = (1 << 20) + (SIZE / 2) as u64;
-    let relay = Relay::start(server.addr, Some((cut, Then::Wait)));
-    let mut client = spawn_client(&relay.port(), &[], &[&tree]);
-    relay.wait_cut();
-    let deadline = Instant::now() + TIMEOUT;
-    while held(dir.path()) < (SIZE / 2 - (1 << 20)) as u64 {
-        assert!(Instant::now() < deadline, "held {}", held(dir.path()));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    signal(server.pid(), "KILL");
-    client.kill().unwrap();
-    let _ = client.wait();
-    drop(server);
-    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let written = (SIZE / 2 - (1 << 20)) as u64;
+    let server = kill_server_mid_upload(server, dir.path(), &[&tree], cut, written);
     let again = Relay::start(server.addr, None);
     let (code, stdout, stderr) = finish(spawn_client(&again.port(), &[], &[&tree]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");

@@ -63,6 +63,22 @@ pub struct ResumePoint {
     pub held: u64,
 }
 
+impl ResumePoint {
+    /// Bytes of the batch `entries` already there at this point: the files before entry
+    /// `next`, and `held`.
+    pub fn bytes_before<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
+        let files: u64 = entries
+            .into_iter()
+            .take(self.next as usize)
+            .map(|entry| match entry.kind {
+                Kind::File { size, .. } => size,
+                Kind::Dir => 0,
+            })
+            .sum();
+        files + self.held
+    }
+}
+
 /// An accepting verdict's body: `0`, `next u32`, `held u64`.
 pub fn encode_accept(at: ResumePoint) -> [u8; 13] {
     let mut body = [0; 13];
@@ -390,6 +406,32 @@ mod tests {
             path: path.split('/').map(str::to_string).collect(),
             kind,
         }
+    }
+
+    #[test]
+    fn a_resume_point_counts_the_files_before_it_and_what_is_held() {
+        let batch = [
+            entry(
+                "a",
+                Kind::File {
+                    size: 10,
+                    executable: false,
+                },
+            ),
+            entry("d", Kind::Dir),
+            entry(
+                "d/b",
+                Kind::File {
+                    size: 5,
+                    executable: true,
+                },
+            ),
+        ];
+        let at = |next, held| ResumePoint { next, held };
+        assert_eq!(at(0, 0).bytes_before(&batch), 0);
+        assert_eq!(at(2, 0).bytes_before(&batch), 10);
+        assert_eq!(at(2, 3).bytes_before(&batch), 13);
+        assert_eq!(at(3, 0).bytes_before(&batch), 15);
     }
 
     #[test]

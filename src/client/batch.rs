@@ -89,7 +89,7 @@ pub fn send_batch<S: Conn>(
         false => Mover::new(false),
     };
     let (at, file) = prove(stream, found, at, &mut mover, options)?;
-    let before = bytes_before(found, at);
+    let before = at.bytes_before(found.iter().map(|f| &f.entry));
     let differed = file.as_ref().and_then(|(_, differed)| *differed);
     if before > 0 || differed.is_some() {
         event(BatchEvent::Resumed(Resumed {
@@ -138,19 +138,6 @@ fn files_before(found: &[Found], next: u32) -> usize {
         .take(next as usize)
         .filter(|f| matches!(f.entry.kind, Kind::File { .. }))
         .count()
-}
-
-/// Bytes of the files before `at.next`, and `at.held`.
-fn bytes_before(found: &[Found], at: ResumePoint) -> u64 {
-    let files: u64 = found
-        .iter()
-        .take(at.next as usize)
-        .map(|f| match f.entry.kind {
-            Kind::File { size, .. } => size,
-            Kind::Dir => 0,
-        })
-        .sum();
-    files + at.held
 }
 
 /// The open file being resumed, and (when the server's bytes were not its start) how many
@@ -222,7 +209,7 @@ fn send_files<S: Conn>(
     mover: &mut Mover,
     progress: &mut impl FnMut(Sending),
 ) -> Result<()> {
-    let mut sent = bytes_before(found, at) - at.held;
+    let mut sent = at.bytes_before(found.iter().map(|f| &f.entry)) - at.held;
     let mut files = files_before(found, at.next);
     for (index, found) in found.iter().enumerate().skip(at.next as usize) {
         let Kind::File { size, .. } = found.entry.kind else {

@@ -189,7 +189,7 @@ impl Session<'_> {
             None => ResumePoint::default(),
         };
         let resuming = partial.as_ref().map(|partial| Resuming {
-            held: bytes_before(&entries, start),
+            held: start.bytes_before(&entries),
             reserved: self
                 .server
                 .partials()
@@ -250,7 +250,7 @@ impl Session<'_> {
                 self.summary.resumed = rx
                     .partial
                     .as_ref()
-                    .map(|_| bytes_before(&entries, start))
+                    .map(|_| start.bytes_before(&entries))
                     .filter(|&held| held > 0);
                 self.receive_batch(stream, &entries, start, total, &mut mover, &mut rx)
             });
@@ -429,7 +429,7 @@ impl Session<'_> {
             let _ = partial.remove();
             return;
         }
-        self.summary.kept = Some(bytes_before(entries, ResumePoint { next, held }));
+        self.summary.kept = Some(ResumePoint { next, held }.bytes_before(entries));
         drop(partial);
         let _ = partials.enforce_max();
     }
@@ -778,19 +778,6 @@ fn resume_point(partial: &mut Partial, entries: &[Entry]) -> Result<ResumePoint>
         next: state.next,
         held,
     })
-}
-
-/// Bytes of the batch before `at`: the files before entry `at.next`, and `at.held`.
-fn bytes_before(entries: &[Entry], at: ResumePoint) -> u64 {
-    let files: u64 = entries
-        .iter()
-        .take(at.next as usize)
-        .map(|entry| match entry.kind {
-            Kind::File { size, .. } => size,
-            Kind::Dir => 0,
-        })
-        .sum();
-    files + at.held
 }
 
 /// The next message's header, by `deadline`.
