@@ -85,6 +85,10 @@ pub enum Error {
     /// that stalled past the deadline).
     #[error("secure handshake failed: {0}")]
     Handshake(io::Error),
+    /// A secure client already holds this many connections, the most one may (the limit per
+    /// client identity).
+    #[error("this client already holds {0} connections (--max-per-client)")]
+    TooManyFromClient(usize),
     /// A batch's messages came out of order: this was expected instead.
     #[error("batch out of order: expected {0}")]
     BatchOrder(&'static str),

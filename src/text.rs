@@ -63,6 +63,41 @@ fn push_escaped(out: &mut String, text: &str) {
     }
 }
 
+/// How many characters of a peer's text are shown: a name, a path or a reason from the other
+/// side is cut to this many, then `…`, before it reaches a terminal, a log or a reply.
+pub const MAX_SHOWN: usize = 200;
+
+/// `text` cut to at most `max` characters (on a character's boundary), with `…` after it when
+/// anything was cut.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fup::text::cut("abcdef", 3), "abc…");
+/// assert_eq!(fup::text::cut("사진", 5), "사진");
+/// ```
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
+/// Text that came from the other side, made safe for one line of a terminal or a log: cut to
+/// [`MAX_SHOWN`] characters, then escaped (see [`escape`]).
+///
+/// # Example
+///
+/// ```
+/// let hostile = format!("\u{1b}]0;pwned\u{7}{}", "x".repeat(100_000));
+/// let shown = fup::text::from_peer(&hostile);
+/// assert!(shown.starts_with(r"\u{1b}]0;pwned\u{7}xxx") && shown.ends_with('…'));
+/// assert!(shown.len() < 300);
+/// ```
+pub fn from_peer(text: &str) -> String {
+    escape(&cut(text, MAX_SHOWN))
+}
+
 /// Bytes as lowercase hex, as `sha256sum` prints digests.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -140,6 +175,23 @@ mod tests {
                     .any(|c| c.is_control() || is_invisible(c))
             );
         }
+    }
+
+    #[test]
+    fn peer_text_is_cut_then_escaped() {
+        assert_eq!(cut("", 0), "");
+        assert_eq!(cut("ab", 0), "…");
+        assert_eq!(cut("ab", 2), "ab");
+        let long = "한".repeat(MAX_SHOWN + 1);
+        let shown = from_peer(&long);
+        assert_eq!(shown.chars().count(), MAX_SHOWN + 1);
+        assert!(shown.ends_with('…'));
+        // Escaping after the cut: a cut never splits an escape sequence.
+        let evil = format!("{}\u{1b}[2J", "a".repeat(MAX_SHOWN - 1));
+        assert_eq!(
+            from_peer(&evil),
+            format!("{}\\u{{1b}}…", "a".repeat(MAX_SHOWN - 1))
+        );
     }
 
     #[test]

@@ -551,7 +551,15 @@ fn connection_flood_is_bounded_and_clears() {
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(
         dir.path(),
-        &["--yes", "--max-connections", "64", "--timeout", "30"],
+        &[
+            "--yes",
+            "--max-connections",
+            "64",
+            "--max-per-address",
+            "200",
+            "--timeout",
+            "30",
+        ],
         Input::Text(""),
     );
     let flood: Vec<TcpStream> = (0..200).map(|_| connect(server.addr)).collect();

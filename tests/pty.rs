@@ -73,7 +73,7 @@ fn operator_answers_at_a_real_terminal() {
     pty.send_line("YES").unwrap();
     pty.exp_string("stored \"a.txt\" as \"a (1).txt\"").unwrap();
     assert_eq!(client.join().unwrap(), Some(0));
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    assert_eq!(entries(dir.path()).len(), 2);
 }
 
 // See: #5

@@ -428,11 +428,17 @@ pub fn fake_server_with(
     (addr, handle)
 }
 
-/// Names of the directory's entries, sorted.
+/// Names of the directory's entries, sorted; but for the server's directory of partials
+/// when there is nothing in it (once made, it is kept).
 pub fn entries(dir: &Path) -> Vec<String> {
+    let partials = dir.join(".fup-partial");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name != ".fup-partial"
+                || std::fs::read_dir(&partials).map_or(true, |mut d| d.next().is_some())
+        })
         .collect();
     names.sort();
     names

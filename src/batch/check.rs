@@ -1,13 +1,17 @@
-//! The server's side of a batch: every entry checked, and the whole batch with it, before
-//! anything is created. A batch with one bad entry is refused whole.
+//! The batch rule: what a batch must be for the server to take it, every entry checked, and
+//! the whole batch with it, before anything is created. A batch with one bad entry is
+//! refused whole. The rule itself is [`Manifest::push`], entry by entry.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use super::{Entry, Kind, Limits};
-use crate::server::names::{NameProblem, check_name};
+use super::manifest::Manifest;
+use super::{Entry, Limits};
+use crate::server::names::NameProblem;
 
-/// What a batch holds, once it passed [`check`].
+/// How many of a batch's top items [`Totals`] names.
+pub const SHOWN_TOPS: usize = 5;
+
+/// What a batch holds, once it passed the checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Files.
@@ -16,11 +20,14 @@ pub struct Totals {
     pub dirs: usize,
     /// Bytes in all files.
     pub bytes: u64,
-    /// The names at the top, where the batch lands, in order.
-    pub tops: Vec<String>,
+    /// Items at the top, where the batch lands.
+    pub tops: usize,
+    /// The first [`SHOWN_TOPS`] of their names, in order.
+    pub first_tops: Vec<String>,
 }
 
-/// Why a batch is refused whole.
+/// Why a batch is refused whole. Paths in it came from the peer: they are cut and escaped
+/// ([`text::from_peer`](crate::text::from_peer)).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BatchProblem {
     /// It has no entries.
@@ -37,6 +44,14 @@ pub enum BatchProblem {
         /// What is wrong with one of its components.
         problem: NameProblem,
     },
+    /// A path longer than the limit.
+    #[error("\"{path}\" is longer than {max} bytes")]
+    PathTooLong {
+        /// The entry's path, escaped.
+        path: String,
+        /// The limit.
+        max: usize,
+    },
     /// Deeper than the limit.
     #[error("\"{path}\" is more than {max} levels deep")]
     TooDeep {
@@ -51,6 +66,9 @@ pub enum BatchProblem {
     /// More bytes than the limit.
     #[error("more than {0} bytes in all")]
     TooLarge(u64),
+    /// The list of entries itself is larger than the limit.
+    #[error("a list of entries over {0} bytes")]
+    ManifestTooLarge(u64),
     /// The same path twice.
     #[error("\"{0}\" comes twice")]
     Duplicate(String),
@@ -74,65 +92,7 @@ pub enum BatchProblem {
 ///
 /// The first [`BatchProblem`] met; the batch is then refused whole.
 pub fn check(entries: &[Entry], limits: &Limits) -> Result<Totals, BatchProblem> {
-    if entries.is_empty() {
-        return Err(BatchProblem::Empty);
-    }
-    // Before the map of paths grows to the count a peer claims.
-    if entries.len() > limits.max_entries {
-        return Err(BatchProblem::TooMany(limits.max_entries));
-    }
-    let mut seen: HashMap<&[String], Kind> = HashMap::with_capacity(entries.len());
-    let mut top: Option<&str> = None;
-    let mut totals = Totals::default();
-    for (index, entry) in entries.iter().enumerate() {
-        let path = crate::text::escape(&entry.display_path());
-        if entry.path.is_empty() {
-            return Err(BatchProblem::EmptyPath(index));
-        }
-        for component in &entry.path {
-            check_name(component.as_bytes()).map_err(|problem| BatchProblem::Name {
-                path: path.clone(),
-                problem,
-            })?;
-        }
-        if entry.depth() > limits.max_depth {
-            return Err(BatchProblem::TooDeep {
-                path,
-                max: limits.max_depth,
-            });
-        }
-        let (parent, _) = entry.path.split_at(entry.path.len() - 1);
-        if parent.is_empty() {
-            top = Some(&entry.path[0]);
-        } else if top != Some(entry.path[0].as_str()) && seen.contains_key(&entry.path[..1]) {
-            return Err(BatchProblem::OutOfRun(path));
-        }
-        if !parent.is_empty() {
-            match seen.get(parent) {
-                Some(Kind::Dir) => {}
-                Some(Kind::File { .. }) => return Err(BatchProblem::InsideFile(path)),
-                None => return Err(BatchProblem::NoParent(path)),
-            }
-        }
-        if seen.insert(&entry.path, entry.kind).is_some() {
-            return Err(BatchProblem::Duplicate(path));
-        }
-        match entry.kind {
-            Kind::Dir => totals.dirs += 1,
-            Kind::File { size, .. } => {
-                totals.files += 1;
-                totals.bytes = totals
-                    .bytes
-                    .checked_add(size)
-                    .filter(|&total| total <= limits.max_total)
-                    .ok_or(BatchProblem::TooLarge(limits.max_total))?;
-            }
-        }
-        if parent.is_empty() {
-            totals.tops.push(entry.path[0].clone());
-        }
-    }
-    Ok(totals)
+    Ok(Manifest::of(entries, limits)?.totals().clone())
 }
 
 impl fmt::Display for Totals {
@@ -153,6 +113,7 @@ impl fmt::Display for Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Kind;
 
     fn dir(path: &str) -> Entry {
         Entry {
@@ -187,7 +148,8 @@ mod tests {
                 files: 2,
                 dirs: 3,
                 bytes: 1024,
-                tops: vec!["photos".into(), "notes.txt".into()],
+                tops: 2,
+                first_tops: vec!["photos".into(), "notes.txt".into()],
             }
         );
         assert_eq!(totals.to_string(), "2 files, 3 folders, 1.0 KiB");
@@ -213,6 +175,7 @@ mod tests {
             ("no path", vec![Entry { path: vec![], kind: Kind::Dir }], BatchProblem::EmptyPath(0)),
             ("dot dot", vec![dir("a"), file("a/../../x", 1)], BatchProblem::Name { path: "a/../../x".into(), problem: NameProblem::DotOrDotDot }),
             ("absolute", vec![absolute], BatchProblem::Name { path: "/etc/passwd".into(), problem: NameProblem::Empty }),
+            ("long", vec![file(&"a".repeat(300), 1)], BatchProblem::Name { path: "a".repeat(200) + "…", problem: NameProblem::TooLong }),
             ("a separator inside", vec![file("a\\b", 1)], BatchProblem::Name { path: "a\\\\b".into(), problem: NameProblem::Separator }),
             ("hidden", vec![dir("a"), file("a/.ssh", 1)], BatchProblem::Name { path: "a/.ssh".into(), problem: NameProblem::Hidden }),
             ("file and directory", vec![file("a", 1), file("a/b", 1)], BatchProblem::InsideFile("a/b".into())),

@@ -1,5 +1,5 @@
-//! The batch exchange's messages, inside secure mode version 2 only (never on the plain
-//! protocol): the same 16-byte header as FUP, with message types of their own.
+//! The batch exchange's messages, inside secure mode only (never on the plain protocol): the
+//! same 16-byte header as FUP, with message types of their own.
 //!
 //! ```text
 //! client                                          server
@@ -31,6 +31,7 @@ use std::io::{self, Read, Write};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
+use super::manifest::{ENTRY_HEAD, Manifest};
 use super::{Entry, Kind};
 use crate::wire::HEADER_LEN;
 
@@ -64,17 +65,10 @@ pub struct ResumePoint {
 }
 
 impl ResumePoint {
-    /// Bytes of the batch `entries` already there at this point: the files before entry
-    /// `next`, and `held`.
-    pub fn bytes_before<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
-        let files: u64 = entries
-            .into_iter()
-            .take(self.next as usize)
-            .map(|entry| match entry.kind {
-                Kind::File { size, .. } => size,
-                Kind::Dir => 0,
-            })
-            .sum();
+    /// Bytes of a batch already there at this point: the files before entry `next`, and
+    /// `held`. `sizes` are the batch's entries' sizes, in order (0 for a directory).
+    pub fn bytes_before(&self, sizes: impl IntoIterator<Item = u64>) -> u64 {
+        let files: u64 = sizes.into_iter().take(self.next as usize).sum();
         files + self.held
     }
 }
@@ -135,10 +129,11 @@ pub fn verifying() -> bool {
 
 /// Most bytes in one manifest message: the client cuts longer manifests into several.
 pub const MAX_MANIFEST_CHUNK: usize = 1024 * 1024;
-/// Most bytes of all the manifest's messages together (about 300,000 entries of 200-byte
-/// paths), checked before they are read.
+/// Most bytes of all the manifest's messages together (1,000,000 entries of 56-byte paths,
+/// or 300,000 of 200), checked before they are read.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
-/// Most bytes of a verdict's reason, or of a done message.
+/// Most bytes of a verdict's reason, or of a done message (whose failed items each carry a
+/// reason of at most [`MAX_WHY`]).
 pub const MAX_SMALL_BODY: u32 = 16 * 1024 * 1024;
 /// Most bytes of a path in a manifest entry.
 pub const MAX_PATH: usize = 4096;
@@ -282,43 +277,47 @@ pub fn read_body(r: &mut impl Read, len: u32, max: u64) -> io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Reads the entries of one manifest message's body, appending them to `entries`, at most
-/// `max_entries` in all.
+/// The first entry in `buf`, if a whole one is there: its kind, its path's bytes (not yet
+/// checked: see [`Manifest::push`]) and how many bytes of `buf` it took.
 ///
 /// # Errors
 ///
-/// A body that does not parse: a truncated entry, an unknown kind, a directory with a size,
-/// a path that is not UTF-8, or more entries than allowed.
-pub fn parse_manifest(body: &[u8], entries: &mut Vec<Entry>, max_entries: usize) -> io::Result<()> {
+/// An unknown kind, or a directory with a size.
+pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(Kind, &[u8], usize)>> {
+    let Some(head) = buf.get(..ENTRY_HEAD) else {
+        return Ok(None);
+    };
+    let size = LE::read_u64(&head[1..9]);
+    let kind = match head[0] {
+        0 if size == 0 => Kind::Dir,
+        0 => return Err(invalid("a directory with a size")),
+        1 | 2 => Kind::File {
+            size,
+            executable: head[0] == 2,
+        },
+        _ => return Err(invalid("an unknown kind of manifest entry")),
+    };
+    let end = ENTRY_HEAD + usize::from(LE::read_u16(&head[9..11]));
+    Ok(buf.get(ENTRY_HEAD..end).map(|path| (kind, path, end)))
+}
+
+/// Reads the entries of one manifest message's body into `manifest`, each checked as it is
+/// added.
+///
+/// # Errors
+///
+/// A body that does not parse (a truncated entry, an unknown kind, a directory with a size),
+/// or an entry the batch rule refuses (its [`BatchProblem`](super::BatchProblem), as
+/// [`io::ErrorKind::InvalidData`]).
+pub fn parse_manifest(body: &[u8], manifest: &mut Manifest) -> io::Result<()> {
     let mut rest = body;
     while !rest.is_empty() {
-        if entries.len() >= max_entries {
-            return Err(invalid("more entries than the server takes"));
-        }
-        if rest.len() < 11 {
-            return Err(invalid("a manifest entry cut short"));
-        }
-        let size = LE::read_u64(&rest[1..9]);
-        let kind = match rest[0] {
-            0 if size == 0 => Kind::Dir,
-            0 => return Err(invalid("a directory with a size")),
-            1 | 2 => Kind::File {
-                size,
-                executable: rest[0] == 2,
-            },
-            _ => return Err(invalid("an unknown kind of manifest entry")),
-        };
-        let len = usize::from(LE::read_u16(&rest[9..11]));
-        let path = rest
-            .get(11..11 + len)
-            .ok_or_else(|| invalid("a manifest entry cut short"))?;
-        let path = std::str::from_utf8(path).map_err(|_| invalid("a path that is not UTF-8"))?;
-        entries.push(Entry {
-            // Empty components (`a//b`, `/a`) are kept, for the batch check to refuse.
-            path: path.split('/').map(str::to_string).collect(),
-            kind,
-        });
-        rest = &rest[11 + len..];
+        let (kind, path, used) =
+            decode_entry(rest)?.ok_or_else(|| invalid("a manifest entry cut short"))?;
+        manifest
+            .push(path, kind)
+            .map_err(|problem| invalid(&problem.to_string()))?;
+        rest = &rest[used..];
     }
     Ok(())
 }
@@ -428,10 +427,11 @@ mod tests {
             ),
         ];
         let at = |next, held| ResumePoint { next, held };
-        assert_eq!(at(0, 0).bytes_before(&batch), 0);
-        assert_eq!(at(2, 0).bytes_before(&batch), 10);
-        assert_eq!(at(2, 3).bytes_before(&batch), 13);
-        assert_eq!(at(3, 0).bytes_before(&batch), 15);
+        let sizes = || batch.iter().map(Entry::size);
+        assert_eq!(at(0, 0).bytes_before(sizes()), 0);
+        assert_eq!(at(2, 0).bytes_before(sizes()), 10);
+        assert_eq!(at(2, 3).bytes_before(sizes()), 13);
+        assert_eq!(at(3, 0).bytes_before(sizes()), 15);
     }
 
     #[test]
@@ -479,29 +479,34 @@ mod tests {
         assert_eq!(out, golden);
         let frame = Frame::read_from(&mut &out[..]).unwrap().unwrap();
         assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 26, true));
-        let mut back = Vec::new();
-        parse_manifest(&out[16..], &mut back, 10).unwrap();
-        assert_eq!(back, entries);
+        let mut back = Manifest::new(crate::batch::Limits::DEFAULT);
+        parse_manifest(&out[16..], &mut back).unwrap();
+        let back: Vec<(&str, Kind)> = back.iter().map(|e| (e.path, e.kind)).collect();
+        assert_eq!(back, [("d", entries[0].kind), ("d/x", entries[1].kind)]);
     }
 
     #[test]
     fn long_manifests_are_cut_and_bad_ones_refused() {
-        let entries: Vec<Entry> = (0..20_000)
-            .map(|i| entry(&format!("{i:0>100}"), Kind::Dir))
-            .collect();
+        let mut entries = vec![entry("d", Kind::Dir)];
+        entries.extend((0..20_000).map(|i| entry(&format!("d/{i:0>100}"), Kind::Dir)));
         let mut out = Vec::new();
         write_manifest(&mut out, &entries).unwrap();
         let mut r = &out[..];
-        let mut back = Vec::new();
+        let mut back = Manifest::new(crate::batch::Limits::DEFAULT);
         let mut messages = 0;
         while let Some(frame) = Frame::read_from(&mut r).unwrap() {
             messages += 1;
             let body = read_body(&mut r, frame.len, MAX_MANIFEST_CHUNK as u64).unwrap();
-            parse_manifest(&body, &mut back, usize::MAX).unwrap();
+            parse_manifest(&body, &mut back).unwrap();
             assert_eq!(frame.last, r.is_empty());
         }
-        assert_eq!(messages, 3, "2.2 MB in messages of at most 1 MiB");
-        assert_eq!(back, entries);
+        assert_eq!(messages, 3, "2.3 MB in messages of at most 1 MiB");
+        assert_eq!(back.len(), entries.len());
+        assert!(
+            back.iter()
+                .zip(&entries)
+                .all(|(a, b)| a.path == b.display_path())
+        );
         let bad: [(&[u8], &str); 5] = [
             (&[1, 0, 0], "cut short"),
             (&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "unknown kind"),
@@ -510,15 +515,20 @@ mod tests {
                 "a directory with a size",
             ),
             (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'], "cut short"),
-            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff], "not UTF-8"),
+            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff], "neither UTF-8"),
         ];
         for (body, says) in bad {
-            let err = parse_manifest(body, &mut Vec::new(), 10).unwrap_err();
+            let mut manifest = Manifest::new(crate::batch::Limits::DEFAULT);
+            let err = parse_manifest(body, &mut manifest).unwrap_err();
             assert!(err.to_string().contains(says), "{err}");
         }
         let two = [[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'a']; 2].concat();
-        let err = parse_manifest(&two, &mut Vec::new(), 1).unwrap_err();
-        assert!(err.to_string().contains("more entries"), "{err}");
+        let one = crate::batch::Limits {
+            max_entries: 1,
+            ..crate::batch::Limits::DEFAULT
+        };
+        let err = parse_manifest(&two, &mut Manifest::new(one)).unwrap_err();
+        assert!(err.to_string().contains("more than 1 entries"), "{err}");
         assert!(read_body(&mut &[0u8; 8][..], 9, 8).is_err());
     }
 

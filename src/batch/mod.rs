@@ -1,6 +1,6 @@
-//! Batches (#12, not yet sent by the programs): the files and directories of one command as a
-//! list of entries with relative paths, read from the file system by the client ([`walk`])
-//! and checked whole by the server before anything is created ([`check`]).
+//! Batches: the files and directories of one command as a list of entries with relative
+//! paths, read from the file system by the client ([`walk`]), and checked entry by entry as
+//! the server reads them, before anything is created ([`Manifest`], [`check`]).
 //!
 //! An entry's path is a list of components, each a name that passes the server's name rule
 //! ([`check_name`](crate::server::names::check_name)); directories come before what is in
@@ -8,11 +8,13 @@
 
 pub mod check;
 pub mod frame;
+pub mod manifest;
 pub mod walk;
 
 use std::fmt;
 
 pub use check::{BatchProblem, Totals, check};
+pub use manifest::{EntryRef, Manifest};
 pub use walk::{Skipped, Walked, walk};
 
 /// What an entry is.
@@ -47,6 +49,14 @@ impl Entry {
     /// How deep it is: 1 for an entry at the top.
     pub fn depth(&self) -> usize {
         self.path.len()
+    }
+
+    /// A file's size, 0 for a directory.
+    pub fn size(&self) -> u64 {
+        match self.kind {
+            Kind::File { size, .. } => size,
+            Kind::Dir => 0,
+        }
     }
 }
 

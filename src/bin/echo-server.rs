@@ -58,7 +58,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     serve_each(
         &listener,
         "echo",
-        args.max_connections.into(),
+        // A connectivity check: no limit per address but the whole.
+        fup::net::listen::Limits {
+            max: args.max_connections.into(),
+            per_address: args.max_connections.into(),
+        },
         echo,
         |event| match event.is_error() {
             true => drop(writeln!(io::stderr(), "echo-server: {event}")),

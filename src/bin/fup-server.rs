@@ -13,8 +13,8 @@ use fup::ResponseByte;
 use fup::secure::{Identity, files, keys, tls};
 use fup::server::policy::Cidr;
 use fup::server::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Partials, Policy, SHUTDOWN_GRACE, SecureMode,
-    Server, Store, TrustedClients,
+    Budget, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Partials, Policy, SHUTDOWN_GRACE,
+    SecureMode, Server, Store, TrustedClients, budget,
 };
 use fup::term::args::{Seconds, response_byte, seconds, size};
 use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, status_line};
@@ -85,6 +85,26 @@ struct Args {
     /// Connections served at once; more are closed as they arrive
     #[arg(long, value_name = "N", env = "FUP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
     max_connections: u16,
+    /// Connections one address (an IPv6 /64) may hold at once; more from it are closed as
+    /// they arrive
+    #[arg(long, value_name = "N", env = "FUP_MAX_PER_ADDRESS", default_value_t = budget::DEFAULT_PER_ADDRESS, value_parser = at_least_one)]
+    max_per_address: usize,
+    /// Connections one secure client (one identity) may hold at once; more are closed after
+    /// the handshake
+    #[arg(long, value_name = "N", env = "FUP_MAX_PER_CLIENT", default_value_t = budget::DEFAULT_PER_CLIENT, value_parser = at_least_one)]
+    max_per_client: usize,
+    /// Questions from one address that may wait for the operator at once; more are denied
+    /// at once (questions are asked in turn across addresses)
+    #[arg(long, value_name = "N", env = "FUP_MAX_QUESTIONS_PER_ADDRESS", default_value_t = budget::DEFAULT_QUESTIONS_PER_ADDRESS, value_parser = at_least_one)]
+    max_questions_per_address: usize,
+    /// Memory the lists of entries of all batches in flight may take together; a batch
+    /// whose list would go past it is denied, to try again later (e.g. 64M, 1G)
+    #[arg(long, value_name = "SIZE", env = "FUP_MANIFEST_MEMORY", default_value = "128M", value_parser = size)]
+    manifest_memory: u64,
+    /// Time a new connection has to send its first message and, in secure mode, to end the
+    /// TLS handshake (at most --timeout)
+    #[arg(long, value_name = "DURATION", env = "FUP_HELLO_TIMEOUT", default_value_t = Seconds(budget::DEFAULT_HELLO_TIMEOUT), value_parser = seconds)]
+    hello_timeout: Seconds,
     /// Refuse plain uploads (they are unencrypted, and their address proves nothing): only
     /// fup clients in secure mode may upload
     #[arg(long)]
@@ -148,14 +168,21 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (secure, identity) = secure_mode(&args)?;
     let mut server = server(&args, store, screen.clone())?.with_secure(secure);
     if args.max_partial > 0 {
-        let partials = Partials::new(&args.dir, args.keep_partial.into(), args.max_partial);
-        let swept = partials
-            .sweep()
-            .context("cannot list the partial uploads")?;
-        if swept.removed > 0 {
-            eprintln!("fup-server: {}", swept_line(&swept));
+        match Partials::in_dir(&args.dir, args.keep_partial.into(), args.max_partial) {
+            Ok(partials) => {
+                let swept = partials
+                    .sweep()
+                    .context("cannot list the partial uploads")?;
+                if swept.removed > 0 {
+                    eprintln!("fup-server: {}", swept_line(&swept));
+                }
+                server = server.with_partials(partials);
+            }
+            // Serving without resume beats not serving: cut uploads then keep nothing.
+            Err(err) => eprintln!(
+                "fup-server: warning: cut secure uploads will not resume (nothing is kept): {err}"
+            ),
         }
-        server = server.with_partials(partials);
     }
     let server = Arc::new(server);
     let on_signal = Arc::clone(&server);
@@ -195,6 +222,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     server
         .serve(listener, move |event| log.report(event))
         .context("cannot accept connections")
+}
+
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// A size that may be 0.
@@ -281,9 +317,17 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
         accept_all: args.yes,
         require_secure: args.require_secure,
     };
+    let budget = Budget {
+        manifests: Arc::new(budget::MemoryBudget::new(args.manifest_memory)),
+        clients: budget::PerKey::new(args.max_per_client),
+        questions: budget::PerKey::new(args.max_questions_per_address),
+        hello_timeout: args.hello_timeout.into(),
+    };
     let mut server = Server::new(store, policy)
         .with_timeout(args.timeout.into())
         .with_max_connections(args.max_connections.into())
+        .with_max_per_address(args.max_per_address)
+        .with_budget(budget)
         .with_checksum(args.checksum)
         .with_accept_byte(args.accept_byte);
     if !args.yes {
@@ -337,6 +381,13 @@ impl Log {
                         None => line,
                     }
                 }
+            }
+            Event::PartialsRefused(err) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "fup-server: warning: cut secure uploads will not resume (nothing is kept): {err}"
+                );
+                return;
             }
             Event::Listen(event) if event.is_error() => {
                 let _ = writeln!(io::stderr(), "fup-server: {event}");

@@ -89,7 +89,7 @@ pub fn send_batch<S: Conn>(
         false => Mover::new(false),
     };
     let (at, file) = prove(stream, found, at, &mut mover, options)?;
-    let before = at.bytes_before(found.iter().map(|f| &f.entry));
+    let before = at.bytes_before(found.iter().map(|f| f.entry.size()));
     let differed = file.as_ref().and_then(|(_, differed)| *differed);
     if before > 0 || differed.is_some() {
         event(BatchEvent::Resumed(Resumed {
@@ -209,7 +209,7 @@ fn send_files<S: Conn>(
     mover: &mut Mover,
     progress: &mut impl FnMut(Sending),
 ) -> Result<()> {
-    let mut sent = at.bytes_before(found.iter().map(|f| &f.entry)) - at.held;
+    let mut sent = at.bytes_before(found.iter().map(|f| f.entry.size())) - at.held;
     let mut files = files_before(found, at.next);
     for (index, found) in found.iter().enumerate().skip(at.next as usize) {
         let Kind::File { size, .. } = found.entry.kind else {

@@ -1,16 +1,43 @@
 //! The thread-per-connection accept loop that fup-server and echo-server share: one thread per
-//! connection, at most a maximum at once, every trouble reported and survived.
+//! connection, at most a maximum at once and a smaller one per address, every trouble
+//! reported and survived.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 /// Connections served at once unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: u16 = 64;
+
+/// How many connections are served at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// In all.
+    pub max: usize,
+    /// From one address (see [`address_key`]).
+    pub per_address: usize,
+}
+
+/// The address a limit per address counts under: an IPv4 address itself, an IPv6 address's
+/// /64 (one host's usual share: it can pick any address in it), an IPv4-mapped IPv6 address
+/// as the IPv4 one.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
 
 /// How long to wait after a failed accept (out of descriptors and the like) before the next,
 /// so the loop does not spin on the error.
@@ -37,6 +64,13 @@ pub enum ListenEvent {
         /// The maximum.
         max: usize,
     },
+    /// A connection was closed at once: its address already holds the most it may.
+    TooManyFromAddress {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The maximum per address.
+        max: usize,
+    },
     /// Accepting a connection failed.
     AcceptFailed(io::Error),
     /// No thread could be started for a connection, which was closed.
@@ -46,7 +80,10 @@ pub enum ListenEvent {
 impl ListenEvent {
     /// Whether this is the server's own trouble (for stderr) rather than a client's fate.
     pub fn is_error(&self) -> bool {
-        !matches!(self, ListenEvent::TooMany { .. })
+        !matches!(
+            self,
+            ListenEvent::TooMany { .. } | ListenEvent::TooManyFromAddress { .. }
+        )
     }
 }
 
@@ -57,6 +94,10 @@ impl fmt::Display for ListenEvent {
                 f,
                 "{peer}: closed at once: already serving {max} connections (--max-connections)"
             ),
+            ListenEvent::TooManyFromAddress { peer, max } => write!(
+                f,
+                "{peer}: closed at once: its address already holds {max} connections (--max-per-address)"
+            ),
             ListenEvent::AcceptFailed(err) => write!(f, "cannot accept a connection: {err}"),
             ListenEvent::SpawnFailed(peer, err) => {
                 write!(f, "{peer}: closed, cannot start a thread: {err}")
@@ -66,8 +107,9 @@ impl fmt::Display for ListenEvent {
 }
 
 /// Accepts connections from `listener` forever and runs `handle` for each on a thread of its
-/// own named `{name} {peer}`, at most `max` at once; more are closed as they arrive. Troubles
-/// go to `report`, from the accepting thread.
+/// own named `{name} {peer}`, at most `limits.max` at once and `limits.per_address` from one
+/// address; more are closed as they arrive. Troubles go to `report`, from the accepting
+/// thread.
 ///
 /// # Errors
 ///
@@ -76,7 +118,7 @@ impl fmt::Display for ListenEvent {
 pub fn serve_each<H, R>(
     listener: &TcpListener,
     name: &str,
-    max: usize,
+    limits: Limits,
     handle: H,
     report: R,
 ) -> io::Result<()>
@@ -85,7 +127,7 @@ where
     R: Fn(ListenEvent),
 {
     let handle = Arc::new(handle);
-    let active = Arc::new(AtomicUsize::new(0));
+    let active = Arc::new(Mutex::new(Active::default()));
     let mut number: u64 = 0;
     for conn in listener.incoming() {
         let stream = match conn {
@@ -104,12 +146,23 @@ where
             }
         };
         // Only this thread takes slots, so the check cannot race past the maximum.
-        if active.load(Ordering::SeqCst) >= max {
-            drop(stream);
-            report(ListenEvent::TooMany { peer, max });
-            continue;
-        }
-        let slot = Slot::take(&active);
+        let slot = match Slot::take(&active, peer.ip(), limits) {
+            Ok(slot) => slot,
+            Err(full) => {
+                drop(stream);
+                report(match full {
+                    Full::All => ListenEvent::TooMany {
+                        peer,
+                        max: limits.max,
+                    },
+                    Full::Address => ListenEvent::TooManyFromAddress {
+                        peer,
+                        max: limits.per_address,
+                    },
+                });
+                continue;
+            }
+        };
         let handle = Arc::clone(&handle);
         number += 1;
         let accepted = Accepted {
@@ -131,19 +184,59 @@ where
     Ok(())
 }
 
+/// The connections being served: in all, and per address.
+#[derive(Default)]
+struct Active {
+    all: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Which limit a connection ran into.
+enum Full {
+    All,
+    Address,
+}
+
 /// One counted connection; gives its place back when dropped.
-struct Slot(Arc<AtomicUsize>);
+struct Slot {
+    active: Arc<Mutex<Active>>,
+    address: IpAddr,
+}
 
 impl Slot {
-    fn take(active: &Arc<AtomicUsize>) -> Slot {
-        active.fetch_add(1, Ordering::SeqCst);
-        Slot(Arc::clone(active))
+    /// A place for a connection from `ip`, or which limit says there is none.
+    fn take(active: &Arc<Mutex<Active>>, ip: IpAddr, limits: Limits) -> Result<Slot, Full> {
+        let address = address_key(ip);
+        let mut now = active.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.all >= limits.max {
+            return Err(Full::All);
+        }
+        let from = now.by_address.entry(address).or_insert(0);
+        if *from >= limits.per_address {
+            if *from == 0 {
+                now.by_address.remove(&address);
+            }
+            return Err(Full::Address);
+        }
+        *from += 1;
+        now.all += 1;
+        Ok(Slot {
+            active: Arc::clone(active),
+            address,
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut now = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        now.all -= 1;
+        if let Some(from) = now.by_address.get_mut(&self.address) {
+            *from -= 1;
+            if *from == 0 {
+                now.by_address.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -165,7 +258,10 @@ mod tests {
             serve_each(
                 &listener,
                 "test",
-                1,
+                Limits {
+                    max: 1,
+                    per_address: 1,
+                },
                 move |accepted| {
                     started_tx.send(accepted.number).unwrap();
                     // Hold the only slot until the test says so.
@@ -187,7 +283,7 @@ mod tests {
         assert_eq!(second.read(&mut [0; 1]).unwrap(), 0, "closed at once");
         release_tx.send(()).unwrap();
         // The slot is free again: the next connection is served, numbered on.
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::net::Deadline::after(timeout);
         loop {
             let _next = TcpStream::connect(addr).unwrap();
             match started.recv_timeout(Duration::from_millis(200)) {
@@ -195,7 +291,7 @@ mod tests {
                     assert!(number >= 2);
                     break;
                 }
-                Err(_) => assert!(std::time::Instant::now() < deadline, "never served"),
+                Err(_) => assert!(deadline.time_left().is_ok(), "never served"),
             }
         }
     }

@@ -1,14 +1,15 @@
-//! A batch received over secure mode (#12): the manifest read and checked whole, one
-//! decision for all of it, then every file's data in manifest order, pipelined. A file at the
-//! top is published as soon as it is whole; a tree as soon as its last entry is, under one
-//! no-replace rename of its top directory. A cut keeps what was published; from a secure
-//! client, with partials configured, it also keeps what the cut interrupted, in a
-//! [`Partial`] that the same client's next try of the same batch resumes from (#13), once
-//! that client proved its file starts with the same bytes.
+//! A batch received over secure mode: the manifest read and checked entry by entry within
+//! the memory budget, one decision for all of it, then every file's data in manifest order,
+//! pipelined. A file at the top is published as soon as it is whole; a tree as soon as its
+//! last entry is, under one no-replace rename of its top directory. A cut keeps what was
+//! published; from a secure client, with partials configured, it also keeps what the cut
+//! interrupted, in a [`Partial`] that the same client's next try of the same batch resumes
+//! from, once that client proved its file starts with the same bytes.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Instant;
 
+use super::budget::Charge;
 use super::names::RequestName;
 use super::partial::{Key, Opened, Partial};
 use super::policy::Reason;
@@ -17,13 +18,26 @@ use super::summary::End;
 use super::tree::IncomingTree;
 use super::{Event, Progress};
 use crate::batch::frame::{
-    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, MAX_MANIFEST_CHUNK, PROOF,
-    RESUME_AT, ResumePoint, VERDICT,
+    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, PROOF, RESUME_AT, ResumePoint,
+    VERDICT,
 };
-use crate::batch::{Entry, Kind, Limits, check};
+use crate::batch::manifest::ENTRY_HEAD;
+use crate::batch::{BatchProblem, Kind, Limits, Manifest};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover};
 use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
+
+/// Bytes of a manifest read at a time: any one entry fits whole (its head and a path of up
+/// to 65,535 bytes, which the batch rule then refuses by its length).
+const MANIFEST_BUF: usize = ENTRY_HEAD + u16::MAX as usize + 1;
+
+/// Why a manifest is refused before anyone is asked.
+enum Refusal {
+    /// An entry breaks the batch rule.
+    Problem(BatchProblem),
+    /// Keeping it would take the manifests in flight past their memory budget.
+    Busy,
+}
 
 /// The tree being received: its top entry's index, its name, and where it is built.
 type OpenTree = (u32, String, IncomingTree);
@@ -158,45 +172,64 @@ fn resumable(err: &Error) -> bool {
 impl Session<'_> {
     /// Serves a batch whose first manifest message's header is `first`.
     pub(super) fn batch<S: Conn>(&mut self, stream: &mut S, first: Frame) -> Result<End> {
-        let limits = Limits::DEFAULT;
-        let entries = self.read_manifest(stream, first, &limits)?;
-        let totals = match check(&entries, &limits) {
-            Ok(totals) => totals,
-            Err(problem) => {
-                let _ = send_verdict(stream, Verdict::Denied, &problem.to_string());
+        // Held until the batch ends: the manifest lives as long.
+        let mut charge = self.server.budget.manifests.charge();
+        let manifest = match self.read_manifest(stream, first, &mut charge)? {
+            Ok(manifest) => manifest,
+            Err(refusal) => {
+                let end = match refusal {
+                    Refusal::Problem(problem) => End::BatchRefused(problem),
+                    Refusal::Busy => {
+                        self.summary.reason =
+                            Some(Reason::ManifestMemory(self.server.budget.manifests.limit()));
+                        End::Denied
+                    }
+                };
+                let why = match (&end, &self.summary.reason) {
+                    (End::BatchRefused(problem), _) => problem.to_string(),
+                    (_, Some(reason)) => reason.to_string(),
+                    _ => String::new(),
+                };
+                let _ = send_verdict(stream, Verdict::Denied, &why);
                 self.linger(stream);
-                return Ok(End::BatchRefused(problem));
+                return Ok(end);
             }
         };
-        let largest = entries
-            .iter()
-            .map(|entry| match entry.kind {
-                Kind::File { size, .. } => size,
-                Kind::Dir => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        let first_top = totals.tops.first().cloned().unwrap_or_default();
+        let totals = manifest.totals().clone();
+        let largest = manifest.iter().map(|entry| entry.size()).max().unwrap_or(0);
+        let first_top = totals.first_tops.first().cloned().unwrap_or_default();
         let name = RequestName {
             sent: first_top.clone(),
             stored: first_top.clone(),
             cp949: false,
         };
-        // A cut try of this batch from this client may have left a partial (#13).
-        let mut partial = self.open_partial(&entries, totals.bytes);
+        let sizes = || manifest.iter().map(|entry| entry.size());
+        // A cut try of this batch from this client may have left a partial. Before a
+        // decision nothing is made for it: an earlier try's is only opened.
+        let key = self
+            .summary
+            .client
+            .id()
+            .map(|id| Key::of_manifest(&id, &manifest));
+        let mut partial = key.and_then(|key| self.open_partial(key, totals.bytes, false));
         let start = match &mut partial {
-            Some(partial) => resume_point(partial, &entries)?,
+            Some(partial) => resume_point(partial, &manifest)?,
             None => ResumePoint::default(),
         };
-        let resuming = partial.as_ref().map(|partial| Resuming {
-            held: start.bytes_before(&entries),
-            reserved: self
-                .server
-                .partials()
-                .map_or(0, |partials| partials.reserved(partial)),
-        });
+        // A batch resumed needs only what it misses; the other partials keep what they miss.
+        let resuming = self
+            .server
+            .partials()
+            .zip(key)
+            .map(|(partials, key)| Resuming {
+                held: match partial {
+                    Some(_) => start.bytes_before(sizes()),
+                    None => 0,
+                },
+                reserved: partials.reserved(&key),
+            });
         // One file alone is asked about and logged as the single upload it is.
-        let single = entries.len() == 1 && totals.files == 1;
+        let single = manifest.len() == 1 && totals.files == 1;
         let decision = match single {
             true => {
                 self.summary.request = Some(FileRequest::new(totals.bytes, &first_top));
@@ -217,16 +250,19 @@ impl Session<'_> {
             self.trust_client();
         }
         if decision.verdict == Verdict::Denied {
-            // A partial made for this try only goes; one from earlier tries waits for the next.
-            if let Some(partial) = partial.filter(Partial::is_new) {
-                let _ = partial.remove();
-            }
+            // A partial from earlier tries waits for the next.
+            drop(partial);
             if stream.peer_closed() {
                 return Ok(End::Abandoned);
             }
             let why = decision.reason.as_ref().map(Reason::to_string);
             send_verdict(stream, Verdict::Denied, why.as_deref().unwrap_or_default())?;
             return Ok(End::Denied);
+        }
+        // Accepted: now a partial is made for this try, if there is none, so that a cut
+        // leaves something to resume.
+        if partial.is_none() {
+            partial = key.and_then(|key| self.open_partial(key, totals.bytes, true));
         }
         frame::send(stream, VERDICT, 0, true, &frame::encode_accept(start))?;
         stream.flush()?;
@@ -250,9 +286,9 @@ impl Session<'_> {
                 self.summary.resumed = rx
                     .partial
                     .as_ref()
-                    .map(|_| start.bytes_before(&entries))
+                    .map(|_| start.bytes_before(sizes()))
                     .filter(|&held| held > 0);
-                self.receive_batch(stream, &entries, start, total, &mut mover, &mut rx)
+                self.receive_batch(stream, &manifest, start, total, &mut mover, &mut rx)
             });
         self.summary.transfer = started.elapsed();
         let stored = rx.done.iter().map(|item| item.name.clone()).collect();
@@ -264,14 +300,14 @@ impl Session<'_> {
                 }
                 frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&rx.done))?;
                 stream.flush()?;
-                self.summary.blake3 = self.stored_digests(&entries, &rx.done);
+                self.summary.blake3 = self.stored_digests(&manifest, &rx.done);
                 match (single, rx.done.first()) {
                     (true, Some(item)) => Ok(End::Stored(self.server.store.dir().join(&item.name))),
                     _ => Ok(End::Batch(stored)),
                 }
             }
             Err(err) => {
-                self.keep_partial(&entries, &mut rx, &mover, &err);
+                self.keep_partial(&manifest, &mut rx, &mover, &err);
                 // What was published stays; the client hears which top item failed.
                 self.summary.batch_stored = rx.done.iter().map(|item| item.name.clone()).collect();
                 let mut done = rx.done.clone();
@@ -287,46 +323,64 @@ impl Session<'_> {
     /// Where each file hashed for `--checksum` was stored, with its digest.
     fn stored_digests(
         &mut self,
-        entries: &[Entry],
+        manifest: &Manifest,
         done: &[ItemDone],
     ) -> Vec<(std::path::PathBuf, [u8; 32])> {
         let dir = self.server.store.dir();
-        std::mem::take(&mut self.digests)
-            .into_iter()
-            .filter_map(|(index, digest)| {
-                let entry = entries.get(index as usize)?;
-                let top = entries
-                    .iter()
-                    .position(|e| e.depth() == 1 && e.path[0] == entry.path[0])?;
-                let item = done.iter().find(|item| item.index as usize == top)?;
-                let mut path = dir.join(&item.name);
-                path.extend(&entry.path[1..]);
-                Some((path, digest))
-            })
-            .collect()
+        let mut digests = std::mem::take(&mut self.digests);
+        digests.sort_by_key(|(index, _)| *index);
+        let names: std::collections::HashMap<u32, &str> = done
+            .iter()
+            .map(|item| (item.index, item.name.as_str()))
+            .collect();
+        let mut digests = digests.into_iter().peekable();
+        let mut stored = Vec::new();
+        // One pass: a file's top item is the last entry at the top up to it.
+        let mut top = 0;
+        for (at, entry) in manifest.iter().enumerate() {
+            if entry.depth() == 1 {
+                top = at as u32;
+            }
+            while let Some((_, digest)) = digests.next_if(|(index, _)| *index as usize == at) {
+                if let Some(name) = names.get(&top) {
+                    let mut path = dir.join(name);
+                    if let Some(inside) = entry.inside() {
+                        path.extend(inside.split('/'));
+                    }
+                    stored.push((path, digest));
+                }
+            }
+        }
+        stored
     }
 
-    /// The partial of this batch from this client, locked, if it is secure and the server
-    /// keeps partials; `None` (this try cannot resume, nor be resumed) when another session
-    /// holds it or it cannot be opened.
+    /// The partial `key` of this batch from this client, locked, if the server keeps
+    /// partials: an earlier try's, or (with `make`) a new one. `None` (this try cannot
+    /// resume, nor be resumed) when there is none to open, another session holds it, or it
+    /// cannot be opened.
     ///
     /// The session that holds it may still be finding out that its connection died (the same
     /// client is back sooner than its timeout): it is waited for, up to this server's timeout.
-    fn open_partial(&mut self, entries: &[Entry], total: u64) -> Option<Partial> {
+    fn open_partial(&mut self, key: Key, total: u64, make: bool) -> Option<Partial> {
         let partials = self.server.partials()?;
         let id = self.summary.client.id()?;
-        let key = Key::new(&id, entries);
-        let deadline = Instant::now() + self.server.timeout;
+        let deadline = Deadline::after(self.server.timeout);
         loop {
-            match partials.open(key, &id) {
+            match partials.open(key, &id, make) {
                 Ok(Opened::Partial(mut partial)) => {
                     partial.state.total = total;
-                    return Some(partial);
+                    return Some(*partial);
                 }
-                Ok(Opened::InUse) if Instant::now() < deadline => {
+                Ok(Opened::InUse) if !make && deadline.time_left().is_ok() => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Ok(Opened::InUse) | Err(_) => return None,
+                Ok(Opened::InUse | Opened::Absent) => return None,
+                Err(_) => {
+                    if let (Some(refusal), Some(report)) = (partials.refusal_once(), self.report) {
+                        report(Event::PartialsRefused(refusal));
+                    }
+                    return None;
+                }
             }
         }
     }
@@ -379,7 +433,13 @@ impl Session<'_> {
     /// After a cut: keeps what the partial holds for the next try when the cut may resume
     /// (the files received whole are published, the one cut short and the tree it was in
     /// stay hidden), or removes it when it may not, or holds more than allowed.
-    fn keep_partial(&mut self, entries: &[Entry], rx: &mut Receiving, mover: &Mover, err: &Error) {
+    fn keep_partial(
+        &mut self,
+        manifest: &Manifest,
+        rx: &mut Receiving,
+        mover: &Mover,
+        err: &Error,
+    ) {
         let Some(mut partial) = rx.partial.take() else {
             return;
         };
@@ -410,17 +470,18 @@ impl Session<'_> {
             .filter(|&(count, _)| count == held)
             .map(|(_, digest)| digest);
         partial.state.done.clone_from(&rx.done);
+        let kept = ResumePoint { next, held }.bytes_before(manifest.iter().map(|e| e.size()));
+        partial.state.kept = kept;
         // The tree the cut fell in stays only if the cut was inside one of its files.
         let in_tree = rx.file.is_some() && rx.tree.as_ref().is_some_and(|(top, ..)| *top < next);
         if !in_tree {
             rx.tree = None;
-            let _ = std::fs::remove_dir_all(partial.tree_path());
+            let _ = partial.remove_tree();
         }
         // The files of a kept tree will not be checked again: they are made durable now. The
         // bytes of the file cut short need not be: the next try proves them first.
         let saved = match in_tree {
-            true => std::fs::File::open(partial.dir())
-                .and_then(|dir| rustix::fs::syncfs(dir).map_err(std::io::Error::from)),
+            true => partial.flush(),
             false => Ok(()),
         }
         .and_then(|()| partial.save(true));
@@ -429,24 +490,31 @@ impl Session<'_> {
             let _ = partial.remove();
             return;
         }
-        self.summary.kept = Some(ResumePoint { next, held }.bytes_before(entries));
+        self.summary.kept = Some(kept);
         drop(partial);
         let _ = partials.enforce_max();
     }
 
-    /// Reads the manifest's messages, `first` already read, within the limits.
+    /// Reads the manifest's messages, `first` already read: every entry checked by the batch
+    /// rule as it arrives, and held only within `charge`'s budget. One deadline for the whole
+    /// manifest, and every message but the last must bring entries.
     fn read_manifest<S: Conn>(
         &mut self,
         stream: &mut S,
         first: Frame,
-        limits: &Limits,
-    ) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
+        charge: &mut Charge,
+    ) -> Result<Result<Manifest, Refusal>> {
+        let deadline = Deadline::after(self.server.timeout);
+        let mut manifest = Manifest::new(Limits::DEFAULT);
+        let mut buf = vec![0; MANIFEST_BUF];
         let mut frame = first;
         let mut read = 0u64;
         loop {
             if frame.kind != MANIFEST {
                 return Err(Error::BatchOrder("a manifest message"));
+            }
+            if frame.len == 0 && !frame.last {
+                return Err(Error::BatchOrder("a manifest message with entries"));
             }
             read += u64::from(frame.len);
             if read > MAX_MANIFEST {
@@ -456,18 +524,48 @@ impl Session<'_> {
                     limit: MAX_MANIFEST,
                 });
             }
-            let deadline = Deadline::after(self.server.timeout);
-            let body = frame::read_body(
-                &mut deadline.reader(stream),
-                frame.len,
-                MAX_MANIFEST_CHUNK as u64,
-            )
-            .map_err(|err| deadline.error(err, MsgType::Request))?;
-            frame::parse_manifest(&body, &mut entries, limits.max_entries)?;
-            if frame.last {
-                return Ok(entries);
+            let mut left = frame.len as usize;
+            let mut have = 0;
+            while left > 0 {
+                let want = left.min(MANIFEST_BUF - have);
+                let n = deadline
+                    .reader(stream)
+                    .read(&mut buf[have..have + want])
+                    .map_err(|err| deadline.error(err, MsgType::Request))?;
+                if n == 0 {
+                    return Err(Error::Truncated);
+                }
+                (have, left) = (have + n, left - n);
+                let mut at = 0;
+                while let Some((kind, path, used)) = frame::decode_entry(&buf[at..have])? {
+                    // Asked before anything is allocated: past the budget, nothing is.
+                    let need = manifest.heap_bytes() + manifest.growth_for(path.len());
+                    if charge.at_least(need).is_err() {
+                        return Ok(Err(Refusal::Busy));
+                    }
+                    if let Err(problem) = manifest.push(path, kind) {
+                        return Ok(Err(Refusal::Problem(problem)));
+                    }
+                    charge.settle(manifest.heap_bytes());
+                    at += used;
+                }
+                buf.copy_within(at..have, 0);
+                have -= at;
             }
-            frame = next_frame(stream, Deadline::after(self.server.timeout))?;
+            if have > 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a manifest entry cut short",
+                )
+                .into());
+            }
+            if frame.last {
+                return Ok(match manifest.finish() {
+                    Ok(()) => Ok(manifest),
+                    Err(problem) => Err(Refusal::Problem(problem)),
+                });
+            }
+            frame = next_frame(stream, deadline)?;
         }
     }
 
@@ -476,7 +574,7 @@ impl Session<'_> {
     fn receive_batch<S: Conn>(
         &mut self,
         stream: &mut S,
-        entries: &[Entry],
+        manifest: &Manifest,
         start: ResumePoint,
         total: u64,
         mover: &mut Mover,
@@ -486,103 +584,124 @@ impl Session<'_> {
         let first = usize::try_from(start.next).unwrap_or(usize::MAX);
         // Resuming inside a tree: it is there as its last checkpoint left it, and what a
         // killed server wrote after that (its entries from `first` on) goes.
-        if let (Some(partial), Some(entry)) = (&rx.partial, entries.get(first))
+        if let (Some(partial), Some(entry)) = (&rx.partial, manifest.get(first))
             && entry.depth() > 1
         {
-            let top = entries[..first]
+            let top = manifest
                 .iter()
+                .take(first)
                 .rposition(|e| e.depth() == 1)
                 .ok_or(Error::BatchOrder("its directory"))?;
-            let tree = store.resumable_tree(&partial.tree_path(), false)?;
-            let end = entries[first..]
+            let tree = partial.tree(store, false)?;
+            let later: Vec<_> = manifest
                 .iter()
-                .position(|e| e.depth() == 1)
-                .map_or(entries.len(), |n| first + n);
-            for later in entries[first..end].iter().rev() {
-                tree.remove(&later.path[1..], later.kind == Kind::Dir)?;
+                .skip(first)
+                .take_while(|e| e.depth() > 1)
+                .collect();
+            for later in later.iter().rev() {
+                if let Some(inside) = later.inside() {
+                    tree.remove(inside, later.kind == Kind::Dir)?;
+                }
             }
             let index = u32::try_from(top).unwrap_or(u32::MAX);
+            let top_name = manifest
+                .get(top)
+                .map(|e| e.path.to_string())
+                .unwrap_or_default();
             rx.current = index;
-            rx.tree = Some((index, entries[top].path[0].clone(), tree));
+            rx.tree = Some((index, top_name, tree));
             rx.mark(start.next)?;
         }
-        for (index, entry) in entries.iter().enumerate().skip(first) {
+        for (index, entry) in manifest.iter().enumerate().skip(first) {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let offset = if index == start.next { start.held } else { 0 };
-            let Some((top, inside)) = entry.path.split_first() else {
-                continue;
-            };
-            if inside.is_empty() {
-                if let Some(open) = rx.tree.take() {
-                    rx.pending.publish(store, &mut rx.done)?;
-                    rx.done.push(publish_tree(open)?);
-                }
-                // Files done before a tree begins are published first: a tree may take long.
-                // So before a large file that may be resumed: a checkpoint (see `mark`).
-                let large =
-                    matches!(entry.kind, Kind::File { size, .. } if size >= CHECKPOINT_BEFORE);
-                if rx.pending.due() || entry.kind == Kind::Dir || (large && rx.partial.is_some()) {
-                    rx.pending.publish(store, &mut rx.done)?;
-                }
-                rx.current = index;
-                if rx.pending.is_empty() {
-                    rx.mark(index)?;
-                }
-                match entry.kind {
-                    Kind::Dir => {
-                        rx.unchecked = (0, 0, None);
-                        let tree = match &rx.partial {
-                            Some(partial) => store.resumable_tree(&partial.tree_path(), true)?,
-                            None => store.incoming_tree()?,
-                        };
-                        rx.tree = Some((index, top.clone(), tree));
+            let top = entry.top();
+            match entry.inside() {
+                None => {
+                    if let Some(open) = rx.tree.take() {
+                        rx.pending.publish(store, &mut rx.done)?;
+                        rx.done.push(publish_tree(open)?);
                     }
-                    Kind::File { size, executable } => {
-                        let incoming = match &rx.partial {
-                            None => {
-                                let mut incoming = store.incoming()?;
-                                self.receive_file(stream, index, size, 0, incoming.file(), mover)?;
-                                if executable {
-                                    make_executable(incoming.file())?;
-                                }
-                                incoming
-                            }
-                            Some(_) => {
-                                let file = self.receive_partial(
-                                    stream, rx, index, size, executable, offset, mover,
-                                )?;
-                                let partial =
-                                    rx.partial.as_ref().ok_or(Error::BatchOrder("a partial"))?;
-                                store.adopt(file, &partial.data_path(index))?
-                            }
-                        };
-                        rx.pending.files.push((index, incoming, top.clone()));
-                        rx.pending.bytes += size;
-                        rx.pending.since.get_or_insert_with(Instant::now);
+                    // Files done before a tree begins are published first: a tree may take long.
+                    // So before a large file that may be resumed: a checkpoint (see `mark`).
+                    let large =
+                        matches!(entry.kind, Kind::File { size, .. } if size >= CHECKPOINT_BEFORE);
+                    if rx.pending.due()
+                        || entry.kind == Kind::Dir
+                        || (large && rx.partial.is_some())
+                    {
+                        rx.pending.publish(store, &mut rx.done)?;
                     }
-                }
-            } else {
-                // The batch check saw to it that a tree's entries follow its top, in one run.
-                let (_, _, open) = rx.tree.as_ref().ok_or(Error::BatchOrder("its directory"))?;
-                match entry.kind {
-                    Kind::Dir => open.mkdir(inside)?,
-                    Kind::File { size, executable } if rx.partial.is_none() => {
-                        let mut file = open.create(inside, executable)?;
-                        self.receive_file(stream, index, size, 0, &mut file, mover)?;
+                    rx.current = index;
+                    if rx.pending.is_empty() {
+                        rx.mark(index)?;
                     }
-                    Kind::File { size, executable } => {
-                        if index != start.next {
-                            rx.checkpoint_tree(index, size)?;
+                    match entry.kind {
+                        Kind::Dir => {
+                            rx.unchecked = (0, 0, None);
+                            let tree = match &rx.partial {
+                                Some(partial) => partial.tree(store, true)?,
+                                None => store.incoming_tree()?,
+                            };
+                            rx.tree = Some((index, top.to_string(), tree));
                         }
-                        drop(
-                            self.receive_partial(
+                        Kind::File { size, executable } => {
+                            let incoming = match &rx.partial {
+                                None => {
+                                    let mut incoming = store.incoming()?;
+                                    self.receive_file(
+                                        stream,
+                                        index,
+                                        size,
+                                        0,
+                                        incoming.file(),
+                                        mover,
+                                    )?;
+                                    if executable {
+                                        make_executable(incoming.file())?;
+                                    }
+                                    incoming
+                                }
+                                Some(_) => {
+                                    let file = self.receive_partial(
+                                        stream, rx, index, size, executable, offset, mover,
+                                    )?;
+                                    let partial = rx
+                                        .partial
+                                        .as_ref()
+                                        .ok_or(Error::BatchOrder("a partial"))?;
+                                    store.adopt(file, partial.dir(), &Partial::data_name(index))?
+                                }
+                            };
+                            rx.pending.files.push((index, incoming, top.to_string()));
+                            rx.pending.bytes += size;
+                            rx.pending.since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                Some(inside) => {
+                    // The batch check saw to it that a tree's entries follow its top, in one run.
+                    let (_, _, open) =
+                        rx.tree.as_ref().ok_or(Error::BatchOrder("its directory"))?;
+                    match entry.kind {
+                        Kind::Dir => open.mkdir(inside)?,
+                        Kind::File { size, executable } if rx.partial.is_none() => {
+                            let mut file = open.create(inside, executable)?;
+                            self.receive_file(stream, index, size, 0, &mut file, mover)?;
+                        }
+                        Kind::File { size, executable } => {
+                            if index != start.next {
+                                rx.checkpoint_tree(index, size)?;
+                            }
+                            drop(self.receive_partial(
                                 stream, rx, index, size, executable, offset, mover,
-                            )?,
-                        );
-                        let (Some(partial), Some((_, _, open))) = (&rx.partial, &rx.tree) else {
-                            return Err(Error::BatchOrder("its directory"));
-                        };
-                        open.adopt(inside, &partial.data_path(index))?;
+                            )?);
+                            let (Some(partial), Some((_, _, open))) = (&rx.partial, &rx.tree)
+                            else {
+                                return Err(Error::BatchOrder("its directory"));
+                            };
+                            open.adopt(inside, partial.dir(), &Partial::data_name(index))?;
+                        }
                     }
                 }
             }
@@ -749,18 +868,20 @@ impl Session<'_> {
 /// Where a partial's batch can resume, checked against the batch (the partial is emptied
 /// when it does not fit): after the entries it says are kept, and after the bytes of the
 /// next that its data file holds (to be proven by the client).
-fn resume_point(partial: &mut Partial, entries: &[Entry]) -> Result<ResumePoint> {
+fn resume_point(partial: &mut Partial, manifest: &Manifest) -> Result<ResumePoint> {
     let state = &partial.state;
     let next = state.next as usize;
-    let fits = next < entries.len()
+    let fits = next < manifest.len()
         && state.done.iter().all(|item| (item.index as usize) < next)
-        && (entries[next].depth() == 1 || partial.tree_path().is_dir());
+        && manifest
+            .get(next)
+            .is_some_and(|entry| entry.depth() == 1 || partial.has_tree());
     if !fits {
         partial.clear()?;
         return Ok(ResumePoint::default());
     }
-    let held = match entries[next].kind {
-        Kind::File { size, .. } => match partial.open_data(state.next)? {
+    let held = match manifest.get(next).map(|entry| entry.kind) {
+        Some(Kind::File { size, .. }) => match partial.open_data(state.next)? {
             Some(data) => {
                 let len = data.metadata()?.len();
                 match state.held {
@@ -772,7 +893,7 @@ fn resume_point(partial: &mut Partial, entries: &[Entry]) -> Result<ResumePoint>
             }
             None => 0,
         },
-        Kind::Dir => 0,
+        _ => 0,
     };
     Ok(ResumePoint {
         next: state.next,

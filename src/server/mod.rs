@@ -7,6 +7,8 @@
 
 pub mod approve;
 pub mod batch;
+pub mod budget;
+pub mod handle;
 pub mod names;
 pub mod partial;
 pub mod policy;
@@ -25,6 +27,7 @@ use std::thread;
 use std::time::Duration;
 
 pub use approve::{Approve, Ask};
+pub use budget::Budget;
 pub use partial::Partials;
 pub use policy::{Decision, Policy, Reason};
 pub use session::{PROGRESS_EVERY, Session};
@@ -70,8 +73,11 @@ pub enum Event {
     Finished(Box<Summary>),
     /// The accept loop gave up on a connection, or on accepting one; the server goes on.
     Listen(ListenEvent),
-    /// Partials of cut uploads expired and were removed (#13).
+    /// Partials of cut uploads expired and were removed.
     Swept(partial::Swept),
+    /// The directory for partials is not the server's own (a symlink, another user's, open
+    /// to others): cut uploads are not kept. Reported once.
+    PartialsRefused(partial::PartialsError),
 }
 
 /// A FUP server: where files go, which rules decide without asking, who is asked otherwise,
@@ -86,6 +92,8 @@ pub struct Server {
     accept_byte: ResponseByte,
     secure: Option<SecureMode>,
     partials: Option<Partials>,
+    budget: Budget,
+    per_address: usize,
     stopping: AtomicBool,
 }
 
@@ -114,6 +122,8 @@ impl Server {
             accept_byte: ResponseByte::DEFAULT_ACCEPT,
             secure: None,
             partials: None,
+            budget: Budget::default(),
+            per_address: budget::DEFAULT_PER_ADDRESS,
             stopping: AtomicBool::new(false),
         }
     }
@@ -157,7 +167,7 @@ impl Server {
     }
 
     /// Keeps what a cut secure batch received in `partials`, for the same client's next try
-    /// of the same batch to resume (#13). Without it, a cut keeps only what was published.
+    /// of the same batch to resume. Without it, a cut keeps only what was published.
     pub fn with_partials(mut self, partials: Partials) -> Server {
         self.partials = Some(partials);
         self
@@ -172,6 +182,24 @@ impl Server {
     pub fn with_max_connections(mut self, max: usize) -> Server {
         self.max_connections = max;
         self
+    }
+
+    /// Sets how many connections one address may hold at once (see
+    /// [`budget::address_key`]); more from it are closed as they arrive.
+    pub fn with_max_per_address(mut self, max: usize) -> Server {
+        self.per_address = max;
+        self
+    }
+
+    /// Sets what unknown peers may cost before a decision (see [`Budget`]).
+    pub fn with_budget(mut self, budget: Budget) -> Server {
+        self.budget = budget;
+        self
+    }
+
+    /// What unknown peers may cost before a decision.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// The upload directory.
@@ -242,11 +270,14 @@ impl Server {
                 })?;
         }
         let on_connection = Arc::clone(&report);
-        let max = self.max_connections;
+        let limits = net::listen::Limits {
+            max: self.max_connections,
+            per_address: self.per_address,
+        };
         net::serve_each(
             &listener,
             "fup",
-            max,
+            limits,
             move |accepted| {
                 let summary = self.handle(accepted, &*on_connection);
                 on_connection(Event::Finished(Box::new(summary)));

@@ -1,5 +1,5 @@
-//! Partial uploads kept for resuming (#13, secure mode only): what a cut batch left, in a
-//! hidden directory inside the upload directory, never under a final name.
+//! Partial uploads kept for resuming (secure mode only): what a cut batch left, in a hidden
+//! directory inside the upload directory, never under a final name.
 //!
 //! ```text
 //! DIR/.fup-partial/            0700
@@ -17,17 +17,30 @@
 //! and again at the end (the whole file's digest): a partial is a hint that saves bytes, never
 //! a source of truth. Partials expire ([`Partials::sweep`]) and are bounded in total size
 //! ([`Partials::enforce_max`]).
+//!
+//! The directory of partials is opened once, when the server starts, and only if it is what
+//! the server made: a directory (not a symlink), the server user's own, closed to group and
+//! others. Everything beneath it is made, opened and removed relative to that handle, never
+//! following a symlink ([`handle`](super::handle)). What each partial holds and still misses
+//! is kept in memory, so that the free-space check of every batch costs no walk of the disk.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::fs::OFlags;
 use serde_json::{Value, json};
 
+use super::handle;
+use super::store::Store;
+use super::tree::IncomingTree;
+use crate::batch::Kind;
 use crate::batch::frame::ItemDone;
-use crate::batch::{Entry, Kind};
 use crate::secure::Identity;
 
 /// The directory partials live in, inside the upload directory. Hidden: uploads never get a
@@ -48,24 +61,29 @@ const MAX_STATE: u64 = 64 * 1024 * 1024;
 const FORMAT: u64 = 1;
 
 /// Which cut batch a partial belongs to: its client and its manifest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key([u8; 16]);
 
 impl Key {
-    /// The key of `client`'s batch of `entries`: every name, kind and size counts.
-    pub fn new(client: &Identity, entries: &[Entry]) -> Key {
+    /// The key of `client`'s batch of `entries` (each a path's components and its kind):
+    /// every name, kind and size counts.
+    pub fn new<'a, C>(client: &Identity, entries: impl IntoIterator<Item = (C, Kind)>) -> Key
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"fup partial key 1\0");
         hasher.update(client.as_bytes());
-        for entry in entries {
-            let (kind, size) = match entry.kind {
+        for (components, kind) in entries {
+            let (kind, size) = match kind {
                 Kind::Dir => (0u8, 0),
                 Kind::File { size, executable } => (1 + u8::from(executable), size),
             };
             hasher.update(&[kind]);
             hasher.update(&size.to_le_bytes());
-            hasher.update(&(entry.path.len() as u64).to_le_bytes());
-            for part in &entry.path {
+            let components: Vec<&str> = components.into_iter().collect();
+            hasher.update(&(components.len() as u64).to_le_bytes());
+            for part in components {
                 hasher.update(&(part.len() as u64).to_le_bytes());
                 hasher.update(part.as_bytes());
             }
@@ -73,6 +91,28 @@ impl Key {
         let mut key = [0; 16];
         key.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         Key(key)
+    }
+
+    /// The key of a batch as the server received it.
+    pub fn of_manifest(client: &Identity, manifest: &crate::batch::Manifest) -> Key {
+        Key::new(
+            client,
+            manifest
+                .iter()
+                .map(|entry| (entry.components(), entry.kind)),
+        )
+    }
+
+    /// The key a partial's directory is named by, if `name` is one.
+    fn from_hex(name: &str) -> Option<Key> {
+        if name.len() != 32 || !name.is_ascii() {
+            return None;
+        }
+        let mut key = [0; 16];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Key(key))
     }
 
     fn hex(&self) -> String {
@@ -96,6 +136,9 @@ pub struct State {
     pub done: Vec<ItemDone>,
     /// Bytes of all the batch's files, for the free-space reservation.
     pub total: u64,
+    /// Bytes of the batch there at the last cut (files before `next`, and `held`): what the
+    /// batch still misses is `total` less this.
+    pub kept: u64,
 }
 
 impl State {
@@ -113,6 +156,7 @@ impl State {
             "digest": self.digest.map(|d| hex(&d)),
             "done": done,
             "total": self.total,
+            "kept": self.kept,
         })
     }
 
@@ -146,6 +190,8 @@ impl State {
             digest,
             done,
             total: value.get("total")?.as_u64()?,
+            // Not in the states of fup 1.x before the reservations were kept in memory.
+            kept: value.get("kept").and_then(Value::as_u64).unwrap_or(0),
         })
     }
 }
@@ -165,22 +211,69 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Why partials cannot be kept: the directory for them is not one the server can trust.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {why}", crate::text::escape(&.path.to_string_lossy()))]
+pub struct PartialsError {
+    /// The directory of partials.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// What the server knows of one partial without looking at the disk.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// Bytes of the whole batch.
+    total: u64,
+    /// Bytes of it that were there at the last cut.
+    kept: u64,
+    /// Bytes the partial takes on disk.
+    bytes: u64,
+    /// When it last changed.
+    modified: SystemTime,
+    /// Whether a session of this server holds it.
+    in_use: bool,
+}
+
+impl Slot {
+    /// What it still misses, kept free for it: nothing when it holds nothing.
+    fn needs(&self) -> u64 {
+        match self.kept {
+            0 => 0,
+            kept => self.total.saturating_sub(kept),
+        }
+    }
+}
+
+/// Every partial, by key.
+type Ledger = HashMap<Key, Slot>;
+
 /// Where partials are kept, for how long, and how many bytes at most.
 #[derive(Clone, Debug)]
 pub struct Partials {
-    root: PathBuf,
+    /// The upload directory, opened.
+    upload: Arc<OwnedFd>,
+    /// The directory of partials, opened once it is there and passed the checks.
+    root: Arc<Mutex<Option<Arc<OwnedFd>>>>,
+    path: PathBuf,
     keep: Duration,
     max_bytes: u64,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Whether a directory of partials that is not the server's was already reported.
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`Partials::open`] found.
 #[derive(Debug)]
 pub enum Opened {
     /// The partial, locked for this session: fresh, or what an earlier try left.
-    Partial(Partial),
+    Partial(Box<Partial>),
     /// Another session holds it (the same batch from the same client, still running, or a
     /// connection not yet seen to be dead): this try starts without it.
     InUse,
+    /// There is none, and none was to be made.
+    Absent,
 }
 
 /// What a sweep removed.
@@ -192,29 +285,138 @@ pub struct Swept {
     pub bytes: u64,
 }
 
-/// A partial in the directory, as a sweep sees it.
-struct Listed {
-    dir: PathBuf,
-    lock: Option<File>,
-    modified: SystemTime,
-    bytes: u64,
-    total: u64,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each change of the ledger is one step: a holder that panicked left it whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn seconds(at: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(at.max(0).unsigned_abs())
+}
+
+/// Opens the directory of partials beneath `upload` (making it first, 0700, when `make`),
+/// and checks that it is the server's own: a directory, not a symlink, owned by this user,
+/// closed to group and others. `Ok(None)`: it is not there.
+fn open_root(upload: BorrowedFd<'_>, make: bool) -> Result<Option<OwnedFd>, String> {
+    if make {
+        handle::make_dir_at(upload, PARTIAL_DIR, 0o700)
+            .map_err(|err| format!("cannot be made: {err}"))?;
+    }
+    let root = match handle::open_dir_at(upload, PARTIAL_DIR) {
+        Ok(root) => root,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            let what =
+                rustix::fs::statat(upload, PARTIAL_DIR, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode));
+            return Err(match what {
+                Ok(rustix::fs::FileType::Symlink) => {
+                    "is a symbolic link, not the server's directory".into()
+                }
+                Ok(rustix::fs::FileType::Directory) | Err(_) => err.to_string(),
+                Ok(_) => "is not a directory".into(),
+            });
+        }
+    };
+    let stat = rustix::fs::fstat(&root).map_err(|err| err.to_string())?;
+    let me = rustix::process::geteuid().as_raw();
+    if stat.st_uid != me {
+        return Err(format!(
+            "belongs to user {}, not to this server's user {me}",
+            stat.st_uid
+        ));
+    }
+    let mode = stat.st_mode & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "may be used by others (mode {mode:03o}): run chmod 700 on it"
+        ));
+    }
+    Ok(Some(root))
 }
 
 impl Partials {
-    /// Partials of the upload directory `dir`, kept `keep` after their last byte, at most
-    /// `max_bytes` together.
-    pub fn new(dir: &Path, keep: Duration, max_bytes: u64) -> Partials {
-        Partials {
-            root: dir.join(PARTIAL_DIR),
+    /// The partials of the upload directory `dir`, kept `keep` after their last byte, at most
+    /// `max_bytes` together. The directory for them is made (0700) when the first is, and
+    /// kept; if it is there already, it is opened and checked now, and what each partial in
+    /// it holds is read.
+    ///
+    /// # Errors
+    ///
+    /// If it is a symlink or not a directory, belongs to another user, is open to group or
+    /// others, or cannot be read: resume is then off, and the message says why.
+    pub fn in_dir(dir: &Path, keep: Duration, max_bytes: u64) -> Result<Partials, PartialsError> {
+        let path = dir.join(PARTIAL_DIR);
+        let fail = |why: String| PartialsError {
+            path: path.clone(),
+            why,
+        };
+        let upload = handle::open_dir(dir).map_err(|err| fail(err.to_string()))?;
+        let root = open_root(upload.as_fd(), false).map_err(fail)?;
+        let partials = Partials {
+            upload: Arc::new(upload),
+            root: Arc::new(Mutex::new(root.map(Arc::new))),
+            path: path.clone(),
             keep,
             max_bytes,
+            ledger: Arc::default(),
+            refused: Arc::default(),
+        };
+        if let Some(root) = partials.root() {
+            let names = handle::names(root.as_fd()).map_err(|err| fail(err.to_string()))?;
+            let mut ledger = Ledger::new();
+            for name in names {
+                let Some(key) = name.to_str().and_then(Key::from_hex) else {
+                    continue;
+                };
+                ledger.insert(key, look(root.as_fd(), key));
+            }
+            *lock(&partials.ledger) = ledger;
+        }
+        Ok(partials)
+    }
+
+    /// The directory of partials, if it is there.
+    fn root(&self) -> Option<Arc<OwnedFd>> {
+        lock(&self.root).clone()
+    }
+
+    /// The directory of partials, made if it is not there yet.
+    fn made_root(&self) -> io::Result<Arc<OwnedFd>> {
+        let mut root = lock(&self.root);
+        if let Some(root) = &*root {
+            return Ok(Arc::clone(root));
+        }
+        match open_root(self.upload.as_fd(), true) {
+            Ok(Some(opened)) => Ok(Arc::clone(root.insert(Arc::new(opened)))),
+            Ok(None) => Err(io::ErrorKind::NotFound.into()),
+            Err(why) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                PartialsError {
+                    path: self.path.clone(),
+                    why,
+                }
+                .to_string(),
+            )),
         }
     }
 
+    /// Why the directory of partials is not the server's own, the first time it is found so
+    /// since the server started: to be said once.
+    pub fn refusal_once(&self) -> Option<PartialsError> {
+        if lock(&self.root).is_some() {
+            return None;
+        }
+        let why = open_root(self.upload.as_fd(), false).err()?;
+        (!self.refused.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| PartialsError {
+            path: self.path.clone(),
+            why,
+        })
+    }
+
     /// Where they are kept.
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// How long they are kept.
@@ -227,119 +429,103 @@ impl Partials {
         self.max_bytes
     }
 
-    /// Opens the partial of `key` for `client`, locked, making it if there is none. One that
+    /// Opens the partial of `key` for `client`, locked: the one an earlier try left, or
+    /// (with `make`) a new one, made with the directory of partials if need be. One that
     /// belongs to another client, cannot be read or has expired is emptied first.
     ///
     /// # Errors
     ///
-    /// If the directory or its files cannot be made or read.
-    pub fn open(&self, key: Key, client: &Identity) -> io::Result<Opened> {
-        let dir = self.root.join(key.hex());
-        // The directory of partials goes with the last one: made again if it just went.
-        let mut tries = 0;
-        loop {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(&self.root)?;
-            // Never through a symlink planted in the upload directory.
-            if !fs::symlink_metadata(&self.root)?.is_dir() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} is not a directory", self.root.display()),
-                ));
-            }
-            match fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => break,
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => break,
-                Err(err) if err.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
-                Err(err) => return Err(err),
-            }
+    /// If its directory or files cannot be made or read, or something that is not the
+    /// server's own (a symlink, another user's directory of partials) is in their place.
+    pub fn open(&self, key: Key, client: &Identity, make: bool) -> io::Result<Opened> {
+        let name = key.hex();
+        let root = match (self.root(), make) {
+            (Some(root), _) => root,
+            (None, true) => self.made_root()?,
+            (None, false) => return Ok(Opened::Absent),
+        };
+        if make {
+            handle::make_dir_at(root.as_fd(), &name, 0o700)?;
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(dir.join(LOCK))?;
-        match lock.try_lock() {
+        let dir = match handle::open_dir_at(root.as_fd(), &name) {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == io::ErrorKind::NotFound && !make => {
+                return Ok(Opened::Absent);
+            }
+            Err(err) => return Err(err),
+        };
+        let flags = OFlags::CREATE | OFlags::WRONLY;
+        let lock_file = handle::open_file_at(dir.as_fd(), LOCK, flags, 0o600)?;
+        match lock_file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(Opened::InUse),
-            Err(fs::TryLockError::Error(err)) => return Err(err),
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(Opened::InUse),
+            Err(std::fs::TryLockError::Error(err)) => return Err(err),
         }
+        let slot = match lock(&self.ledger).get(&key) {
+            Some(slot) => *slot,
+            None => look(root.as_fd(), key),
+        };
         let mut partial = Partial {
+            key,
             dir,
-            _lock: lock,
+            _lock: lock_file,
+            root,
+            partials: self.clone(),
             state: State::default(),
         };
         let client = client.to_string();
-        match partial.read_state()? {
-            Some((state, _))
-                if state.client == client
-                    && last_activity(&partial.dir).elapsed().unwrap_or_default() <= self.keep =>
-            {
-                partial.state = state;
-            }
-            Some(_) => partial.clear()?,
-            // A new partial, or an unreadable one: nothing in it can be used.
-            None => partial.clear()?,
+        let fresh = slot.modified.elapsed().unwrap_or_default() <= self.keep;
+        match read_state(partial.dir.as_fd())? {
+            Some(state) if state.client == client && fresh => partial.state = state,
+            // Another client's, expired, new, or unreadable: nothing in it can be used.
+            _ => partial.clear()?,
         }
         partial.state.client = client;
-        Ok(Opened::Partial(partial))
-    }
-
-    fn list(&self) -> io::Result<Vec<Listed>> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
+        let in_ledger = Slot {
+            total: partial.state.total,
+            kept: partial.state.kept,
+            in_use: true,
+            ..slot
         };
-        let mut listed = Vec::new();
-        for entry in entries {
-            let Ok(entry) = entry else { continue };
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let dir = entry.path();
-            let lock = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(dir.join(LOCK))
-                .ok()
-                .filter(|lock| lock.try_lock().is_ok());
-            let modified = last_activity(&dir);
-            let total = read_state_file(&dir)
-                .ok()
-                .flatten()
-                .map_or(0, |(state, _)| state.total);
-            listed.push(Listed {
-                bytes: du(&dir),
-                dir,
-                lock,
-                modified,
-                total,
-            });
-        }
-        Ok(listed)
+        lock(&self.ledger).insert(key, in_ledger);
+        Ok(Opened::Partial(Box::new(partial)))
     }
 
-    /// Removes the partials that expired, and the ones no session can read; those in use
-    /// are left alone.
+    /// Removes partial `key` if no session holds it and `remove(slot)` says so; returns the
+    /// bytes it held.
+    fn remove_if(&self, key: Key, remove: impl Fn(&Slot) -> bool) -> Option<u64> {
+        let name = key.hex();
+        let root = self.root()?;
+        let slot = *lock(&self.ledger).get(&key)?;
+        if slot.in_use || !remove(&slot) {
+            return None;
+        }
+        // A server of another process may hold it: its lock says.
+        let dir = handle::open_dir_at(root.as_fd(), &name).ok();
+        let free = dir
+            .as_ref()
+            .and_then(|dir| handle::open_file_at(dir.as_fd(), LOCK, OFlags::WRONLY, 0).ok())
+            .is_none_or(|lock| lock.try_lock().is_ok());
+        if !free || handle::remove_all_at(root.as_fd(), &name).is_err() {
+            return None;
+        }
+        lock(&self.ledger).remove(&key);
+        Some(slot.bytes)
+    }
+
+    /// Removes the partials that expired; those in use are left alone.
     ///
     /// # Errors
     ///
-    /// If the directory cannot be listed.
+    /// None today; the `Result` leaves room for a sweep that reads the disk.
     pub fn sweep(&self) -> io::Result<Swept> {
+        let keys: Vec<Key> = lock(&self.ledger).keys().copied().collect();
         let mut swept = Swept::default();
-        for listed in self.list()? {
-            if listed.lock.is_none() {
-                continue;
-            }
-            if listed.modified.elapsed().unwrap_or_default() > self.keep
-                && fs::remove_dir_all(&listed.dir).is_ok()
-            {
+        for key in keys {
+            let expired = |slot: &Slot| slot.modified.elapsed().unwrap_or_default() > self.keep;
+            if let Some(bytes) = self.remove_if(key, expired) {
                 swept.removed += 1;
-                swept.bytes += listed.bytes;
+                swept.bytes += bytes;
             }
         }
         Ok(swept)
@@ -350,104 +536,105 @@ impl Partials {
     ///
     /// # Errors
     ///
-    /// If the directory cannot be listed.
+    /// None today; the `Result` leaves room for a sweep that reads the disk.
     pub fn enforce_max(&self) -> io::Result<Swept> {
-        let mut listed = self.list()?;
-        let mut total: u64 = listed.iter().map(|l| l.bytes).sum();
-        listed.sort_by_key(|l| l.modified);
+        let (mut total, oldest) = {
+            let ledger = lock(&self.ledger);
+            let total: u64 = ledger.values().map(|slot| slot.bytes).sum();
+            let mut oldest: Vec<(SystemTime, Key)> = ledger
+                .iter()
+                .filter(|(_, slot)| !slot.in_use)
+                .map(|(key, slot)| (slot.modified, *key))
+                .collect();
+            oldest.sort();
+            (total, oldest)
+        };
         let mut swept = Swept::default();
-        for old in listed {
+        for (_, key) in oldest {
             if total <= self.max_bytes {
                 break;
             }
-            if old.lock.is_some() && fs::remove_dir_all(&old.dir).is_ok() {
-                total -= old.bytes;
+            if let Some(bytes) = self.remove_if(key, |_| true) {
+                total -= bytes.min(total);
                 swept.removed += 1;
-                swept.bytes += old.bytes;
+                swept.bytes += bytes;
             }
         }
         Ok(swept)
     }
 
-    /// Bytes the partials other than `except` still miss: promised space that the free-space
-    /// check keeps for them.
-    pub fn reserved(&self, except: &Partial) -> u64 {
-        self.list()
-            .unwrap_or_default()
+    /// Bytes the partials other than `except`'s still miss, kept free for them: each at most
+    /// what it misses, nothing for one that holds nothing, and at most `--max-partial` in
+    /// all. Read from memory: no walk of the disk, no lock taken.
+    pub fn reserved(&self, except: &Key) -> u64 {
+        let ledger = lock(&self.ledger);
+        let needs: u64 = ledger
             .iter()
-            .filter(|listed| listed.dir != except.dir)
-            .map(|listed| listed.total.saturating_sub(listed.bytes))
-            .sum()
+            .filter(|(key, _)| *key != except)
+            .map(|(_, slot)| slot.needs())
+            .fold(0, u64::saturating_add);
+        needs.min(self.max_bytes)
     }
 }
 
-/// When a partial last changed: its state or its data file, whichever is newer (a server
-/// killed mid-file saved its state at the file's start).
-fn last_activity(dir: &Path) -> SystemTime {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name() != LOCK)
-        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// Bytes in the files under `dir` (never following a link), bounded in depth.
-fn du(dir: &Path) -> u64 {
-    fn walk(dir: &Path, depth: usize) -> u64 {
-        if depth > crate::batch::Limits::DEFAULT.max_depth + 2 {
-            return 0;
-        }
-        let Ok(entries) = fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .filter_map(Result::ok)
-            .map(|entry| match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path(), depth + 1),
-                Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
-                _ => 0,
-            })
-            .sum()
-    }
-    walk(dir, 0)
-}
-
-fn read_state_file(dir: &Path) -> io::Result<Option<(State, SystemTime)>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(STATE))
-    {
+fn read_state(dir: BorrowedFd<'_>) -> io::Result<Option<State>> {
+    let file = match handle::open_file_at(dir, STATE, OFlags::RDONLY, 0) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
+        // Not a plain file: not the server's.
+        Err(_) => return Ok(None),
     };
-    let modified = file.metadata()?.modified()?;
     let mut text = Vec::new();
     file.take(MAX_STATE).read_to_end(&mut text)?;
     Ok(serde_json::from_slice::<Value>(&text)
         .ok()
         .as_ref()
-        .and_then(State::from_json)
-        .map(|state| (state, modified)))
+        .and_then(State::from_json))
+}
+
+/// What partial `key` holds, as the disk says.
+fn look(root: BorrowedFd<'_>, key: Key) -> Slot {
+    let name = key.hex();
+    let (bytes, modified) = handle::measure_at(root, OsStr::new(&name));
+    let state = handle::open_dir_at(root, &name)
+        .ok()
+        .and_then(|dir| read_state(dir.as_fd()).ok().flatten());
+    Slot {
+        total: state.as_ref().map_or(0, |state| state.total),
+        kept: state.as_ref().map_or(0, |state| state.kept),
+        bytes,
+        modified: seconds(modified),
+        in_use: false,
+    }
 }
 
 /// One cut batch's partial, locked by the session using it. Dropped, it stays on disk for a
 /// later try; [`Partial::remove`] ends it.
 #[derive(Debug)]
 pub struct Partial {
-    dir: PathBuf,
+    key: Key,
+    /// Its directory, opened beneath the directory of partials.
+    dir: OwnedFd,
     _lock: File,
+    /// The directory of partials.
+    root: Arc<OwnedFd>,
+    partials: Partials,
     /// What it records.
     pub state: State,
 }
 
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(slot) = lock(&self.partials.ledger).get_mut(&self.key) {
+            slot.in_use = false;
+        }
+    }
+}
+
 impl Partial {
-    fn read_state(&self) -> io::Result<Option<(State, SystemTime)>> {
-        read_state_file(&self.dir)
+    /// Its directory.
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 
     /// Empties it: a fresh start for the batch.
@@ -456,16 +643,7 @@ impl Partial {
     ///
     /// If something in it cannot be removed.
     pub fn clear(&mut self) -> io::Result<()> {
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            if entry.file_name() == LOCK {
-                continue;
-            }
-            match entry.file_type()?.is_dir() {
-                true => fs::remove_dir_all(entry.path())?,
-                false => fs::remove_file(entry.path())?,
-            }
-        }
+        handle::empty_dir(self.dir(), &[LOCK])?;
         let client = std::mem::take(&mut self.state.client);
         self.state = State {
             client,
@@ -480,32 +658,30 @@ impl Partial {
     ///
     /// If it cannot be written.
     pub fn save(&self, durable: bool) -> io::Result<()> {
-        let temp = self.dir.join("state.new");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)?;
+        let temp = "state.new";
+        let flags = OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY;
+        let mut file = handle::open_file_at(self.dir(), temp, flags, 0o600)?;
         file.write_all(self.state.to_json().to_string().as_bytes())?;
         if durable {
             file.sync_all()?;
         }
-        fs::rename(&temp, self.dir.join(STATE))?;
+        rustix::fs::renameat(self.dir(), temp, self.dir(), STATE)?;
         if durable {
-            File::open(&self.dir)?.sync_all()?;
+            rustix::fs::fsync(self.dir())?;
+        }
+        let bytes = self.bytes();
+        if let Some(slot) = lock(&self.partials.ledger).get_mut(&self.key) {
+            slot.total = self.state.total;
+            slot.kept = self.state.kept;
+            slot.bytes = bytes;
+            slot.modified = SystemTime::now();
         }
         Ok(())
     }
 
-    /// Whether it was just made: nothing of it saved yet.
-    pub fn is_new(&self) -> bool {
-        !self.dir.join(STATE).exists()
-    }
-
-    /// Where entry `index`'s bytes are received.
-    pub fn data_path(&self, index: u32) -> PathBuf {
-        self.dir.join(format!("{DATA_PREFIX}{index}"))
+    /// The name of entry `index`'s data file, in [`Partial::dir`].
+    pub fn data_name(index: u32) -> String {
+        format!("{DATA_PREFIX}{index}")
     }
 
     /// Starts entry `index`'s data file afresh (any other data file goes): the usual mode of
@@ -517,63 +693,78 @@ impl Partial {
     pub fn create_data(&self, index: u32, executable: bool) -> io::Result<File> {
         self.remove_data_except(None)?;
         let mode = if executable { 0o777 } else { 0o666 };
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.data_path(index))
+        let flags = OFlags::CREATE | OFlags::TRUNC | OFlags::RDWR;
+        handle::open_file_at(self.dir(), &Partial::data_name(index), flags, mode)
     }
 
     /// Entry `index`'s data file as an earlier try left it, if there is one, for reading and
-    /// appending (other data files go).
+    /// appending (other data files go). Anything but a plain file in its place goes too.
     ///
     /// # Errors
     ///
-    /// If it cannot be opened.
+    /// If it cannot be opened or removed.
     pub fn open_data(&self, index: u32) -> io::Result<Option<File>> {
         self.remove_data_except(Some(index))?;
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.data_path(index))
-        {
-            Ok(file) if file.metadata()?.is_file() => Ok(Some(file)),
-            Ok(_) => Ok(None),
+        let name = Partial::data_name(index);
+        match handle::open_file_at(self.dir(), &name, OFlags::RDWR, 0) {
+            Ok(file) => Ok(Some(file)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
+            Err(_) => {
+                handle::remove_all_at(self.dir(), &name)?;
+                Ok(None)
+            }
         }
     }
 
     fn remove_data_except(&self, keep: Option<u32>) -> io::Result<()> {
-        let keep = keep.map(|index| format!("{DATA_PREFIX}{index}"));
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
+        let keep = keep.map(Partial::data_name);
+        for name in handle::names(self.dir())? {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(DATA_PREFIX) && Some(name) != keep.as_deref() {
-                fs::remove_file(entry.path())?;
+                handle::remove_all_at(self.dir(), name)?;
             }
         }
         Ok(())
     }
 
-    /// Where the tree being received is built.
-    pub fn tree_path(&self) -> PathBuf {
-        self.dir.join(TREE)
+    /// The tree being received, built in it: made new when `fresh` (anything there before
+    /// goes), else as an earlier try left it. Dropped, it stays; publishing moves it into
+    /// `store`'s directory.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be made or opened, or (not `fresh`) is not there.
+    pub fn tree(&self, store: &Store, fresh: bool) -> io::Result<IncomingTree> {
+        store.resumable_tree(self.dir(), TREE, fresh)
     }
 
-    /// Its directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Whether it holds a tree being received.
+    pub fn has_tree(&self) -> bool {
+        handle::open_dir_at(self.dir(), TREE).is_ok()
+    }
+
+    /// Removes the tree being received, if any.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be removed.
+    pub fn remove_tree(&self) -> io::Result<()> {
+        handle::remove_all_at(self.dir(), TREE)
+    }
+
+    /// Makes what it holds durable (one flush of its file system).
+    ///
+    /// # Errors
+    ///
+    /// If the flush fails.
+    pub fn flush(&self) -> io::Result<()> {
+        Ok(rustix::fs::syncfs(self.dir())?)
     }
 
     /// Bytes it holds on disk.
     pub fn bytes(&self) -> u64 {
-        du(&self.dir)
+        let name = self.key.hex();
+        handle::measure_at(self.root.as_fd(), OsStr::new(&name)).0
     }
 
     /// Ends it: the batch is done (or can never resume), nothing of it is kept.
@@ -582,11 +773,8 @@ impl Partial {
     ///
     /// If it cannot be removed.
     pub fn remove(self) -> io::Result<()> {
-        fs::remove_dir_all(&self.dir)?;
-        // The last one takes the directory of partials with it (it fails while others live).
-        if let Some(root) = self.dir.parent() {
-            let _ = fs::remove_dir(root);
-        }
+        handle::remove_all_at(self.root.as_fd(), &self.key.hex())?;
+        lock(&self.partials.ledger).remove(&self.key);
         Ok(())
     }
 }
@@ -594,48 +782,64 @@ impl Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn id(n: u8) -> Identity {
         Identity::of_public_key(&[n])
     }
 
-    fn file(name: &str, size: u64) -> Entry {
-        Entry {
-            path: vec![name.to_string()],
-            kind: Kind::File {
-                size,
-                executable: false,
-            },
-        }
+    /// The key of a batch of top files, by name and size.
+    fn key(client: &Identity, files: &[(&str, u64)]) -> Key {
+        let file = |size| Kind::File {
+            size,
+            executable: false,
+        };
+        Key::new(
+            client,
+            files.iter().map(|(name, size)| ([*name], file(*size))),
+        )
     }
 
     fn open(partials: &Partials, key: Key, client: &Identity) -> Partial {
-        match partials.open(key, client).unwrap() {
-            Opened::Partial(partial) => partial,
-            Opened::InUse => panic!("in use"),
+        match partials.open(key, client, true).unwrap() {
+            Opened::Partial(partial) => *partial,
+            other => panic!("{other:?}"),
         }
+    }
+
+    fn partials(dir: &Path, keep: Duration, max: u64) -> Partials {
+        Partials::in_dir(dir, keep, max).unwrap()
+    }
+
+    fn path(partials: &Partials, key: Key) -> PathBuf {
+        partials.path().join(key.hex())
     }
 
     #[test]
     fn the_key_binds_client_names_and_sizes() {
-        let batch = [file("a", 1), file("b", 2)];
-        let key = Key::new(&id(1), &batch);
-        assert_eq!(key, Key::new(&id(1), &batch));
-        assert_ne!(key, Key::new(&id(2), &batch));
-        assert_ne!(key, Key::new(&id(1), &[file("a", 1), file("b", 3)]));
-        assert_ne!(key, Key::new(&id(1), &[file("a", 1), file("c", 2)]));
-        assert_ne!(key, Key::new(&id(1), &[file("ab", 1), file("", 2)]));
+        let k = key(&id(1), &[("a", 1), ("b", 2)]);
+        assert_eq!(k, key(&id(1), &[("a", 1), ("b", 2)]));
+        assert_ne!(k, key(&id(2), &[("a", 1), ("b", 2)]));
+        assert_ne!(k, key(&id(1), &[("a", 1), ("b", 3)]));
+        assert_ne!(k, key(&id(1), &[("a", 1), ("c", 2)]));
+        assert_ne!(k, key(&id(1), &[("ab", 1), ("", 2)]));
+        assert_eq!(Key::from_hex(&k.hex()), Some(k));
+        assert_eq!(Key::from_hex("not a key"), None);
     }
 
     #[test]
     fn state_survives_a_reopen_and_binds_the_client() {
         let dir = tempfile::tempdir().unwrap();
-        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
-        let key = Key::new(&id(1), &[file("a", 10)]);
+        let partials = partials(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        let key = key(&id(1), &[("a", 10)]);
         let mut partial = open(&partials, key, &id(1));
         assert_eq!(partial.state.next, 0);
         // In use while held.
-        assert!(matches!(partials.open(key, &id(1)).unwrap(), Opened::InUse));
+        assert!(matches!(
+            partials.open(key, &id(1), false).unwrap(),
+            Opened::InUse
+        ));
         let mut data = partial.create_data(0, false).unwrap();
         data.write_all(b"hello").unwrap();
         partial.state.held = Some(5);
@@ -646,106 +850,158 @@ mod tests {
             name: "x (1)".into(),
         }];
         partial.state.total = 10;
+        partial.state.kept = 5;
         partial.save(true).unwrap();
         let saved = partial.state.clone();
         drop(partial);
         let again = open(&partials, key, &id(1));
         assert_eq!(again.state, saved);
-        assert_eq!(
-            fs::read(again.data_path(0)).unwrap(),
-            b"hello",
-            "the data stays"
-        );
+        let data = path(&partials, key).join(Partial::data_name(0));
+        assert_eq!(fs::read(&data).unwrap(), b"hello", "the data stays");
         drop(again);
         // The state file says another client: emptied, whatever the key.
         let other = open(&partials, key, &id(2));
         assert_eq!(other.state.next, 0);
         assert_eq!(other.state.held, None);
-        assert!(!other.data_path(0).exists());
+        assert!(!data.exists());
     }
 
     #[test]
     fn expired_partials_are_swept_and_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let partials = Partials::new(dir.path(), Duration::ZERO, DEFAULT_MAX_BYTES);
-        let old = open(&partials, Key::new(&id(1), &[file("a", 1)]), &id(1));
+        let partials = partials(dir.path(), Duration::ZERO, DEFAULT_MAX_BYTES);
+        let (a, b) = (key(&id(1), &[("a", 1)]), key(&id(1), &[("b", 1)]));
+        let old = open(&partials, a, &id(1));
         old.save(false).unwrap();
-        let old_dir = old.dir().to_path_buf();
         drop(old);
-        let live = open(&partials, Key::new(&id(1), &[file("b", 1)]), &id(1));
+        let live = open(&partials, b, &id(1));
         live.save(false).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let swept = partials.sweep().unwrap();
         assert_eq!(swept.removed, 1);
-        assert!(!old_dir.exists());
-        assert!(live.dir().exists(), "in use: never swept");
+        assert!(!path(&partials, a).exists());
+        assert!(path(&partials, b).exists(), "in use: never swept");
+        // The directory of partials stays, for the next ones.
+        drop(live);
+        partials.sweep().unwrap();
+        assert!(partials.path().is_dir());
     }
 
     #[test]
     fn the_oldest_go_first_past_the_maximum() {
         let dir = tempfile::tempdir().unwrap();
-        let partials = Partials::new(dir.path(), DEFAULT_KEEP, 2500);
-        let mut dirs = Vec::new();
+        let partials = partials(dir.path(), DEFAULT_KEEP, 2500);
+        let mut keys = Vec::new();
         for n in 0..3u8 {
-            let partial = open(&partials, Key::new(&id(n), &[file("a", 100)]), &id(n));
+            let key = key(&id(n), &[("a", 100)]);
+            let partial = open(&partials, key, &id(n));
             let mut data = partial.create_data(0, false).unwrap();
             data.write_all(&[n; 1000]).unwrap();
             partial.save(false).unwrap();
-            dirs.push(partial.dir().to_path_buf());
+            keys.push(key);
             // Distinct modification times, oldest first.
             std::thread::sleep(Duration::from_millis(20));
         }
         let swept = partials.enforce_max().unwrap();
         // About 1,100 bytes each (data and state): the oldest goes, two fit.
         assert_eq!(swept.removed, 1);
-        assert!(!dirs[0].exists());
-        assert!(dirs[1].exists() && dirs[2].exists());
+        assert!(!path(&partials, keys[0]).exists());
+        assert!(path(&partials, keys[1]).exists() && path(&partials, keys[2]).exists());
     }
 
     #[test]
-    fn the_others_missing_bytes_are_reserved() {
+    fn reservations_are_what_the_others_miss_within_the_maximum() {
         let dir = tempfile::tempdir().unwrap();
-        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
-        let mut other = open(&partials, Key::new(&id(1), &[file("a", 10_000)]), &id(1));
-        other.state.total = 10_000;
-        let mut data = other.create_data(0, false).unwrap();
-        data.write_all(&[0; 4000]).unwrap();
-        other.save(false).unwrap();
-        let state_len = fs::metadata(other.dir().join(STATE)).unwrap().len();
-        drop(other);
-        let this = open(&partials, Key::new(&id(1), &[file("b", 5)]), &id(1));
-        // What the other still misses: its total less what it holds (data and state).
-        assert_eq!(partials.reserved(&this), 10_000 - 4000 - state_len);
+        let partials = partials(dir.path(), DEFAULT_KEEP, 1_000_000);
+        let save = |n: u8, total, kept| {
+            let mut partial = open(&partials, key(&id(n), &[("a", total)]), &id(n));
+            partial.state.total = total;
+            partial.state.kept = kept;
+            partial.save(false).unwrap();
+        };
+        save(1, 10_000, 4000);
+        // One that holds nothing reserves nothing.
+        save(2, 500_000, 0);
+        let this = open(&partials, key(&id(3), &[("b", 5)]), &id(3));
+        assert_eq!(partials.reserved(&this.key), 6000);
+        // Never more than --max-partial in all.
+        save(4, u64::MAX, 1);
+        assert_eq!(partials.reserved(&this.key), 1_000_000);
+        // Read back from the disk by the next server, the same.
+        drop(this);
+        let next = Partials::in_dir(dir.path(), DEFAULT_KEEP, 1_000_000).unwrap();
+        let this = open(&next, key(&id(3), &[("b", 5)]), &id(3));
+        assert_eq!(next.reserved(&this.key), 1_000_000);
     }
 
     #[test]
-    fn a_symlink_in_place_of_the_directory_is_refused() {
+    fn a_directory_not_the_servers_own_is_refused() {
         let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(PARTIAL_DIR)).unwrap();
-        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        let root = dir.path().join(PARTIAL_DIR);
+        std::os::unix::fs::symlink(elsewhere.path(), &root).unwrap();
+        let err = Partials::in_dir(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES).unwrap_err();
         assert!(
-            partials
-                .open(Key::new(&id(1), &[file("a", 1)]), &id(1))
-                .is_err()
+            err.to_string()
+                .ends_with("is a symbolic link, not the server's directory")
         );
+        fs::remove_file(&root).unwrap();
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Partials::in_dir(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("may be used by others (mode 777): run chmod 700 on it"),
+            "{err}"
+        );
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        Partials::in_dir(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES).unwrap();
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_partial_is_never_followed() {
+        let (dir, victim) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(victim.path().join("precious"), b"x").unwrap();
+        let partials = partials(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        let key = key(&id(1), &[("a", 1)]);
+        std::os::unix::fs::symlink(victim.path(), path(&partials, key)).unwrap();
+        assert!(partials.open(key, &id(1), false).is_err());
+        assert!(partials.open(key, &id(1), true).is_err());
+        assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 1);
+        // Links planted inside a partial are removed as links, never followed.
+        fs::remove_file(path(&partials, key)).unwrap();
+        let mut partial = open(&partials, key, &id(1));
+        std::os::unix::fs::symlink(victim.path(), path(&partials, key).join("tree")).unwrap();
+        std::os::unix::fs::symlink(
+            victim.path().join("precious"),
+            path(&partials, key).join("data-0"),
+        )
+        .unwrap();
+        assert!(partial.open_data(0).unwrap().is_none());
+        partial.clear().unwrap();
+        assert_eq!(fs::read(victim.path().join("precious")).unwrap(), b"x");
+        assert_eq!(
+            fs::read_dir(path(&partials, key)).unwrap().count(),
+            1,
+            "the lock"
+        );
     }
 
     #[test]
     fn a_broken_state_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let partials = Partials::new(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
-        let key = Key::new(&id(1), &[file("a", 1)]);
+        let partials = partials(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
+        let key = key(&id(1), &[("a", 1)]);
         let partial = open(&partials, key, &id(1));
         partial.create_data(0, false).unwrap();
         fs::write(
-            partial.dir().join(STATE),
+            path(&partials, key).join(STATE),
             b"{\"format\": 1, \"next\": \"x\"}",
         )
         .unwrap();
         drop(partial);
         let again = open(&partials, key, &id(1));
         assert_eq!(again.state.next, 0);
-        assert!(!again.data_path(0).exists());
+        assert!(!path(&partials, key).join(Partial::data_name(0)).exists());
     }
 }

@@ -45,6 +45,11 @@ pub enum Reason {
     NoValidAnswer,
     /// The server has no operator to ask, and no rule decided.
     NoOperator,
+    /// So many questions from this address already wait for the operator (the limit per
+    /// address).
+    TooManyQuestions(usize),
+    /// The manifests of batches in flight hold all the memory they may (this many bytes).
+    ManifestMemory(u64),
 }
 
 impl fmt::Display for Reason {
@@ -77,6 +82,15 @@ impl fmt::Display for Reason {
             ),
             Reason::NoValidAnswer => f.write_str("no valid answer"),
             Reason::NoOperator => f.write_str("no operator to ask"),
+            Reason::TooManyQuestions(max) => write!(
+                f,
+                "{max} questions from this address already wait for the operator (--max-questions-per-address)"
+            ),
+            Reason::ManifestMemory(limit) => write!(
+                f,
+                "the server is busy: the lists of batches in flight hold all of the {} they may (--manifest-memory); try again later",
+                text::bytes(*limit)
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::approve::Ask;
+use super::budget::address_key;
 use super::names::{RequestName, read_request_name};
 use super::policy::{Decision, Reason};
 use super::store::Incoming;
@@ -66,7 +67,7 @@ impl fmt::Debug for Session<'_> {
     }
 }
 
-/// What a batch resumed from a partial (#13) brings to the decision.
+/// What a batch resumed from a partial brings to the decision.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Resuming {
     /// Bytes already there from earlier tries.
@@ -105,7 +106,9 @@ impl<'a> Session<'a> {
     /// The first message decides the connection: secure mode's probe (when this server
     /// offers it) starts TLS, and the exchange runs inside; anything else is a plain request.
     fn exchange<S: Conn>(&mut self, stream: &mut S) -> Result<End> {
-        let deadline = Deadline::after(self.server.timeout);
+        // A stranger holds a slot until it says something: seconds, not the timeout.
+        let hello = self.server.budget.hello_timeout.min(self.server.timeout);
+        let deadline = Deadline::after(hello);
         let first = match deadline.read_message(stream, MsgType::Request) {
             Err(Error::Closed(_)) => return Ok(End::NoRequest),
             other => other?,
@@ -120,7 +123,7 @@ impl<'a> Session<'a> {
         };
         stream.write_all(&probe::ANSWER)?;
         stream.flush()?;
-        // The request must still arrive by the connection's first deadline.
+        // The handshake must end by the same first deadline.
         let mut tls = tls::accept(&mut *stream, Arc::clone(&secure.config), deadline)
             .map_err(Error::Handshake)?;
         let id = tls.peer();
@@ -128,7 +131,15 @@ impl<'a> Session<'a> {
             id,
             trusted: secure.trusted.find(&id),
         };
-        // Inside, a batch (#12) or one request, told apart by the first message's type.
+        // Keys are free to make, but each one's connections are counted all the same.
+        let clients = &self.server.budget.clients;
+        let Some(_held) = clients.take(&id) else {
+            return Err(Error::TooManyFromClient(clients.max()));
+        };
+        // Then the first message within the timeout: the client may have asked its user
+        // whether to trust this server first.
+        let deadline = Deadline::after(self.server.timeout);
+        // Inside, a batch or one request, told apart by the first message's type.
         let mut head = [0; HEADER_LEN];
         match deadline.reader(&mut tls).read(&mut head[..1]) {
             // Closed (with or without TLS's close_notify) before a request.
@@ -224,6 +235,11 @@ impl<'a> Session<'a> {
         }
         let Some(approver) = &server.approver else {
             return Decision::deny(Reason::NoOperator);
+        };
+        // Questions wait in turn across addresses, and only so many from each.
+        let questions = &server.budget.questions;
+        let Some(_waiting) = questions.take(&address_key(self.summary.peer.ip())) else {
+            return Decision::deny(Reason::TooManyQuestions(questions.max()));
         };
         let client_gone = || stream.peer_closed();
         approver.approve(&Ask {

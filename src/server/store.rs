@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -159,23 +160,26 @@ impl Store {
     }
 
     /// Takes over a complete file received elsewhere in the upload directory's file system
-    /// (a resumable partial's data file, #13): moves it to a new temp name here, never
-    /// replacing anything, so that it is published like any other upload. `file` is it, open.
+    /// (a resumable partial's data file): moves `from` in the directory `from_dir` to a new
+    /// temp name here, never replacing anything, so that it is published like any other
+    /// upload. `file` is it, open.
     ///
     /// # Errors
     ///
     /// If it cannot be moved or locked.
-    pub fn adopt(&self, file: File, from: &Path) -> io::Result<Incoming> {
+    pub fn adopt(&self, file: File, from_dir: BorrowedFd<'_>, from: &str) -> io::Result<Incoming> {
         let mut file = Some(file);
+        let here = File::open(&self.dir)?;
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
             .make_in(&self.dir, |path| {
+                let name = path.file_name().unwrap_or_default();
                 rustix::fs::renameat_with(
-                    rustix::fs::CWD,
+                    from_dir,
                     from,
-                    rustix::fs::CWD,
-                    path,
+                    &here,
+                    name,
                     rustix::fs::RenameFlags::NOREPLACE,
                 )?;
                 file.take().ok_or_else(|| io::Error::other("moved twice"))

@@ -1,11 +1,12 @@
-//! A directory tree being received (#12, not yet used by the sessions): built inside a hidden
-//! temp directory in the upload directory, every directory made and every file opened beneath
+//! A directory tree being received: built inside a hidden temp directory in the upload
+//! directory (or in a resumable partial's), every directory made and every file opened beneath
 //! it through directory handles that follow no symlink and cannot leave it, then flushed in
 //! one go and published whole by one no-replace rename of its top directory, never half.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
@@ -24,8 +25,10 @@ pub struct IncomingTree {
     /// The temp directory, removed with everything in it when dropped; `None` for a
     /// resumable partial's tree (#13), which stays for the next try.
     temp: Option<TempDir>,
-    /// Where it is.
+    /// Where it is (for messages and tests).
     path: PathBuf,
+    /// Its name in the directory it is in.
+    name: OsString,
     /// The directory it is in, opened: the upload directory, or a partial's.
     parent: File,
     /// It, opened: everything is made beneath this handle. Locked, so that a server sweeping
@@ -56,6 +59,7 @@ impl Store {
         let upload = File::open(self.dir())?;
         Ok(IncomingTree {
             path: temp.path().to_path_buf(),
+            name: temp.path().file_name().unwrap_or_default().to_os_string(),
             temp: Some(temp),
             parent: upload.try_clone()?,
             root,
@@ -64,32 +68,30 @@ impl Store {
         })
     }
 
-    /// A tree received into `path`, a resumable partial's (#13) in the same file system:
-    /// made new when `fresh` (anything there before goes), else as an earlier try left it.
-    /// Dropped, it stays; publishing moves it into the upload directory.
+    /// A tree received into `name` beneath `parent`, a resumable partial's directory in the
+    /// same file system: made new when `fresh` (anything there before goes), else as an
+    /// earlier try left it. Dropped, it stays; publishing moves it into the upload directory.
+    /// Nothing in the way is followed: a symlink in its place is refused, or removed itself.
     ///
     /// # Errors
     ///
     /// If it cannot be made or opened, or (not `fresh`) is not there.
-    pub fn resumable_tree(&self, path: &Path, fresh: bool) -> io::Result<IncomingTree> {
-        use std::os::unix::fs::DirBuilderExt;
+    pub fn resumable_tree(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &str,
+        fresh: bool,
+    ) -> io::Result<IncomingTree> {
         if fresh {
-            match fs::remove_dir_all(path) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
-            fs::DirBuilder::new().mode(0o777).create(path)?;
+            super::handle::remove_all_at(parent, name)?;
+            rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777))?;
         }
-        let root = rustix::fs::open(
-            path,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )?;
-        let parent = File::open(path.parent().unwrap_or(Path::new(".")))?;
+        let root = super::handle::open_dir_at(parent, name)?;
         Ok(IncomingTree {
             temp: None,
-            path: path.to_path_buf(),
-            parent,
+            path: PathBuf::from(name),
+            name: name.into(),
+            parent: File::from(parent.try_clone_to_owned()?),
             root: File::from(root),
             upload: File::open(self.dir())?,
             upload_dir: self.dir().to_path_buf(),
@@ -110,24 +112,28 @@ impl IncomingTree {
 
     /// The directory that holds `path`'s last component, opened beneath the root. `path`'s
     /// components passed the name rule (no `..`, no separator), and none of them may be a
-    /// symlink: `openat2` refuses to follow one, or to leave the root.
-    fn parent(&self, path: &[String]) -> io::Result<Option<OwnedFd>> {
-        let Some((_, dirs)) = path.split_last() else {
+    /// symlink: `openat2` refuses to follow one, or to leave the root. Returns it (`None`
+    /// for the root itself) and the last component.
+    fn parent<'p>(&self, path: &'p str) -> io::Result<(Option<OwnedFd>, &'p str)> {
+        if path.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty path"));
-        };
-        if dirs.is_empty() {
-            return Ok(None);
         }
+        let Some((dirs, name)) = path.rsplit_once('/') else {
+            return Ok((None, path));
+        };
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        match rustix::fs::openat2(&self.root, dirs.join("/"), flags, Mode::empty(), beneath()) {
-            Ok(fd) => Ok(Some(fd)),
+        match rustix::fs::openat2(&self.root, dirs, flags, Mode::empty(), beneath()) {
+            Ok(fd) => Ok((Some(fd), name)),
             // Before Linux 5.6: the same rule one component at a time.
             Err(rustix::io::Errno::NOSYS) => {
                 let mut fd = rustix::fs::openat(&self.root, ".", flags, Mode::empty())?;
-                for dir in dirs {
-                    fd = rustix::fs::openat(&fd, dir.as_str(), flags, Mode::empty())?;
+                for dir in dirs.split('/') {
+                    if dir.is_empty() || dir == "." || dir == ".." {
+                        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a name"));
+                    }
+                    fd = rustix::fs::openat(&fd, dir, flags, Mode::empty())?;
                 }
-                Ok(Some(fd))
+                Ok((Some(fd), name))
             }
             Err(err) => Err(err.into()),
         }
@@ -139,10 +145,9 @@ impl IncomingTree {
     /// # Errors
     ///
     /// If it exists, its parent does not (or is not a directory), or a symlink is in the way.
-    pub fn mkdir(&self, path: &[String]) -> io::Result<()> {
-        let parent = self.parent(path)?;
+    pub fn mkdir(&self, path: &str) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
         let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let name = path.last().map(String::as_str).unwrap_or_default();
         rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o777))?;
         Ok(())
     }
@@ -153,10 +158,9 @@ impl IncomingTree {
     /// # Errors
     ///
     /// If it exists, its directory does not, or a symlink is in the way.
-    pub fn create(&self, path: &[String], executable: bool) -> io::Result<File> {
-        let parent = self.parent(path)?;
+    pub fn create(&self, path: &str, executable: bool) -> io::Result<File> {
+        let (parent, name) = self.parent(path)?;
         let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let name = path.last().map(String::as_str).unwrap_or_default();
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = if executable { 0o777 } else { 0o666 };
@@ -170,14 +174,13 @@ impl IncomingTree {
     /// # Errors
     ///
     /// If it is there and cannot be removed (a directory that is not empty).
-    pub fn remove(&self, path: &[String], dir: bool) -> io::Result<()> {
-        let parent = match self.parent(path) {
+    pub fn remove(&self, path: &str, dir: bool) -> io::Result<()> {
+        let (parent, name) = match self.parent(path) {
             Ok(parent) => parent,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(err),
         };
         let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let name = path.last().map(String::as_str).unwrap_or_default();
         let flags = match dir {
             true => rustix::fs::AtFlags::REMOVEDIR,
             false => rustix::fs::AtFlags::empty(),
@@ -198,17 +201,16 @@ impl IncomingTree {
         Ok(())
     }
 
-    /// Moves the complete file at `from` (in the same file system) to `path` in the tree,
-    /// where nothing may be yet, through no symlink.
+    /// Moves the complete file `from` in the directory `from_dir` (in the same file
+    /// system) to `path` in the tree, where nothing may be yet, through no symlink.
     ///
     /// # Errors
     ///
     /// If something is there, its directory is not, or a symlink is in the way.
-    pub fn adopt(&self, path: &[String], from: &Path) -> io::Result<()> {
-        let parent = self.parent(path)?;
+    pub fn adopt(&self, path: &str, from_dir: BorrowedFd<'_>, from: &str) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
         let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let name = path.last().map(String::as_str).unwrap_or_default();
-        rustix::fs::renameat_with(rustix::fs::CWD, from, at, name, RenameFlags::NOREPLACE)?;
+        rustix::fs::renameat_with(from_dir, from, at, name, RenameFlags::NOREPLACE)?;
         Ok(())
     }
 
@@ -223,11 +225,7 @@ impl IncomingTree {
     /// everything is removed then.
     pub fn publish(self, top: &str) -> io::Result<PathBuf> {
         rustix::fs::syncfs(&self.root)?;
-        let temp_name = self
-            .path
-            .file_name()
-            .map(|name| name.to_os_string())
-            .unwrap_or_default();
+        let temp_name = self.name.clone();
         let dir = self.upload_dir.clone();
         for n in 0..MAX_RENAMES {
             let name = match n {
@@ -265,10 +263,6 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
-    fn path(p: &str) -> Vec<String> {
-        p.split('/').map(str::to_string).collect()
-    }
-
     fn mode(p: &Path) -> u32 {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
@@ -281,13 +275,13 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         fs::create_dir(dir.path().join("photos")).unwrap();
         let tree = store.incoming_tree().unwrap();
-        tree.mkdir(&path("2026")).unwrap();
-        tree.mkdir(&path("2026/empty")).unwrap();
-        tree.create(&path("2026/a.jpg"), false)
+        tree.mkdir("2026").unwrap();
+        tree.mkdir("2026/empty").unwrap();
+        tree.create("2026/a.jpg", false)
             .unwrap()
             .write_all(b"jpeg")
             .unwrap();
-        tree.create(&path("run.sh"), true).unwrap();
+        tree.create("run.sh", true).unwrap();
         // Nothing is visible under a real name until it is published.
         let names = |d: &Path| {
             let mut n: Vec<String> = fs::read_dir(d)
@@ -318,23 +312,20 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let tree = store.incoming_tree().unwrap();
-        tree.mkdir(&path("a")).unwrap();
+        tree.mkdir("a").unwrap();
         // Someone plants links inside the tree while it is being built.
         std::os::unix::fs::symlink(outside.path(), tree.temp_path().join("evil")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("f"), tree.temp_path().join("a/f")).unwrap();
-        assert!(tree.create(&path("evil/x"), false).is_err());
-        assert!(tree.mkdir(&path("evil/d")).is_err());
-        assert!(
-            tree.create(&path("a/f"), false).is_err(),
-            "never through a link"
-        );
+        assert!(tree.create("evil/x", false).is_err());
+        assert!(tree.mkdir("evil/d").is_err());
+        assert!(tree.create("a/f", false).is_err(), "never through a link");
         // Paths that the batch check refuses are refused here too.
-        assert!(tree.create(&path("../x"), false).is_err());
-        assert!(tree.create(&[], false).is_err());
+        assert!(tree.create("../x", false).is_err());
+        assert!(tree.create("", false).is_err());
         // A file where a directory is wanted, and an existing name.
-        tree.create(&path("file"), false).unwrap();
-        assert!(tree.create(&path("file/x"), false).is_err());
-        assert!(tree.mkdir(&path("a")).is_err());
+        tree.create("file", false).unwrap();
+        assert!(tree.create("file/x", false).is_err());
+        assert!(tree.mkdir("a").is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
         // Dropped unpublished: nothing left at all.
         drop(tree);
@@ -346,7 +337,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let live = store.incoming_tree().unwrap();
-        live.mkdir(&path("kept")).unwrap();
+        live.mkdir("kept").unwrap();
         let stale = dir.path().join(".fup-dead.tree");
         fs::create_dir_all(stale.join("sub")).unwrap();
         fs::write(stale.join("sub/f"), b"x").unwrap();

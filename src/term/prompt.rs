@@ -1,9 +1,9 @@
-//! The operator at a terminal as an [`Approve`]r: one question at a time in arrival order,
-//! answered by a line of input, sharing the screen with the log and status lines.
+//! The operator at a terminal as an [`Approve`]r: one question at a time, in turn across
+//! addresses, answered by a line of input, sharing the screen with the log and status lines.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Write};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::screen::{PROMPT, PROMPT_ALWAYS, Screen};
+use crate::server::budget::{FairQueue, address_key};
 use crate::server::{Approve, Ask, Client, Decision, Reason};
 use crate::text;
 use crate::wire::Verdict;
@@ -29,11 +30,11 @@ pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// `y`/`yes` in any case accepts; `n`/`no` or an empty line (Enter) denies; for a secure
 /// client, `a`/`always` accepts and trusts it from now on; anything else is asked again, [`MAX_TRIES`] times in all, then denied. Once the input is at end of file
 /// every request is denied, with a line pointing at `--yes`. Exactly one question is on screen
-/// at a time, saying how many more wait; the others wait in arrival order, and one whose
-/// client hangs up leaves the queue. A question unanswered within the prompt timeout is
+/// at a time, saying how many more wait; the others wait in turn across addresses (see
+/// [`FairQueue`]), and one whose client hangs up leaves the queue. A question unanswered within the prompt timeout is
 /// denied, and an answer typed after that is not taken for the next question.
 pub struct TerminalApprover<W> {
-    queue: Mutex<Queue>,
+    queue: Mutex<FairQueue<IpAddr>>,
     turn: Condvar,
     io: Mutex<Terminal<W>>,
     prompt_timeout: Option<Duration>,
@@ -43,12 +44,6 @@ pub struct TerminalApprover<W> {
     stopping: AtomicBool,
     /// Whether the process is in the terminal's foreground, where answers can be typed.
     foreground: Box<dyn Fn() -> bool + Send + Sync>,
-}
-
-#[derive(Default)]
-struct Queue {
-    next_ticket: u64,
-    waiting: VecDeque<u64>,
 }
 
 struct Terminal<W> {
@@ -148,19 +143,21 @@ impl<W: Write + Send> TerminalApprover<W> {
 
     /// How many questions wait behind the one on screen.
     fn waiting_behind(&self) -> usize {
-        lock(&self.queue).waiting.len().saturating_sub(1)
+        lock(&self.queue).behind()
     }
 
-    /// Waits for this question's turn; or says why it will not come.
-    fn take_turn(&self, client_gone: &dyn Fn() -> bool) -> Result<Turn<'_, W>, Reason> {
+    /// Waits for this question's turn (asked from `peer`); or says why it will not come.
+    fn take_turn(
+        &self,
+        peer: IpAddr,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Result<Turn<'_, W>, Reason> {
         let mut queue = lock(&self.queue);
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.waiting.push_back(ticket);
+        let ticket = queue.join(address_key(peer));
         loop {
             let leave = if self.is_stopping() {
                 Some(Reason::ShuttingDown)
-            } else if queue.waiting.front() == Some(&ticket) {
+            } else if queue.is_turn(ticket) {
                 return Ok(Turn {
                     approver: self,
                     ticket,
@@ -174,7 +171,7 @@ impl<W: Write + Send> TerminalApprover<W> {
                 client_gone().then_some(Reason::HungUpWaiting)
             };
             if let Some(reason) = leave {
-                queue.waiting.retain(|&t| t != ticket);
+                queue.leave(ticket);
                 self.turn.notify_all();
                 return Err(reason);
             }
@@ -283,7 +280,7 @@ struct Turn<'a, W> {
 impl<W> Drop for Turn<'_, W> {
     fn drop(&mut self) {
         let mut queue = lock(&self.approver.queue);
-        queue.waiting.retain(|&t| t != self.ticket);
+        queue.leave(self.ticket);
         self.approver.turn.notify_all();
     }
 }
@@ -297,7 +294,7 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 
     fn approve(&self, ask: &Ask<'_>) -> Decision {
-        let _turn = match self.take_turn(ask.client_gone) {
+        let _turn = match self.take_turn(ask.peer.ip(), ask.client_gone) {
             Ok(turn) => turn,
             Err(reason) => return Decision::deny(reason),
         };
@@ -322,15 +319,13 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
             ask.size,
         ),
         Some(totals) => {
-            const SHOWN: usize = 5;
             let mut tops: Vec<String> = totals
-                .tops
+                .first_tops
                 .iter()
-                .take(SHOWN)
                 .map(|top| format!("\"{}\"", text::escape(top)))
                 .collect();
-            if totals.tops.len() > SHOWN {
-                tops.push(format!("and {} more", totals.tops.len() - SHOWN));
+            if totals.tops > tops.len() {
+                tops.push(format!("and {} more", totals.tops - tops.len()));
             }
             format!(
                 "{} wants to send {totals} ({} bytes): {}\n",
