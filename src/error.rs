@@ -112,6 +112,12 @@ pub enum Error {
         /// The time allowed.
         limit: std::time::Duration,
     },
+    /// A file of a batch is no longer the one the walk found (replaced, or a symlink put in
+    /// its place), or cannot be opened any more: it is not sent.
+    #[error(
+        "{0} is no longer the file that was read when the batch was made; nothing of it was sent"
+    )]
+    NotWalked(String),
     /// The local file changed size while it was being sent.
     #[error("file changed size while being sent ({expected} bytes expected, {got} read)")]
     FileChanged {

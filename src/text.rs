@@ -98,6 +98,29 @@ pub fn from_peer(text: &str) -> String {
     escape(&cut(text, MAX_SHOWN))
 }
 
+/// Text that came from the other side, kept as text but defused: cut to [`MAX_SHOWN`]
+/// characters, and every control or invisible character written as `\u{..}` (quotes and
+/// backslashes stay as they are). For what is kept or printed as data (JSON fields, a
+/// program's own messages); what is printed for people still goes through [`escape`].
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fup::text::defuse("\"a\" \u{1b}[2J"), r#""a" \u{1b}[2J"#);
+/// ```
+pub fn defuse(text: &str) -> String {
+    let mut out = String::new();
+    for c in cut(text, MAX_SHOWN).chars() {
+        match c {
+            c if c.is_control() || is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Bytes as lowercase hex, as `sha256sum` prints digests.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -192,6 +215,15 @@ mod tests {
             from_peer(&evil),
             format!("{}\\u{{1b}}…", "a".repeat(MAX_SHOWN - 1))
         );
+    }
+
+    #[test]
+    fn defused_text_keeps_quotes_and_loses_controls() {
+        let hostile = "ok \"q\" \\ \u{1b}]0;t\u{7}\u{9b}31m\u{202e}";
+        let defused = defuse(hostile);
+        assert_eq!(defused, r#"ok "q" \ \u{1b}]0;t\u{7}\u{9b}31m\u{202e}"#);
+        assert!(!defused.chars().any(|c| c.is_control() || is_invisible(c)));
+        assert!(defuse(&"x".repeat(10_000)).ends_with('…'));
     }
 
     #[test]

@@ -8,37 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use fup::batch::frame::{self, Frame, MANIFEST, VERDICT};
+use fup::batch::frame::{self, Frame, MANIFEST};
 use fup::batch::{Entry, Kind};
-use fup::net::Conn;
-use fup::secure::dial::{Dialer, Link, Mode};
-use fup::secure::files::HostPort;
 
 use crate::util::*;
-
-/// A secure connection to `port` on 127.0.0.1, as a client of its own.
-fn secure_link(port: u16) -> (tempfile::TempDir, Link) {
-    let config = tempfile::tempdir().unwrap();
-    let keys = fup::secure::Keys::load_or_create(config.path()).unwrap();
-    let host = HostPort {
-        host: "127.0.0.1".into(),
-        port,
-    };
-    let known = config.path().join("known_hosts");
-    let mut dialer = Dialer::new(
-        host,
-        Mode::Secure,
-        Some(&keys),
-        known,
-        None,
-        TIMEOUT,
-        |_, _| true,
-    )
-    .unwrap();
-    let (link, _) = dialer.dial().unwrap();
-    assert!(link.server_id().is_some());
-    (config, link)
-}
 
 fn entry(path: &str, kind: Kind) -> Entry {
     Entry {
@@ -59,15 +32,6 @@ fn file(path: &str, size: u64) -> Entry {
 
 fn dir(path: &str) -> Entry {
     entry(path, Kind::Dir)
-}
-
-/// Reads the server's verdict: `None` when accepted, the reason when denied.
-fn verdict(link: &mut Link) -> Option<String> {
-    link.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let head = Frame::read_from(link).unwrap().expect("a verdict");
-    assert_eq!(head.kind, VERDICT);
-    let body = frame::read_body(link, head.len, 1 << 20).unwrap();
-    (body[0] != 0).then(|| String::from_utf8_lossy(&body[1..]).into_owned())
 }
 
 /// Every path below `dir`, relative, sorted; directories end in `/`.

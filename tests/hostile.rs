@@ -619,16 +619,6 @@ fn echo_server_caps_its_connections() {
     assert_eq!(read_until_closed(&mut fourth), b"back");
 }
 
-fn status_field(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line[field.len()..]
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .unwrap()
-}
-
 fn threads_of(pid: u32) -> u64 {
     status_field(pid, "Threads:")
 }

@@ -4,8 +4,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output};
+
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,51 +59,6 @@ fn both_programs_show_the_installations_identity() {
             key.display()
         )
     );
-}
-
-/// An installation of its own: a configuration directory and the identity made in it.
-struct Install {
-    dir: tempfile::TempDir,
-    id: String,
-}
-
-fn install() -> Install {
-    let dir = tempfile::tempdir().unwrap();
-    let id = fup::secure::Keys::load_or_create(dir.path())
-        .unwrap()
-        .identity()
-        .to_string();
-    Install { dir, id }
-}
-
-impl Install {
-    fn known_hosts(&self) -> std::path::PathBuf {
-        self.dir.path().join("known_hosts")
-    }
-
-    /// `fup-server --port 0 --bind 127.0.0.1 DIR EXTRA…` as this installation.
-    fn server(&self, dir: &Path, extra: &[&str], input: Input<'_>) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-server"));
-        cmd.env("FUP_CONFIG_DIR", self.dir.path())
-            .args(["--port", "0", "--bind", "127.0.0.1"])
-            .arg(dir)
-            .args(extra);
-        let server = Running::command(&mut cmd, input);
-        assert_eq!(server.identity(), self.id, "the identity line");
-        server
-    }
-
-    /// `fup-client --port PORT 127.0.0.1 ARGS…` as this installation, to its end.
-    fn client(&self, port: u16, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
-        cmd.env("FUP_CONFIG_DIR", self.dir.path())
-            .args(["--port", &port.to_string(), "127.0.0.1"])
-            .args(args);
-        assert_cmd::Command::from_std(cmd)
-            .timeout(TIMEOUT)
-            .output()
-            .unwrap()
-    }
 }
 
 /// What a relay does with the server's first 16 bytes (the probe's answer).

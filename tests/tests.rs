@@ -9,6 +9,7 @@ mod hostile;
 mod pty;
 mod resume;
 mod secure;
+mod strangers;
 mod terminal;
 mod util;
 mod wire;

@@ -10,6 +10,11 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::Duration;
 
+use fup::batch::frame::{self, Frame, VERDICT};
+use fup::net::Conn;
+use fup::secure::dial::{Dialer, Link, Mode};
+use fup::secure::files::HostPort;
+
 /// The most any single step of a test may wait.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -527,4 +532,116 @@ pub fn stamp_len(line: &str) -> Option<usize> {
             s => s == c,
         }))
     .then_some(shape.len())
+}
+
+/// A secure connection to `port` on 127.0.0.1, as a client of its own.
+pub fn secure_link(port: u16) -> (tempfile::TempDir, Link) {
+    let config = tempfile::tempdir().unwrap();
+    let keys = fup::secure::Keys::load_or_create(config.path()).unwrap();
+    let host = HostPort {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let known = config.path().join("known_hosts");
+    let mut dialer = Dialer::new(
+        host,
+        Mode::Secure,
+        Some(&keys),
+        known,
+        None,
+        TIMEOUT,
+        |_, _| true,
+    )
+    .unwrap();
+    let (link, _) = dialer.dial().unwrap();
+    assert!(link.server_id().is_some());
+    (config, link)
+}
+
+/// A secure connection to `port` on 127.0.0.1 as `install`.
+pub fn secure_link_as(install: &Install, port: u16) -> Link {
+    let keys = fup::secure::Keys::load_or_create(install.dir.path()).unwrap();
+    let host = HostPort {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let known = install.known_hosts();
+    let mut dialer = Dialer::new(
+        host,
+        Mode::Secure,
+        Some(&keys),
+        known,
+        None,
+        TIMEOUT,
+        |_, _| true,
+    )
+    .unwrap();
+    dialer.dial().unwrap().0
+}
+
+/// Reads the server's verdict: `None` when accepted, the reason when denied.
+pub fn verdict(link: &mut Link) -> Option<String> {
+    link.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let head = Frame::read_from(link).unwrap().expect("a verdict");
+    assert_eq!(head.kind, VERDICT);
+    let body = frame::read_body(link, head.len, 1 << 20).unwrap();
+    (body[0] != 0).then(|| String::from_utf8_lossy(&body[1..]).into_owned())
+}
+
+/// An installation of its own: a configuration directory and the identity made in it.
+pub struct Install {
+    /// Its configuration directory.
+    pub dir: tempfile::TempDir,
+    /// Its identity.
+    pub id: String,
+}
+
+pub fn install() -> Install {
+    let dir = tempfile::tempdir().unwrap();
+    let id = fup::secure::Keys::load_or_create(dir.path())
+        .unwrap()
+        .identity()
+        .to_string();
+    Install { dir, id }
+}
+
+impl Install {
+    pub fn known_hosts(&self) -> std::path::PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// `fup-server --port 0 --bind 127.0.0.1 DIR EXTRA…` as this installation.
+    pub fn server(&self, dir: &Path, extra: &[&str], input: Input<'_>) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-server"));
+        cmd.env("FUP_CONFIG_DIR", self.dir.path())
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .arg(dir)
+            .args(extra);
+        let server = Running::command(&mut cmd, input);
+        assert_eq!(server.identity(), self.id, "the identity line");
+        server
+    }
+
+    /// `fup-client --port PORT 127.0.0.1 ARGS…` as this installation, to its end.
+    pub fn client(&self, port: u16, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+        cmd.env("FUP_CONFIG_DIR", self.dir.path())
+            .args(["--port", &port.to_string(), "127.0.0.1"])
+            .args(args);
+        assert_cmd::Command::from_std(cmd)
+            .timeout(TIMEOUT)
+            .output()
+            .unwrap()
+    }
+}
+
+/// A field of `/proc/PID/status`, in kB for sizes (`VmHWM:`, `Threads:`…).
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line[field.len()..]
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap()
 }

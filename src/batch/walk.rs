@@ -4,8 +4,9 @@
 //! directories are kept; entries come in name order, each directory before its contents.
 
 use std::fmt;
-use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Entry, Kind, Limits};
@@ -18,6 +19,55 @@ pub struct Found {
     pub entry: Entry,
     /// Where it is on this machine.
     pub source: PathBuf,
+    /// Which file it was, for a file: only that one is ever sent.
+    pub file: Option<FileId>,
+}
+
+/// A file as the file system knows it, whatever its path: its device and inode, and its
+/// size then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+}
+
+impl FileId {
+    /// The file `meta` describes.
+    pub fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+        }
+    }
+}
+
+impl Found {
+    /// Opens the file the walk found, and only it: what is at its path now must be that very
+    /// file (the same device, inode and size: not a file swapped in, nor one a symlink put in
+    /// its place points to) and a plain file (never blocking on a FIFO).
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be opened, or is not the file the walk found.
+    pub fn open(&self) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.source)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || self.file.is_some_and(|id| id != FileId::of(&meta)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not the file that was walked",
+            ));
+        }
+        // Reads of a plain file never block anyway; the flag goes all the same.
+        let flags = rustix::fs::fcntl_getfl(&file)? - rustix::fs::OFlags::NONBLOCK;
+        rustix::fs::fcntl_setfl(&file, flags)?;
+        Ok(file)
+    }
 }
 
 /// Why something inside a tree is not sent.
@@ -133,7 +183,7 @@ pub fn walk(paths: &[PathBuf], limits: &Limits) -> Result<Walked, WalkError> {
         tops.push((name.clone(), path));
         let kind =
             kind_of(&meta).map_err(|what| bad(format!("is {what}, not a file or directory")))?;
-        walker.add(vec![name.clone()], kind, path)?;
+        walker.add(vec![name.clone()], kind, path, &meta)?;
         if kind == Kind::Dir {
             walker.tree(path, &mut vec![name])?;
         }
@@ -179,7 +229,13 @@ struct Walker<'l> {
 }
 
 impl Walker<'_> {
-    fn add(&mut self, path: Vec<String>, kind: Kind, source: &Path) -> Result<(), WalkError> {
+    fn add(
+        &mut self,
+        path: Vec<String>,
+        kind: Kind,
+        source: &Path,
+        meta: &Metadata,
+    ) -> Result<(), WalkError> {
         let limits = self.limits;
         if self.walked.found.len() >= limits.max_entries {
             return Err(WalkError::Limit(format!(
@@ -206,6 +262,7 @@ impl Walker<'_> {
         self.walked.found.push(Found {
             entry: Entry { path, kind },
             source: source.to_path_buf(),
+            file: matches!(kind, Kind::File { .. }).then(|| FileId::of(meta)),
         });
         Ok(())
     }
@@ -245,13 +302,14 @@ impl Walker<'_> {
                 continue;
             }
             // Never followed: the link itself is looked at.
-            let kind = match fs::symlink_metadata(&source).map_err(|e| e.to_string()) {
-                Ok(meta) => kind_of(&meta),
+            let meta = match fs::symlink_metadata(&source).map_err(|e| e.to_string()) {
+                Ok(meta) => meta,
                 Err(err) => {
                     self.skip(source, SkipReason::Unreadable(err));
                     continue;
                 }
             };
+            let kind = kind_of(&meta);
             let kind = match kind {
                 Ok(kind) => kind,
                 Err("a symbolic link") => {
@@ -264,7 +322,7 @@ impl Walker<'_> {
                 }
             };
             path.push(name);
-            self.add(path.clone(), kind, &source)?;
+            self.add(path.clone(), kind, &source, &meta)?;
             if kind == Kind::Dir {
                 self.tree(&source, path)?;
             }
@@ -322,6 +380,39 @@ mod tests {
         );
         assert_eq!(run.source, top.join("2026/run.sh"));
         assert!(walked.skipped.is_empty());
+        assert!(run.open().is_ok());
+    }
+
+    // See: #18 (a file swapped for a symlink after the walk was followed and sent)
+    #[test]
+    fn only_the_file_that_was_walked_is_opened() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("t");
+        fs::create_dir(&top).unwrap();
+        fs::write(top.join("a"), b"a").unwrap();
+        fs::write(root.path().join("secret"), b"s").unwrap();
+        let walked = walk(std::slice::from_ref(&top), &Limits::DEFAULT).unwrap();
+        let a = &walked.found[1];
+        assert!(a.open().is_ok());
+        // Swapped for a symlink to another file, then for another file, then for a FIFO.
+        fs::remove_file(top.join("a")).unwrap();
+        symlink(root.path().join("secret"), top.join("a")).unwrap();
+        assert!(a.open().is_err());
+        fs::remove_file(top.join("a")).unwrap();
+        fs::write(top.join("a"), b"other").unwrap();
+        assert!(a.open().is_err());
+        fs::remove_file(top.join("a")).unwrap();
+        assert!(
+            Command::new("mkfifo")
+                .arg(top.join("a"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            a.open().is_err(),
+            "refused at once, never waiting for a writer"
+        );
     }
 
     #[test]

@@ -607,33 +607,38 @@ fn batch_main(
     let items = match outcome {
         Ok(BatchOutcome::Done(items)) => items,
         Ok(BatchOutcome::Denied(why)) if tops.len() == 1 && found.found.len() == 1 => {
-            let why = match why.is_empty() {
+            let shown = match why.is_empty() {
                 true => String::new(),
-                false => format!(" ({why})"),
+                false => format!(" ({})", text::escape(&why)),
             };
             let size = text::bytes(totals.bytes);
             let name = text::escape(&tops[0].entry.path[0]);
             match args.json {
-                true => println!(
-                    "{}",
-                    serde_json::json!({"file": tops[0].source.to_string_lossy(), "name": tops[0].entry.path[0], "size": totals.bytes, "verdict": "denied", "secure": true})
-                ),
-                false => eprintln!("fup-client: \"{name}\" {size}: denied by server{why}, secure"),
+                true => {
+                    let mut object = serde_json::json!({"file": tops[0].source.to_string_lossy(), "name": tops[0].entry.path[0], "size": totals.bytes, "verdict": "denied", "secure": true});
+                    if !why.is_empty() {
+                        object["error"] = why.into();
+                    }
+                    println!("{object}");
+                }
+                false => {
+                    eprintln!("fup-client: \"{name}\" {size}: denied by server{shown}, secure")
+                }
             }
             return ExitCode::from(1);
         }
         Ok(BatchOutcome::Denied(why)) => {
-            let why = if why.is_empty() {
+            let shown = if why.is_empty() {
                 String::new()
             } else {
-                format!(": {why}")
+                format!(": {}", text::escape(&why))
             };
             match args.json {
                 true => println!(
                     "{}",
-                    serde_json::json!({"batch": true, "verdict": "denied", "secure": true, "error": why.trim_start_matches(": ")})
+                    serde_json::json!({"batch": true, "verdict": "denied", "secure": true, "error": why})
                 ),
-                false => eprintln!("fup-client: batch of {totals} denied by server{why}, secure"),
+                false => eprintln!("fup-client: batch of {totals} denied by server{shown}, secure"),
             }
             return ExitCode::from(1);
         }
@@ -897,6 +902,11 @@ fn batch_entries(
                 },
             },
             source: temp.path().to_path_buf(),
+            file: temp
+                .as_file()
+                .metadata()
+                .ok()
+                .map(|meta| fup::batch::walk::FileId::of(&meta)),
         });
         spooled = Some(temp);
     }

@@ -389,6 +389,13 @@ impl Log {
                 );
                 return;
             }
+            Event::TrustedClientsUnreadable(err) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "fup-server: warning: no client is trusted from the trusted clients until this is mended: {err}"
+                );
+                return;
+            }
             Event::Listen(event) if event.is_error() => {
                 let _ = writeln!(io::stderr(), "fup-server: {event}");
                 return;

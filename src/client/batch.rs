@@ -14,9 +14,12 @@ use crate::batch::walk::Found;
 use crate::batch::{Entry, Kind};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, Source};
+use crate::server::names::check_name;
+use crate::text;
 use crate::wire::{MAX_DATA_LEN, MsgType};
 
-/// What the server made of a batch.
+/// What the server made of a batch. Its words in it are cut and defused
+/// ([`text::defuse`]); printed for people, they still go through [`text::escape`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchOutcome {
     /// Denied whole, with the server's reason (empty when its operator said no).
@@ -80,8 +83,8 @@ pub fn send_batch<S: Conn>(
     stream.flush()?;
     let verdict = read_message(stream, VERDICT, options.answer_timeout, MsgType::Response)?;
     if verdict.first() != Some(&0) {
-        let why = String::from_utf8_lossy(verdict.get(1..).unwrap_or_default()).into_owned();
-        return Ok(BatchOutcome::Denied(why));
+        let why = String::from_utf8_lossy(verdict.get(1..).unwrap_or_default());
+        return Ok(BatchOutcome::Denied(text::defuse(&why)));
     }
     let at = frame::decode_accept(&verdict)?;
     let mut mover = match frame::verifying() {
@@ -120,9 +123,30 @@ pub fn send_batch<S: Conn>(
         Err(err) => return Err(err),
     }
     match read_message(stream, DONE, options.timeout, MsgType::Result) {
-        Ok(done) => Ok(BatchOutcome::Done(frame::decode_done(&done)?)),
+        Ok(done) => Ok(BatchOutcome::Done(defused(frame::decode_done(&done)?))),
         Err(err) => Err(sending.err().unwrap_or(err)),
     }
+}
+
+/// The server's account as this side may keep and show it: every name and reason cut and
+/// defused ([`text::defuse`]), and a stored name that the name rule refuses (a server
+/// that says it stored `../x`) shown for what it is, never taken for a path.
+fn defused(items: Vec<ItemDone>) -> Vec<ItemDone> {
+    items
+        .into_iter()
+        .map(|mut item| {
+            let safe = item.stored && check_name(item.name.as_bytes()).is_ok();
+            if !safe {
+                item.name = text::defuse(&item.name);
+            }
+            item
+        })
+        .collect()
+}
+
+/// A file of the batch that cannot be sent: it is gone, or not the one walked.
+fn not_walked(found: &Found) -> Error {
+    Error::NotWalked(text::escape(&found.source.to_string_lossy()))
 }
 
 /// What [`send_files`] reports.
@@ -172,7 +196,7 @@ fn prove<S: Conn>(
         expected: size,
         got: 0,
     };
-    let mut file = File::open(&entry.source).map_err(|_| changed())?;
+    let mut file = entry.open().map_err(|_| not_walked(entry))?;
     let digest = mover
         .hash_prefix(&mut file, at.held)
         .map_err(|_| changed())?;
@@ -220,10 +244,7 @@ fn send_files<S: Conn>(
         // Gone since the walk: the batch cannot go on (the server waits for its bytes).
         let file = match resuming.take().filter(|_| index == at.next) {
             Some(file) => file,
-            None => File::open(&found.source).map_err(|_| Error::FileChanged {
-                expected: size,
-                got: 0,
-            })?,
+            None => found.open().map_err(|_| not_walked(found))?,
         };
         send_file(stream, mover, &file, index, (from, size), chunk, &mut |n| {
             progress(Sending::Progress(sent + from + n, files));

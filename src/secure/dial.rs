@@ -94,7 +94,8 @@ pub enum DialError {
         got: Identity,
     },
     /// The handshake failed for another reason.
-    #[error("secure handshake with {host} failed: {source}")]
+    // The cause is the source, printed once by whoever prints the chain (`{:#}`).
+    #[error("secure handshake with {host} failed")]
     Handshake {
         /// The server.
         host: HostPort,

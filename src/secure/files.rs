@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,42 @@ pub fn check_private(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Checks that a trust file can be changed by its owner only: whoever may write to it
+/// decides whom the program trusts.
+///
+/// # Errors
+///
+/// If its group or others may write to it: the message says which mode it has and how to
+/// mend it.
+pub fn check_trust_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} may be changed by others (mode {mode:03o}): run chmod 600 on it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The text of a trust file, once it passed [`check_trust_file`]; `None` if it is missing.
+fn read_trust_file(path: &Path) -> Result<Option<String>, FileError> {
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(file_error(path, 0, err.to_string())),
+    };
+    let fail = |err: io::Error| file_error(path, 0, err.to_string());
+    let meta = file.metadata().map_err(fail)?;
+    check_trust_file(path, &meta).map_err(fail)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(fail)?;
+    Ok(Some(text))
+}
+
 /// Creates `path` with `contents`, readable by its owner only, never replacing a file.
 ///
 /// # Errors
@@ -89,13 +125,11 @@ pub struct Trusted {
 ///
 /// # Errors
 ///
-/// For a file that cannot be read, or a line whose identity does not check out (with its
-/// line number: a trust file must never be half read).
+/// For a file that cannot be read or that others may change, or a line whose identity does
+/// not check out (with its line number: a trust file must never be half read).
 pub fn read_trusted(path: &Path) -> Result<Vec<Trusted>, FileError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(file_error(path, 0, err.to_string())),
+    let Some(text) = read_trust_file(path)? else {
+        return Ok(Vec::new());
     };
     let mut trusted = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -161,12 +195,11 @@ pub struct Known {
 ///
 /// # Errors
 ///
-/// For a file that cannot be read or a line that cannot be read as such an entry.
+/// For a file that cannot be read or that others may change, or a line that cannot be read
+/// as such an entry.
 pub fn known_host(path: &Path, host: &HostPort) -> Result<Option<Known>, FileError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(file_error(path, 0, err.to_string())),
+    let Some(text) = read_trust_file(path)? else {
+        return Ok(None);
     };
     let wanted = host.to_string();
     for (i, line) in text.lines().enumerate() {
@@ -199,17 +232,36 @@ pub fn add_known_host(path: &Path, host: &HostPort, id: &Identity) -> io::Result
 }
 
 /// Appends one line, creating the file (and its directory) if missing; trust files are the
-/// owner's alone.
+/// owner's alone. Under an exclusive lock of the file, so that programs adding at once never
+/// interleave; and on a line of its own, whatever the file ended with.
+///
+/// # Errors
+///
+/// If the file cannot be written, or others may change it.
 fn append(path: &Path, line: &str) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
     let mut file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(line.as_bytes())?;
+    check_trust_file(path, &file.metadata()?)?;
+    file.lock()?;
+    let len = file.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+    }
+    let text = match last {
+        [b'\n'] => line.to_string(),
+        _ => format!("\n{line}"),
+    };
+    // In append mode every write goes to the end, wherever the read left the cursor.
+    file.write_all(text.as_bytes())?;
     file.sync_all()
 }
 
@@ -328,6 +380,46 @@ mod tests {
         let err = read_trusted(&path).unwrap_err();
         assert_eq!(err.line, 2, "{err}");
         assert!(err.to_string().contains("typo in the identity"), "{err}");
+    }
+
+    // See: #18 (a file without a final newline was corrupted; others could rewrite it)
+    #[test]
+    fn appends_start_a_line_of_their_own_and_others_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trusted_clients");
+        fs::write(&path, format!("{} laptop", id(1))).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        add_trusted(&path, &id(2), None).unwrap();
+        let ids: Vec<Identity> = read_trusted(&path).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [id(1), id(2)]);
+        // Many at once, each whole on its line.
+        let adders: Vec<_> = (10..30)
+            .map(|n| {
+                let path = path.clone();
+                std::thread::spawn(move || add_trusted(&path, &id(n), Some("x")).unwrap())
+            })
+            .collect();
+        adders.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(read_trusted(&path).unwrap().len(), 22);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = read_trusted(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("may be changed by others (mode 666): run chmod 600 on it"),
+            "{err}"
+        );
+        assert!(add_trusted(&path, &id(3), None).is_err());
+        let host = HostPort {
+            host: "h".into(),
+            port: 1,
+        };
+        let known = dir.path().join("known_hosts");
+        fs::write(&known, format!("a:1 {}", id(1))).unwrap();
+        fs::set_permissions(&known, fs::Permissions::from_mode(0o600)).unwrap();
+        add_known_host(&known, &host, &id(2)).unwrap();
+        assert_eq!(known_host(&known, &host).unwrap().unwrap().line, 2);
+        fs::set_permissions(&known, fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(known_host(&known, &host).is_err());
     }
 
     #[test]

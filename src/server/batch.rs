@@ -177,18 +177,17 @@ impl Session<'_> {
         let manifest = match self.read_manifest(stream, first, &mut charge)? {
             Ok(manifest) => manifest,
             Err(refusal) => {
-                let end = match refusal {
-                    Refusal::Problem(problem) => End::BatchRefused(problem),
-                    Refusal::Busy => {
-                        self.summary.reason =
-                            Some(Reason::ManifestMemory(self.server.budget.manifests.limit()));
-                        End::Denied
+                let (end, why) = match refusal {
+                    Refusal::Problem(problem) => {
+                        let why = problem.to_string();
+                        (End::BatchRefused(problem), why)
                     }
-                };
-                let why = match (&end, &self.summary.reason) {
-                    (End::BatchRefused(problem), _) => problem.to_string(),
-                    (_, Some(reason)) => reason.to_string(),
-                    _ => String::new(),
+                    Refusal::Busy => {
+                        let reason = Reason::ManifestMemory(self.server.budget.manifests.limit());
+                        let why = reason.to_string();
+                        self.summary.reason = Some(reason);
+                        (End::Busy, why)
+                    }
                 };
                 let _ = send_verdict(stream, Verdict::Denied, &why);
                 self.linger(stream);

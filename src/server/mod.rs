@@ -78,6 +78,9 @@ pub enum Event {
     /// The directory for partials is not the server's own (a symlink, another user's, open
     /// to others): cut uploads are not kept. Reported once.
     PartialsRefused(partial::PartialsError),
+    /// The trusted clients' file changed and cannot be read: no one is trusted from it until
+    /// it can. Reported once per problem.
+    TrustedClientsUnreadable(crate::secure::files::FileError),
 }
 
 /// A FUP server: where files go, which rules decide without asking, who is asked otherwise,

@@ -115,7 +115,8 @@ impl Key {
         Some(Key(key))
     }
 
-    fn hex(&self) -> String {
+    /// Its name in the directory of partials: 32 hex digits.
+    pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -291,7 +292,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn seconds(at: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(at.max(0).unsigned_abs())
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(at.max(0).unsigned_abs()))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Opens the directory of partials beneath `upload` (making it first, 0700, when `make`),
@@ -964,6 +967,15 @@ mod tests {
         fs::write(victim.path().join("precious"), b"x").unwrap();
         let partials = partials(dir.path(), DEFAULT_KEEP, DEFAULT_MAX_BYTES);
         let key = key(&id(1), &[("a", 1)]);
+        // Nothing is made before it is needed.
+        assert!(matches!(
+            partials.open(key, &id(1), false).unwrap(),
+            Opened::Absent
+        ));
+        assert!(!partials.path().exists());
+        drop(open(&partials, key, &id(1)));
+        assert!(partials.path().is_dir());
+        fs::remove_dir_all(path(&partials, key)).unwrap();
         std::os::unix::fs::symlink(victim.path(), path(&partials, key)).unwrap();
         assert!(partials.open(key, &id(1), false).is_err());
         assert!(partials.open(key, &id(1), true).is_err());

@@ -21,7 +21,7 @@ use super::{Event, Progress, Server};
 use crate::batch::{self, Totals};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, discard};
-use crate::secure::{probe, stream as tls};
+use crate::secure::{Identity, probe, stream as tls};
 use crate::wire::{
     Body, HEADER_LEN, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID,
     ResponseByte, Verdict,
@@ -127,10 +127,31 @@ impl<'a> Session<'a> {
         let mut tls = tls::accept(&mut *stream, Arc::clone(&secure.config), deadline)
             .map_err(Error::Handshake)?;
         let id = tls.peer();
-        self.summary.client = Client::Secure {
-            id,
-            trusted: secure.trusted.find(&id),
-        };
+        self.authenticated(&mut tls, id)
+    }
+
+    /// Serves what follows secure mode's handshake on `stream`, for a client that proved it
+    /// holds the key of `id`: the same as [`Session::run`] once TLS is up, for tests and for
+    /// fuzzing the frames that come inside it.
+    pub fn run_authenticated<S: Conn>(mut self, mut stream: S, id: Identity) -> Summary {
+        let started = Instant::now();
+        self.summary.end = self
+            .authenticated(&mut stream, id)
+            .unwrap_or_else(End::Failed);
+        self.summary.elapsed = started.elapsed();
+        self.summary
+    }
+
+    /// Inside secure mode, from a client that is `id`: a batch or one request, told apart by
+    /// the first message's type.
+    fn authenticated<S: Conn>(&mut self, tls: &mut S, id: Identity) -> Result<End> {
+        let trusted = self.server.secure.as_ref().and_then(|secure| {
+            if let (Some(err), Some(report)) = (secure.trusted.refresh(), self.report) {
+                report(Event::TrustedClientsUnreadable(err));
+            }
+            secure.trusted.find(&id)
+        });
+        self.summary.client = Client::Secure { id, trusted };
         // Keys are free to make, but each one's connections are counted all the same.
         let clients = &self.server.budget.clients;
         let Some(_held) = clients.take(&id) else {
@@ -139,9 +160,8 @@ impl<'a> Session<'a> {
         // Then the first message within the timeout: the client may have asked its user
         // whether to trust this server first.
         let deadline = Deadline::after(self.server.timeout);
-        // Inside, a batch or one request, told apart by the first message's type.
         let mut head = [0; HEADER_LEN];
-        match deadline.reader(&mut tls).read(&mut head[..1]) {
+        match deadline.reader(tls).read(&mut head[..1]) {
             // Closed (with or without TLS's close_notify) before a request.
             Ok(0) => return Ok(End::NoRequest),
             Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(End::NoRequest),
@@ -149,21 +169,21 @@ impl<'a> Session<'a> {
             Err(err) => return Err(deadline.error(err, MsgType::Request)),
         }
         deadline
-            .reader(&mut tls)
+            .reader(tls)
             .read_exact(&mut head[1..])
             .map_err(|err| deadline.error(err, MsgType::Request))?;
         if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) == batch::frame::MANIFEST {
             let frame = batch::frame::Frame::read_from(&mut &head[..])?
                 .ok_or(Error::Closed(MsgType::Request))?;
-            return self.batch(&mut tls, frame);
+            return self.batch(tls, frame);
         }
-        let first = match Message::read_from((&head[..]).chain(deadline.reader(&mut tls))) {
+        let first = match Message::read_from((&head[..]).chain(deadline.reader(tls))) {
             Ok(Some(msg)) => msg,
             Ok(None) => return Ok(End::NoRequest),
             Err(Error::Io(err)) => return Err(deadline.error(err, MsgType::Request)),
             Err(err) => return Err(err),
         };
-        self.request(&mut tls, first)
+        self.request(tls, first)
     }
 
     /// The exchange that follows a request, `msg`: name checks, decision, answer, data.

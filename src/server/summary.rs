@@ -31,6 +31,9 @@ pub enum End {
     Batch(Vec<String>),
     /// A batch was refused whole before anything was created.
     BatchRefused(BatchProblem),
+    /// A batch was turned away before its manifest was read whole, for a reason of the
+    /// server's (in [`Summary::reason`]): to be tried again later.
+    Busy,
     /// The exchange failed; nothing was stored.
     Failed(Error),
 }
@@ -119,7 +122,7 @@ impl Summary {
         match self.end {
             End::Stored(_) | End::Batch(_) => "stored",
             End::Refused(_) | End::BatchRefused(_) => "refused",
-            End::Denied => "denied",
+            End::Denied | End::Busy => "denied",
             End::Abandoned => "dropped",
             End::Failed(_) => "failed",
             End::NoRequest => "no request",
@@ -302,6 +305,9 @@ impl Summary {
         if let End::BatchRefused(problem) = &self.end {
             return Some(format!("refused batch from {peer}: {problem}"));
         }
+        if let (End::Busy, Some(reason)) = (&self.end, &self.reason) {
+            return Some(format!("denied batch from {peer}: {reason}"));
+        }
         let totals = self.batch.as_ref()?;
         let what = format!("batch of {totals} ({} bytes)", totals.bytes);
         let reason = |f: &str| match &self.reason {
@@ -404,7 +410,7 @@ impl fmt::Display for Summary {
                 }
             }
             End::Refused(problem) => write!(f, "refused {name} {size} from {peer}: {problem}"),
-            End::Denied => {
+            End::Denied | End::Busy => {
                 write!(f, "denied {name} {size} from {peer}")?;
                 match &self.reason {
                     Some(reason) => write!(f, ": {reason}"),

@@ -1,6 +1,5 @@
 //! Who a client is, as far as its connection proves it ([`Client`]), and the server's side
-//! of secure mode ([`SecureMode`]): its TLS configuration, the clients it trusts, and whether
-//! plain uploads are refused.
+//! of secure mode ([`SecureMode`]): its TLS configuration and the clients it trusts.
 
 use std::fmt;
 use std::io;
@@ -70,12 +69,47 @@ impl fmt::Display for Client {
     }
 }
 
-/// The clients a server accepts without asking: a `trusted_clients` file, read at start and
+/// The clients a server accepts without asking: a `trusted_clients` file, read at start,
+/// read again whenever it changes (so that removing a line revokes a client at once), and
 /// added to when the operator answers `a` (always).
 #[derive(Debug)]
 pub struct TrustedClients {
     file: PathBuf,
-    list: Mutex<Vec<Trusted>>,
+    read: Mutex<Read>,
+}
+
+/// The file as last read.
+#[derive(Debug, Default)]
+struct Read {
+    list: Vec<Trusted>,
+    /// What the file looked like then (`None`: missing).
+    stamp: Option<Stamp>,
+    /// Why it could not be read then (no one is trusted from it meanwhile).
+    error: Option<FileError>,
+}
+
+/// Enough of a file's metadata to see that it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: i64,
+    changed_ns: i64,
+}
+
+fn stamp(file: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).ok()?;
+    Some(Stamp {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        changed: meta.ctime(),
+        changed_ns: meta.ctime_nsec(),
+    })
 }
 
 impl TrustedClients {
@@ -83,10 +117,16 @@ impl TrustedClients {
     ///
     /// # Errors
     ///
-    /// If it cannot be read, or a line is not an identity (with its line number).
+    /// If it cannot be read, others may change it, or a line is not an identity (with its
+    /// line number).
     pub fn load(file: &Path) -> Result<TrustedClients, FileError> {
+        let stamp = stamp(file);
         Ok(TrustedClients {
-            list: Mutex::new(read_trusted(file)?),
+            read: Mutex::new(Read {
+                list: read_trusted(file)?,
+                stamp,
+                error: None,
+            }),
             file: file.to_path_buf(),
         })
     }
@@ -96,10 +136,41 @@ impl TrustedClients {
         &self.file
     }
 
+    /// Reads the file again if it changed since it was last read. Returns why it cannot be
+    /// read, the first time it cannot: until it can, no one is trusted from it.
+    pub fn refresh(&self) -> Option<FileError> {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = stamp(&self.file);
+        // File times are coarse (a few ms): a file changed in the last seconds may have
+        // changed again within the same tick, unseen; it is read again until it settles.
+        let settled = now
+            .and_then(|stamp| stamp.modified)
+            .and_then(|at| at.elapsed().ok())
+            .is_none_or(|age| age > std::time::Duration::from_secs(2));
+        if now == read.stamp && settled {
+            return None;
+        }
+        read.stamp = now;
+        match read_trusted(&self.file) {
+            Ok(list) => {
+                read.list = list;
+                read.error = None;
+                None
+            }
+            Err(err) => {
+                read.list.clear();
+                let first = read.error.as_ref() != Some(&err);
+                read.error = Some(err.clone());
+                first.then_some(err)
+            }
+        }
+    }
+
     /// How `id` is trusted: `Some(label)` if it is, `None` if not.
     pub fn find(&self, id: &Identity) -> Option<Option<String>> {
-        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        list.iter()
+        let read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        read.list
+            .iter()
             .find(|trusted| trusted.id == *id)
             .map(|trusted| trusted.label.clone())
     }
@@ -110,15 +181,17 @@ impl TrustedClients {
     ///
     /// If the file cannot be written (the client is then not trusted).
     pub fn add(&self, id: &Identity) -> io::Result<()> {
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        if list.iter().any(|trusted| trusted.id == *id) {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        if read.list.iter().any(|trusted| trusted.id == *id) {
             return Ok(());
         }
         add_trusted(&self.file, id, None)?;
-        list.push(Trusted {
+        read.list.push(Trusted {
             id: *id,
             label: None,
         });
+        // What was added is known; a change by someone else after it is read next time.
+        read.stamp = stamp(&self.file);
         Ok(())
     }
 }
@@ -130,4 +203,44 @@ pub struct SecureMode {
     pub config: Arc<ServerConfig>,
     /// The clients accepted without asking.
     pub trusted: TrustedClients,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn id(seed: u8) -> Identity {
+        Identity::of_public_key(&[seed; 44])
+    }
+
+    // See: #18 (revoking a client needed a restart)
+    #[test]
+    fn a_changed_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trusted_clients");
+        fs::write(&file, format!("{} laptop\n", id(1))).unwrap();
+        let trusted = TrustedClients::load(&file).unwrap();
+        assert_eq!(trusted.refresh(), None);
+        assert_eq!(trusted.find(&id(1)), Some(Some("laptop".into())));
+        // Revoked by removing the line, granted by adding one: seen at once.
+        fs::write(&file, format!("{}\n", id(2))).unwrap();
+        assert_eq!(trusted.refresh(), None);
+        assert_eq!(trusted.find(&id(1)), None);
+        assert_eq!(trusted.find(&id(2)), Some(None));
+        // A file that cannot be read trusts no one, and says so once.
+        fs::write(&file, "not an identity\n").unwrap();
+        assert!(trusted.refresh().is_some());
+        assert_eq!(trusted.find(&id(2)), None);
+        fs::write(&file, format!("{}\nnot an identity\n", id(2))).unwrap();
+        assert!(trusted.refresh().is_some(), "another problem is said too");
+        assert_eq!(trusted.refresh(), None, "but not twice");
+        assert_eq!(trusted.find(&id(2)), None);
+        fs::remove_file(&file).unwrap();
+        assert_eq!(trusted.refresh(), None);
+        trusted.add(&id(3)).unwrap();
+        assert_eq!(trusted.find(&id(3)), Some(None));
+        assert_eq!(trusted.refresh(), None);
+        assert_eq!(trusted.find(&id(3)), Some(None));
+    }
 }

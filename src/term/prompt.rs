@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::screen::{PROMPT, PROMPT_ALWAYS, Screen};
+use crate::net::Deadline;
 use crate::server::budget::{FairQueue, address_key};
 use crate::server::{Approve, Ask, Client, Decision, Reason};
 use crate::text;
@@ -188,9 +189,7 @@ impl<W: Write + Send> TerminalApprover<W> {
         let save_as = ask.save_as();
         self.screen
             .begin_question(out, &question(ask, &save_as, self.waiting_behind()));
-        let deadline = self
-            .prompt_timeout
-            .and_then(|t| Instant::now().checked_add(t));
+        let deadline = self.prompt_timeout.map(Deadline::after);
         if !(self.foreground)() {
             let until = match self.prompt_timeout {
                 Some(t) => format!(", or it is denied in {} s", t.as_secs_f64()),
@@ -241,13 +240,11 @@ impl<W: Write + Send> TerminalApprover<W> {
     fn wait_for_answer(
         &self,
         answers: &Receiver<String>,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
         client_gone: &dyn Fn() -> bool,
     ) -> Result<String, Reason> {
         loop {
-            let wait = deadline.map_or(POLL, |d| {
-                d.saturating_duration_since(Instant::now()).min(POLL)
-            });
+            let wait = deadline.map_or(POLL, |d| d.time_left().unwrap_or_default().min(POLL));
             match answers.recv_timeout(wait) {
                 Ok(answer) => return Ok(answer),
                 Err(RecvTimeoutError::Disconnected) => return Err(Reason::NoInput),
@@ -258,7 +255,7 @@ impl<W: Write + Send> TerminalApprover<W> {
                     if client_gone() {
                         return Err(Reason::Withdrawn);
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if deadline.is_some_and(|d| d.time_left().is_err()) {
                         let limit = self.prompt_timeout.unwrap_or_default();
                         return Err(match (self.foreground)() {
                             true => Reason::PromptTimeout(limit),
@@ -447,10 +444,10 @@ mod tests {
 
     /// Waits (at most 10 s) until `needle` is on the screen.
     fn wait_for(screen: &Screen, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Deadline::after(Duration::from_secs(10));
         while !screen.text().contains(needle) {
             assert!(
-                Instant::now() < deadline,
+                deadline.time_left().is_ok(),
                 "{needle:?} never shown in {:?}",
                 screen.text()
             );

@@ -1,0 +1,86 @@
+//! Fuzzes what a secure client sends after the TLS handshake (batches: manifests, proofs,
+//! data, digests; or a single request), over an in-memory stream, with partials kept and a
+//! small memory budget for manifests: the session ends without panicking, everything it
+//! answers is well-formed frames, no temp file is left in the upload directory, and a
+//! partial is kept only under the server's own directory of partials.
+#![no_main]
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use fup::batch::frame::{self, Frame};
+use fup::secure::Identity;
+use fup::server::budget::{Budget, MemoryBudget};
+use fup::server::{Ask, Partials, Policy, Server, Store};
+use fup::testing::Duplex;
+use fup::Verdict;
+use libfuzzer_sys::fuzz_target;
+
+fn dir() -> &'static tempfile::TempDir {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    // tmpfs when there is one: the target writes files on accepted runs.
+    DIR.get_or_init(|| tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap())
+}
+
+/// Everything under `path`, relative, for the checks; then it is emptied for the next run.
+fn entries(path: &Path, out: &mut Vec<String>, prefix: &str) {
+    for entry in fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let kind = entry.file_type().unwrap();
+        out.push(name.clone());
+        if kind.is_dir() {
+            entries(&entry.path(), out, &format!("{name}/"));
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let dir = dir();
+    // The first byte is the operator: odd accepts, even denies.
+    let Some((&operator, client)) = data.split_first() else { return };
+    let approve =
+        move |_: &Ask<'_>| if operator % 2 == 1 { Verdict::Accepted } else { Verdict::Denied };
+    let budget = Budget {
+        manifests: Arc::new(MemoryBudget::new(256 * 1024)),
+        ..Budget::default()
+    };
+    let partials = Partials::in_dir(dir.path(), Duration::from_secs(3600), 1 << 20).unwrap();
+    let server = Server::new(Store::open(dir.path()).unwrap(), Policy::default())
+        .with_operator(approve)
+        .with_budget(budget)
+        .with_partials(partials);
+    let mut duplex = Duplex::new(&[client]);
+    let id = Identity::of_public_key(&[7; 32]);
+    let _summary = server
+        .session("127.0.0.1:1".parse().unwrap())
+        .run_authenticated(&mut duplex, id);
+    assert_eq!(server.budget().manifests.used(), 0, "the manifest's memory is given back");
+
+    // Whatever the server wrote is well-formed frames (or plain responses and results).
+    let mut replies = &duplex.output[..];
+    while let Some(frame) = Frame::read_from(&mut replies).expect("server output decodes") {
+        let body = frame::read_body(&mut replies, frame.len, 1 << 24).expect("a whole body");
+        match frame.kind {
+            frame::VERDICT => assert!(body.first().is_some_and(|&b| b <= 1)),
+            frame::DONE => drop(frame::decode_done(&body).expect("a done message decodes")),
+            frame::RESUME_AT => assert_eq!(body.len(), 8),
+            2 | 4 => assert_eq!(body.len(), 5),
+            other => panic!("unexpected frame type {other:#x}"),
+        }
+    }
+    let mut all = Vec::new();
+    entries(dir.path(), &mut all, "");
+    for name in &all {
+        assert!(!name.starts_with(".fup-") || name.starts_with(".fup-partial"), "left behind: {name}");
+    }
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        match entry.file_type().unwrap().is_dir() {
+            true => fs::remove_dir_all(entry.path()).unwrap(),
+            false => fs::remove_file(entry.path()).unwrap(),
+        }
+    }
+});
