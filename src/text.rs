@@ -98,6 +98,32 @@ pub fn from_peer(text: &str) -> String {
     escape(&cut(text, MAX_SHOWN))
 }
 
+/// Like [`from_peer`] for bytes that may not be UTF-8: at most [`MAX_SHOWN`] characters
+/// or invalid bytes (shown as `\xNN`), then `…`.
+pub fn from_peer_bytes(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if shown == MAX_SHOWN {
+                out.push('…');
+                return out;
+            }
+            push_escaped(&mut out, c.encode_utf8(&mut [0; 4]));
+            shown += 1;
+        }
+        for b in chunk.invalid() {
+            if shown == MAX_SHOWN {
+                out.push('…');
+                return out;
+            }
+            let _ = write!(out, "\\x{b:02x}");
+            shown += 1;
+        }
+    }
+    out
+}
+
 /// Text that came from the other side, kept as text but defused: cut to [`MAX_SHOWN`]
 /// characters, and every control or invisible character written as `\u{..}` (quotes and
 /// backslashes stay as they are). For what is kept or printed as data (JSON fields, a
@@ -224,6 +250,21 @@ mod tests {
         assert_eq!(defused, r#"ok "q" \ \u{1b}]0;t\u{7}\u{9b}31m\u{202e}"#);
         assert!(!defused.chars().any(|c| c.is_control() || is_invisible(c)));
         assert!(defuse(&"x".repeat(10_000)).ends_with('…'));
+    }
+
+    #[test]
+    fn peer_bytes_are_cut_too() {
+        assert_eq!(from_peer_bytes(b"ok\xff\n"), r"ok\xff\n");
+        let long = [b'a'; 1000];
+        assert_eq!(
+            from_peer_bytes(&long),
+            format!("{}…", "a".repeat(MAX_SHOWN))
+        );
+        let bad = [0xffu8; 1000];
+        assert_eq!(
+            from_peer_bytes(&bad),
+            format!("{}…", r"\xff".repeat(MAX_SHOWN))
+        );
     }
 
     #[test]

@@ -13,27 +13,6 @@ use fup::batch::{Entry, Kind};
 
 use crate::util::*;
 
-fn entry(path: &str, kind: Kind) -> Entry {
-    Entry {
-        path: path.split('/').map(str::to_string).collect(),
-        kind,
-    }
-}
-
-fn file(path: &str, size: u64) -> Entry {
-    entry(
-        path,
-        Kind::File {
-            size,
-            executable: false,
-        },
-    )
-}
-
-fn dir(path: &str) -> Entry {
-    entry(path, Kind::Dir)
-}
-
 /// Every path below `dir`, relative, sorted; directories end in `/`.
 fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -209,37 +188,37 @@ fn hostile_batches_are_refused_whole_and_nothing_is_made() {
     let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
         (
             "dot dot",
-            vec![dir("a"), file("a/../../etc/x", 1)],
+            vec![dir_entry("a"), file_entry("a/../../etc/x", 1)],
             "\"a/../../etc/x\": name is . or ..",
         ),
         (
             "absolute",
-            vec![file("/etc/passwd", 1)],
+            vec![file_entry("/etc/passwd", 1)],
             "\"/etc/passwd\": name is empty",
         ),
         (
             "file and directory",
-            vec![file("a", 1), file("a/b", 1)],
+            vec![file_entry("a", 1), file_entry("a/b", 1)],
             "\"a/b\" is inside a file",
         ),
         (
             "duplicate",
-            vec![dir("a"), file("a/b", 1), file("a/b", 1)],
+            vec![dir_entry("a"), file_entry("a/b", 1), file_entry("a/b", 1)],
             "\"a/b\" comes twice",
         ),
         (
             "no parent",
-            vec![file("a/b", 1)],
+            vec![file_entry("a/b", 1)],
             "\"a/b\" comes before its directory",
         ),
         (
             "out of its run",
-            vec![dir("a"), dir("b"), file("a/x", 1)],
+            vec![dir_entry("a"), dir_entry("b"), file_entry("a/x", 1)],
             "\"a/x\" comes after another top item",
         ),
         (
             "hidden",
-            vec![dir("a"), file("a/.ssh", 1)],
+            vec![dir_entry("a"), file_entry("a/.ssh", 1)],
             "\"a/.ssh\": name starts with a dot",
         ),
         ("too deep", too_deep, "is more than 64 levels deep"),
@@ -281,7 +260,7 @@ fn hostile_batches_are_refused_whole_and_nothing_is_made() {
     ];
     for (what, after) in lies {
         let (_config, mut link) = secure_link(port);
-        frame::write_manifest(&mut link, &[dir("t"), file("t/f", 3)]).unwrap();
+        frame::write_manifest(&mut link, &[dir_entry("t"), file_entry("t/f", 3)]).unwrap();
         link.flush().unwrap();
         assert_eq!(verdict(&mut link), None, "{what}");
         link.write_all(&after).unwrap();
@@ -431,7 +410,7 @@ fn a_lying_digest_publishes_nothing() {
     let inbox = tempfile::tempdir().unwrap();
     let server = Running::fup_server(inbox.path(), &["--yes"], Input::Text(""));
     let (_config, mut link) = secure_link(server.addr.port());
-    frame::write_manifest(&mut link, &[file("f.txt", 3)]).unwrap();
+    frame::write_manifest(&mut link, &[file_entry("f.txt", 3)]).unwrap();
     link.flush().unwrap();
     assert_eq!(verdict(&mut link), None);
     let mut data = Frame {

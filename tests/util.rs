@@ -535,27 +535,10 @@ pub fn stamp_len(line: &str) -> Option<usize> {
 }
 
 /// A secure connection to `port` on 127.0.0.1, as a client of its own.
-pub fn secure_link(port: u16) -> (tempfile::TempDir, Link) {
-    let config = tempfile::tempdir().unwrap();
-    let keys = fup::secure::Keys::load_or_create(config.path()).unwrap();
-    let host = HostPort {
-        host: "127.0.0.1".into(),
-        port,
-    };
-    let known = config.path().join("known_hosts");
-    let mut dialer = Dialer::new(
-        host,
-        Mode::Secure,
-        Some(&keys),
-        known,
-        None,
-        TIMEOUT,
-        |_, _| true,
-    )
-    .unwrap();
-    let (link, _) = dialer.dial().unwrap();
-    assert!(link.server_id().is_some());
-    (config, link)
+pub fn secure_link(port: u16) -> (Install, Link) {
+    let client = install();
+    let link = secure_link_as(&client, port);
+    (client, link)
 }
 
 /// A secure connection to `port` on 127.0.0.1 as `install`.
@@ -576,7 +559,28 @@ pub fn secure_link_as(install: &Install, port: u16) -> Link {
         |_, _| true,
     )
     .unwrap();
-    dialer.dial().unwrap().0
+    let (link, _) = dialer.dial().unwrap();
+    assert!(link.server_id().is_some());
+    link
+}
+
+/// A file of `size` bytes at `path` (components joined by `/`) in a batch.
+pub fn file_entry(path: &str, size: u64) -> fup::batch::Entry {
+    fup::batch::Entry {
+        path: path.split('/').map(str::to_string).collect(),
+        kind: fup::batch::Kind::File {
+            size,
+            executable: false,
+        },
+    }
+}
+
+/// A directory at `path` in a batch.
+pub fn dir_entry(path: &str) -> fup::batch::Entry {
+    fup::batch::Entry {
+        path: path.split('/').map(str::to_string).collect(),
+        kind: fup::batch::Kind::Dir,
+    }
 }
 
 /// Reads the server's verdict: `None` when accepted, the reason when denied.

@@ -4,11 +4,11 @@
 //! ```text
 //! client                                          server
 //!   | MANIFEST (0x11) × n, entries, last on the end  |
-//!   | ---------------------------------------------> |  checks the batch whole, decides once
+//!   | ---------------------------------------------> |  checks each entry as it comes, decides once
 //!   | VERDICT (0x12): 1 denied + why, or 0 accepted, |
 //!   |   next u32, held u64: where the batch resumes  |
 //!   | <--------------------------------------------- |
-//!   | only when held > 0 (#13):                      |
+//!   | only when held > 0:                            |
 //!   | PROOF (0x15): msgid next, held u64 + the       |
 //!   |   BLAKE3 of the client's first held bytes      |
 //!   | ---------------------------------------------> |  compared with what the server holds
@@ -44,16 +44,16 @@ pub const DONE: u32 = 0x13;
 /// File bytes, as in the plain protocol.
 pub const DATA: u32 = 3;
 /// After a file's last data message: the BLAKE3 of its bytes as the client read them (32
-/// bytes), for the server to compare before it publishes anything (#13).
+/// bytes), for the server to compare before it publishes anything.
 pub const DIGEST: u32 = 0x14;
 
 /// The client's proof that its copy of the file being resumed starts with the bytes the
-/// server holds (#13): `held u64`, then their BLAKE3.
+/// server holds: `held u64`, then their BLAKE3.
 pub const PROOF: u32 = 0x15;
 /// The server's answer to a proof: `offset u64`, where that file's data starts.
 pub const RESUME_AT: u32 = 0x16;
 
-/// Where an accepted batch starts (#13): every entry before `next` is already stored from an
+/// Where an accepted batch starts: every entry before `next` is already stored from an
 /// earlier try (or in the tree being built), and `held` bytes of entry `next` are there,
 /// still to be proven. A new batch starts at 0, 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

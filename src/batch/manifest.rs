@@ -21,7 +21,7 @@ pub const ENTRY_HEAD: usize = 11;
 /// The first block of path bytes; each next one is twice the last, up to [`MAX_BLOCK`].
 const FIRST_BLOCK: usize = 4096;
 /// The largest block of path bytes.
-const MAX_BLOCK: usize = 1024 * 1024;
+const MAX_BLOCK: usize = 4 * 1024 * 1024;
 /// Bytes of one entry's record.
 const REC: u64 = std::mem::size_of::<Rec>() as u64;
 

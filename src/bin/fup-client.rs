@@ -190,7 +190,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // With a server that offers secure mode, the whole command is one batch (#12). What
+    // With a server that offers secure mode, the whole command is one batch. What
     // cannot be read is said first, without connecting, and is not part of it.
     let mut first = None;
     let (files, missing) = readable(&args.files);
@@ -316,7 +316,7 @@ fn open(path: &Path, name: Option<&str>) -> anyhow::Result<Upload> {
     let file = File::open(path).context("cannot open file")?;
     let meta = file.metadata().context("cannot read file metadata")?;
     if meta.is_dir() {
-        // Until servers take trees (#12), send one as an archive on standard input.
+        // Until servers take trees, send one as an archive on standard input.
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -434,7 +434,7 @@ struct Done {
     secure: bool,
     /// Whether the server checked it end to end (BLAKE3).
     verified: bool,
-    /// Bytes the server had from cut tries, not sent again (#13).
+    /// Bytes the server had from cut tries, not sent again.
     resumed: u64,
     /// Why the server could not store it, when it said (secure mode).
     why: Option<String>,
@@ -461,7 +461,7 @@ fn readable(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, io::Error)>) {
     (good, bad)
 }
 
-/// The whole command as one batch over a secure link (#12): files and trees, one decision,
+/// The whole command as one batch over a secure link: files and trees, one decision,
 /// one connection; one line per top item, then the totals (`failed` already, those that
 /// could not be read).
 fn batch_main(
@@ -549,7 +549,7 @@ fn batch_main(
                 }
             },
         );
-        // A connection that failed on the way (#13): again after a pause, resuming. What is
+        // A connection that failed on the way: again after a pause, resuming. What is
         // not the network's doing (an identity that changed, a server no longer secure)
         // ends the tries with its own error.
         match outcome {

@@ -132,6 +132,7 @@ struct Args {
 
 fn main() -> ExitCode {
     fup::net::sys::keep_freed_memory();
+    fup::net::sys::few_heap_arenas();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     match run(Args::parse()) {
@@ -179,9 +180,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 server = server.with_partials(partials);
             }
             // Serving without resume beats not serving: cut uploads then keep nothing.
-            Err(err) => eprintln!(
-                "fup-server: warning: cut secure uploads will not resume (nothing is kept): {err}"
-            ),
+            Err(err) => eprintln!("fup-server: warning: {NO_RESUME}: {err}"),
         }
     }
     let server = Arc::new(server);
@@ -223,6 +222,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         .serve(listener, move |event| log.report(event))
         .context("cannot accept connections")
 }
+
+/// What a directory of partials that is not the server's own means.
+const NO_RESUME: &str = "cut secure uploads will not resume (nothing is kept)";
 
 /// A count of at least 1.
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -383,10 +385,7 @@ impl Log {
                 }
             }
             Event::PartialsRefused(err) => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "fup-server: warning: cut secure uploads will not resume (nothing is kept): {err}"
-                );
+                let _ = writeln!(io::stderr(), "fup-server: warning: {NO_RESUME}: {err}");
                 return;
             }
             Event::TrustedClientsUnreadable(err) => {

@@ -1,4 +1,4 @@
-//! Sending a batch over secure mode (#12): the manifest, one verdict for it all, then every
+//! Sending a batch over secure mode: the manifest, one verdict for it all, then every
 //! file's data in manifest order without waiting between files, and the server's account of
 //! every top item at the end.
 
@@ -28,7 +28,7 @@ pub enum BatchOutcome {
     Done(Vec<ItemDone>),
 }
 
-/// How a batch resumed a try that was cut (#13).
+/// How a batch resumed a try that was cut.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resumed {
     /// Files the server had stored (or kept) whole from earlier tries.
@@ -43,7 +43,7 @@ pub struct Resumed {
 /// What happens on the way, besides progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchEvent {
-    /// The server resumes a cut try (after this copy's prefix was proven, #13).
+    /// The server resumes a cut try (after this copy's prefix was proven).
     Resumed(Resumed),
     /// Entry `index` was sent whole, and these are its bytes' BLAKE3 (also those sent by an
     /// earlier try, for a file resumed in its middle).

@@ -110,6 +110,21 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Keeps the heap in two arenas, for a server that serves many connections at once.
+///
+/// glibc gives each thread that meets contention an arena of its own, up to eight per core,
+/// and each keeps up to the trim threshold (64 MiB, see [`keep_freed_memory`]) of freed
+/// memory: 64 strangers' manifests, each refused once it had grown to a few MiB, left the
+/// server at 365 MiB of RSS with 128 MiB live at most. Two arenas bound what is kept to two
+/// thresholds; measured the same: 207 MiB, and secure uploads as fast.
+pub fn few_heap_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Whether this process is in the foreground of the terminal `tty` (its process group is the
 /// terminal's foreground group); `None` when `tty` is not a terminal.
 pub fn is_foreground(tty: BorrowedFd<'_>) -> Option<bool> {

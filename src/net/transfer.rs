@@ -120,7 +120,7 @@ pub struct Mover {
     #[cfg(target_os = "linux")]
     pipe: Option<super::sys::Pipe>,
     hasher: Option<Sha256>,
-    /// BLAKE3 of the current file, for secure mode's end-to-end check (#13).
+    /// BLAKE3 of the current file, for secure mode's end-to-end check.
     blake3: Option<Box<blake3::Hasher>>,
 }
 
@@ -149,7 +149,7 @@ impl Mover {
     }
 
     /// The BLAKE3 of the current file's bytes moved so far, and how many there were,
-    /// without ending it (for a partial kept at a cut, #13).
+    /// without ending it (for a partial kept at a cut).
     pub fn blake3_so_far(&self) -> Option<(u64, [u8; 32])> {
         let hasher = self.blake3.as_ref()?;
         Some((hasher.count(), *hasher.finalize().as_bytes()))
@@ -164,7 +164,7 @@ impl Mover {
 
     /// Hashes the first `len` bytes of `file` (from its start) as the current file's
     /// beginning, and returns their BLAKE3: a resumed file's prefix, read back from disk on
-    /// either side (#13). Leaves the file's position at `len`.
+    /// either side. Leaves the file's position at `len`.
     ///
     /// # Errors
     ///

@@ -35,17 +35,12 @@ pub fn config_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// If the file cannot be read, or its group or others may read or write it: the message says
 /// which mode it has and how to mend it.
 pub fn check_private(path: &Path) -> io::Result<()> {
-    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} may be read by others (mode {mode:03o}): run chmod 600 on it",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
+    refuse_mode(
+        path,
+        fs::metadata(path)?.permissions().mode(),
+        0o077,
+        "read",
+    )
 }
 
 /// Checks that a trust file can be changed by its owner only: whoever may write to it
@@ -56,17 +51,23 @@ pub fn check_private(path: &Path) -> io::Result<()> {
 /// If its group or others may write to it: the message says which mode it has and how to
 /// mend it.
 pub fn check_trust_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} may be changed by others (mode {mode:03o}): run chmod 600 on it",
-                path.display()
-            ),
-        ));
+    refuse_mode(path, meta.permissions().mode(), 0o022, "changed")
+}
+
+/// Refuses `path` if its `mode` has any bit of `others` (who else may do `what` to it), with
+/// the `chmod` that mends it.
+fn refuse_mode(path: &Path, mode: u32, others: u32, what: &str) -> io::Result<()> {
+    let mode = mode & 0o777;
+    if mode & others == 0 {
+        return Ok(());
     }
-    Ok(())
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} may be {what} by others (mode {mode:03o}): run chmod 600 on it",
+            path.display()
+        ),
+    ))
 }
 
 /// The text of a trust file, once it passed [`check_trust_file`]; `None` if it is missing.

@@ -8,9 +8,9 @@
 //! starts on the same connection. Plain clients never send it and are served as before.
 //!
 //! `seq` carries the version of what runs inside TLS: 1 is the FUP exchange itself
-//! (request, response, data, result), with 0 meaning accepted; 2 adds batches (#12), told
+//! (request, response, data, result), with 0 meaning accepted; 2 adds batches, told
 //! apart from a request by the first message's type; 3 checks every file of a batch end to
-//! end and resumes cut batches (#13).
+//! end and resumes cut batches.
 
 use crate::wire::{Body, HEADER_LEN, Message};
 

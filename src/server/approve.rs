@@ -24,9 +24,9 @@ pub struct Ask<'a> {
     pub name: &'a RequestName,
     /// The file's size in bytes, as announced (for a batch: all its files together).
     pub size: u64,
-    /// For a batch (#12): what it holds; `name` is then its first top item.
+    /// For a batch: what it holds; `name` is then its first top item.
     pub batch: Option<&'a Totals>,
-    /// For a batch resumed after a cut (#13): the bytes an earlier try left, of `size`.
+    /// For a batch resumed after a cut: the bytes an earlier try left, of `size`.
     pub resuming: Option<u64>,
     /// Where it will be stored.
     pub store: &'a Store,

@@ -52,7 +52,7 @@ const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A file this large, when the batch may resume, starts after a checkpoint: what comes before
 /// is made durable and recorded, so that a server killed in the middle of it resumes inside
-/// it (#13). Inside a tree, a checkpoint is also taken after as many files, bytes or time as
+/// it. Inside a tree, a checkpoint is also taken after as many files, bytes or time as
 /// a flush of top files.
 const CHECKPOINT_BEFORE: u64 = 16 * 1024 * 1024;
 
@@ -564,7 +564,9 @@ impl Session<'_> {
                     Err(problem) => Err(Refusal::Problem(problem)),
                 });
             }
-            frame = next_frame(stream, deadline)?;
+            frame = Frame::read_from(&mut deadline.reader(stream))
+                .map_err(|err| deadline.error(err, MsgType::Request))?
+                .ok_or(Error::Closed(MsgType::Request))?;
         }
     }
 
@@ -940,4 +942,111 @@ fn make_executable(file: &std::fs::File) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(
         mode | ((mode & 0o444) >> 2),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Entry;
+    use crate::secure::Identity;
+    use crate::server::budget::{Budget, MemoryBudget};
+    use crate::server::{Partials, Policy, Server, Store, Summary};
+    use crate::testing::Duplex;
+    use std::sync::Arc;
+
+    fn entry(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.split('/').map(str::to_string).collect(),
+            kind,
+        }
+    }
+
+    fn file(size: u64) -> Kind {
+        Kind::File {
+            size,
+            executable: false,
+        }
+    }
+
+    /// A whole batch from a client: its manifest, then each file's data and digest.
+    fn batch(entries: &[Entry], contents: &[(u32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::write_manifest(&mut out, entries).unwrap();
+        for (index, bytes) in contents {
+            frame::send(&mut out, DATA, *index, true, bytes).unwrap();
+            frame::send(
+                &mut out,
+                DIGEST,
+                *index,
+                true,
+                blake3::hash(bytes).as_bytes(),
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    fn run(server: &Server, client: &[u8]) -> (Summary, Vec<Frame>) {
+        let mut duplex = Duplex::new(&[client]);
+        let summary = server
+            .session("127.0.0.1:4000".parse().unwrap())
+            .run_authenticated(&mut duplex, Identity::of_public_key(&[1]));
+        let mut frames = Vec::new();
+        let mut replies = &duplex.output[..];
+        while let Some(frame) = Frame::read_from(&mut replies).unwrap() {
+            frame::read_body(&mut replies, frame.len, 1 << 20).unwrap();
+            frames.push(frame);
+        }
+        (summary, frames)
+    }
+
+    #[test]
+    fn a_batch_over_any_stream_is_stored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = std::time::Duration::from_secs(60);
+        let partials = Partials::in_dir(dir.path(), keep, 1 << 20).unwrap();
+        let server = Server::new(Store::open(dir.path()).unwrap(), Policy::accept_all())
+            .with_partials(partials);
+        let entries = [
+            entry("d", Kind::Dir),
+            entry("d/x", file(3)),
+            entry("f", file(2)),
+        ];
+        let (summary, frames) = run(&server, &batch(&entries, &[(1, b"abc"), (2, b"hi")]));
+        assert!(summary.is_stored(), "{summary}");
+        let kinds: Vec<u32> = frames.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [VERDICT, frame::DONE]);
+        assert_eq!(std::fs::read(dir.path().join("d/x")).unwrap(), b"abc");
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"hi");
+        // The partial made for it went with its end; the directory of partials stays.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".fup-partial"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_manifest_past_the_memory_budget_is_turned_away_and_the_memory_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget {
+            manifests: Arc::new(MemoryBudget::new(64 * 1024)),
+            ..Budget::default()
+        };
+        let server =
+            Server::new(Store::open(dir.path()).unwrap(), Policy::accept_all()).with_budget(budget);
+        let many: Vec<Entry> = (0..10_000)
+            .map(|i| entry(&format!("f{i}"), file(0)))
+            .collect();
+        let (summary, frames) = run(&server, &batch(&many, &[]));
+        assert!(matches!(summary.end, End::Busy), "{summary}");
+        assert_eq!(summary.reason, Some(Reason::ManifestMemory(64 * 1024)));
+        assert_eq!(frames[0].kind, VERDICT);
+        assert_eq!(server.budget().manifests.used(), 0);
+        // A small one fits.
+        let (summary, _) = run(&server, &batch(&[entry("a", file(1))], &[(0, b"a")]));
+        assert!(summary.is_stored(), "{summary}");
+        assert_eq!(server.budget().manifests.used(), 0);
+    }
 }

@@ -672,11 +672,11 @@ impl Partial {
         if durable {
             rustix::fs::fsync(self.dir())?;
         }
-        let bytes = self.bytes();
+        // What it takes on disk is measured when it is let go (see `bytes`), not at every
+        // checkpoint: a walk of a large tree each time would cost more than the checkpoint.
         if let Some(slot) = lock(&self.partials.ledger).get_mut(&self.key) {
             slot.total = self.state.total;
             slot.kept = self.state.kept;
-            slot.bytes = bytes;
             slot.modified = SystemTime::now();
         }
         Ok(())
@@ -764,10 +764,15 @@ impl Partial {
         Ok(rustix::fs::syncfs(self.dir())?)
     }
 
-    /// Bytes it holds on disk.
+    /// Bytes it holds on disk, measured now (a walk of what is in it), and so recorded for
+    /// the bound on all partials.
     pub fn bytes(&self) -> u64 {
         let name = self.key.hex();
-        handle::measure_at(self.root.as_fd(), OsStr::new(&name)).0
+        let bytes = handle::measure_at(self.root.as_fd(), OsStr::new(&name)).0;
+        if let Some(slot) = lock(&self.partials.ledger).get_mut(&self.key) {
+            slot.bytes = bytes;
+        }
+        bytes
     }
 
     /// Ends it: the batch is done (or can never resume), nothing of it is kept.
@@ -901,6 +906,8 @@ mod tests {
             let mut data = partial.create_data(0, false).unwrap();
             data.write_all(&[n; 1000]).unwrap();
             partial.save(false).unwrap();
+            // As a session does when it lets a partial go.
+            partial.bytes();
             keys.push(key);
             // Distinct modification times, oldest first.
             std::thread::sleep(Duration::from_millis(20));

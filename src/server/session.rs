@@ -950,7 +950,7 @@ mod tests {
         assert!(receiving.check_complete().is_err());
         receiving.received = 10;
         assert!(receiving.check_complete().is_ok());
-        // The first data message's msgid holds, whatever the request's was (#9).
+        // The first data message's msgid holds, whatever the request's was.
         let mut csharp = Receiving::new(0, 10);
         assert_eq!(csharp.admit(&data(1, 0, 4)).unwrap(), 4);
         assert_eq!(csharp.data_id(), 1);

@@ -27,7 +27,7 @@ pub enum End {
     Abandoned,
     /// The file was stored whole under this path.
     Stored(PathBuf),
-    /// A batch (#12) was stored whole: its top items, under these names.
+    /// A batch was stored whole: its top items, under these names.
     Batch(Vec<String>),
     /// A batch was refused whole before anything was created.
     BatchRefused(BatchProblem),
@@ -66,10 +66,10 @@ pub struct Summary {
     pub trusted_now: Option<Result<PathBuf, String>>,
     /// Whether every file received was checked end to end (BLAKE3, secure mode).
     pub verified: bool,
-    /// Bytes an earlier, cut try of this batch had left and the client proved (#13): this
+    /// Bytes an earlier, cut try of this batch had left and the client proved: this
     /// try resumed after them.
     pub resumed: Option<u64>,
-    /// Bytes kept for a later try, when this one was cut (#13).
+    /// Bytes kept for a later try, when this one was cut.
     pub kept: Option<u64>,
     /// With `--checksum` in secure mode: each stored file's BLAKE3, by where it was stored.
     pub blake3: Vec<(PathBuf, [u8; 32])>,
@@ -147,12 +147,12 @@ impl Summary {
         if let Some(req) = &self.request {
             match &self.name {
                 Some(name) => {
-                    set("name", json!(name.sent));
+                    set("name", json!(text::defuse(&name.sent)));
                     if name.cp949 {
                         set("cp949", json!(true));
                     }
                 }
-                None => set("name", json!(text::escape_bytes(&req.name))),
+                None => set("name", json!(text::from_peer_bytes(&req.name))),
             }
             set("size", json!(req.size));
             set("received", json!(self.received));
@@ -292,7 +292,7 @@ impl Summary {
         }
     }
 
-    /// The log line of a batch (#12), if this was one.
+    /// The log line of a batch, if this was one.
     fn batch_line(&self) -> Option<String> {
         let peer = self.who();
         let names = |names: &[String]| {
@@ -365,14 +365,14 @@ impl fmt::Display for Summary {
         // The name as sent: decoded when it passed the checks, its raw bytes escaped if not.
         let (name, sent) = match &self.name {
             Some(name) if name.cp949 => (
-                format!("{}\" (decoded from CP949)", text::escape(&name.sent)),
+                format!("{}\" (decoded from CP949)", text::from_peer(&name.sent)),
                 name.sent.as_str(),
             ),
             Some(name) => (
-                format!("{}\"", text::escape(&name.sent)),
+                format!("{}\"", text::from_peer(&name.sent)),
                 name.sent.as_str(),
             ),
-            None => (format!("{}\"", text::escape_bytes(&req.name)), ""),
+            None => (format!("{}\"", text::from_peer_bytes(&req.name)), ""),
         };
         let name = format!("\"{name}");
         let size = format!("{} ({} bytes)", text::bytes(req.size), req.size);

@@ -23,7 +23,7 @@ pub const TREE_SUFFIX: &str = ".tree";
 #[derive(Debug)]
 pub struct IncomingTree {
     /// The temp directory, removed with everything in it when dropped; `None` for a
-    /// resumable partial's tree (#13), which stays for the next try.
+    /// resumable partial's tree, which stays for the next try.
     temp: Option<TempDir>,
     /// Where it is (for messages and tests).
     path: PathBuf,
@@ -169,7 +169,7 @@ impl IncomingTree {
     }
 
     /// Removes the file or the (empty) directory `path`, if it is there, through no symlink:
-    /// what a killed server wrote after its last checkpoint, before a resume (#13).
+    /// what a killed server wrote after its last checkpoint, before a resume.
     ///
     /// # Errors
     ///

@@ -311,7 +311,7 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
         None => format!(
             "{} wants to send \"{}\" ({}, {} bytes)\n",
             ask.peer,
-            text::escape(&name.sent),
+            text::from_peer(&name.sent),
             text::bytes(ask.size),
             ask.size,
         ),
