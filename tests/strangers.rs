@@ -473,6 +473,48 @@ fn a_silent_connection_is_cut_after_the_hello_timeout() {
     assert!(log.contains("secure handshake failed"), "{log}");
 }
 
+// See: #18, finding 5 (one identity, any number of questions waiting)
+#[test]
+fn one_client_identity_has_a_bounded_number_of_questions_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(
+        dir.path(),
+        &[
+            "--max-questions-per-client",
+            "2",
+            "--max-questions-per-address",
+            "10",
+            "--prompt-timeout",
+            "2",
+        ],
+        Input::Pipe,
+    );
+    let client = install();
+    let asks: Vec<_> = (0..3)
+        .map(|n| {
+            let mut link = secure_link_as(&client, server.addr.port());
+            frame::write_manifest(&mut link, &[file_entry(&format!("f{n}"), 1)]).unwrap();
+            link.flush().unwrap();
+            thread::spawn(move || verdict(&mut link).expect("denied"))
+        })
+        .collect();
+    let whys: Vec<String> = asks.into_iter().map(|t| t.join().unwrap()).collect();
+    let over =
+        "2 questions from this client already wait for the operator (--max-questions-per-client)";
+    assert_eq!(
+        whys.iter().filter(|why| *why == over).count(),
+        1,
+        "{whys:?}"
+    );
+    assert_eq!(
+        whys.iter()
+            .filter(|why| why.starts_with("no answer within 2 s"))
+            .count(),
+        2,
+        "{whys:?}"
+    );
+}
+
 // See: #18, finding 5 (one identity, any number of connections)
 #[test]
 fn one_client_identity_holds_a_bounded_number_of_connections() {

@@ -51,8 +51,8 @@ struct Args {
     /// Accept every upload without asking
     #[arg(short, long)]
     yes: bool,
-    /// Time a client has to send each message whole (the request, then each data message);
-    /// seconds, or with a unit: 90s, 2m, 500ms
+    /// Time a client has to send each message whole after its first (see --hello-timeout),
+    /// and a batch's whole list of entries; seconds, or with a unit: 90s, 2m, 500ms
     #[arg(short, long, value_name = "DURATION", env = "FUP_TIMEOUT", default_value_t = Seconds(DEFAULT_TIMEOUT), value_parser = seconds)]
     timeout: Seconds,
     /// Time the operator has to answer a question before the upload is denied
@@ -97,6 +97,10 @@ struct Args {
     /// at once (questions are asked in turn across addresses)
     #[arg(long, value_name = "N", env = "FUP_MAX_QUESTIONS_PER_ADDRESS", default_value_t = budget::DEFAULT_QUESTIONS_PER_ADDRESS, value_parser = at_least_one)]
     max_questions_per_address: usize,
+    /// Questions from one secure client (one identity) that may wait for the operator at
+    /// once; more are denied at once
+    #[arg(long, value_name = "N", env = "FUP_MAX_QUESTIONS_PER_CLIENT", default_value_t = budget::DEFAULT_QUESTIONS_PER_CLIENT, value_parser = at_least_one)]
+    max_questions_per_client: usize,
     /// Memory the lists of entries of all batches in flight may take together; a batch
     /// whose list would go past it is denied, to try again later (e.g. 64M, 1G)
     #[arg(long, value_name = "SIZE", env = "FUP_MANIFEST_MEMORY", default_value = "128M", value_parser = size)]
@@ -323,6 +327,7 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
         manifests: Arc::new(budget::MemoryBudget::new(args.manifest_memory)),
         clients: budget::PerKey::new(args.max_per_client),
         questions: budget::PerKey::new(args.max_questions_per_address),
+        client_questions: budget::PerKey::new(args.max_questions_per_client),
         hello_timeout: args.hello_timeout.into(),
     };
     let mut server = Server::new(store, policy)

@@ -1,8 +1,8 @@
 //! What an unknown peer may cost the server before anyone decided about it: every limit in
 //! one place, with its name, its default and its option. [`Budget`] holds them, and the
 //! counters that enforce them: memory for manifests in flight ([`MemoryBudget`]), connections
-//! per secure client ([`PerKey`]), and questions waiting per address; [`FairQueue`] asks the
-//! operator in turn across addresses. Connections per address are counted by the accept
+//! per secure client ([`PerKey`]), and questions waiting per address and per secure client;
+//! [`FairQueue`] asks the operator in turn across addresses. Connections per address are counted by the accept
 //! loop ([`serve_each`](crate::net::serve_each)), before a thread is spent.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +27,9 @@ pub const DEFAULT_PER_CLIENT: usize = 8;
 /// Questions from one address that may wait for the operator at once, unless told
 /// (`--max-questions-per-address`); more are denied at once.
 pub const DEFAULT_QUESTIONS_PER_ADDRESS: usize = 4;
+/// Questions from one secure client (one identity) that may wait for the operator at once,
+/// unless told (`--max-questions-per-client`); more are denied at once.
+pub const DEFAULT_QUESTIONS_PER_CLIENT: usize = 4;
 /// Time from a connection's start to its first message (the request, or the secure-mode
 /// probe) and, in secure mode, to the end of the TLS handshake, unless told
 /// (`--hello-timeout`): seconds, not `--timeout`, since a stranger holds a slot meanwhile.
@@ -41,6 +44,8 @@ pub struct Budget {
     pub clients: PerKey<Identity>,
     /// Questions waiting for the operator, per address.
     pub questions: PerKey<IpAddr>,
+    /// Questions waiting for the operator, per secure client.
+    pub client_questions: PerKey<Identity>,
     /// Time to the first message and through the handshake.
     pub hello_timeout: Duration,
 }
@@ -51,6 +56,7 @@ impl Default for Budget {
             manifests: Arc::new(MemoryBudget::new(DEFAULT_MANIFEST_MEMORY)),
             clients: PerKey::new(DEFAULT_PER_CLIENT),
             questions: PerKey::new(DEFAULT_QUESTIONS_PER_ADDRESS),
+            client_questions: PerKey::new(DEFAULT_QUESTIONS_PER_CLIENT),
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
         }
     }

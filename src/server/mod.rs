@@ -152,9 +152,10 @@ impl Server {
         self
     }
 
-    /// Sets the deadline per message: the request must arrive whole within `timeout` of the
-    /// connection's start, and each data message within `timeout` of the previous one's end.
-    /// Deadlines, not per-read timeouts: a peer trickling a byte at a time is cut off too.
+    /// Sets the deadline per message after the first (which has the budget's shorter
+    /// `hello_timeout`): each data message must arrive whole within `timeout` of the previous
+    /// one's end, a batch's whole manifest within `timeout` of its start. Deadlines, not
+    /// per-read timeouts: a peer trickling a byte at a time is cut off too.
     /// Writes to a peer that does not read time out after the same time.
     pub fn with_timeout(mut self, timeout: Duration) -> Server {
         self.timeout = timeout;

@@ -48,6 +48,9 @@ pub enum Reason {
     /// So many questions from this address already wait for the operator (the limit per
     /// address).
     TooManyQuestions(usize),
+    /// So many questions from this secure client (its identity) already wait for the
+    /// operator (the limit per client).
+    TooManyClientQuestions(usize),
     /// The manifests of batches in flight hold all the memory they may (this many bytes).
     ManifestMemory(u64),
 }
@@ -85,6 +88,10 @@ impl fmt::Display for Reason {
             Reason::TooManyQuestions(max) => write!(
                 f,
                 "{max} questions from this address already wait for the operator (--max-questions-per-address)"
+            ),
+            Reason::TooManyClientQuestions(max) => write!(
+                f,
+                "{max} questions from this client already wait for the operator (--max-questions-per-client)"
             ),
             Reason::ManifestMemory(limit) => write!(
                 f,

@@ -261,6 +261,14 @@ impl<'a> Session<'a> {
         let Some(_waiting) = questions.take(&address_key(self.summary.peer.ip())) else {
             return Decision::deny(Reason::TooManyQuestions(questions.max()));
         };
+        let theirs = &server.budget.client_questions;
+        let _client_waiting = match client.id() {
+            Some(id) => match theirs.take(&id) {
+                Some(held) => Some(held),
+                None => return Decision::deny(Reason::TooManyClientQuestions(theirs.max())),
+            },
+            None => None,
+        };
         let client_gone = || stream.peer_closed();
         approver.approve(&Ask {
             peer: self.summary.peer,
