@@ -152,6 +152,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `N` bytes that `text` writes in hex ([`hex`]'s inverse), if it is exactly that.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0; N];
+    // Digits only: `from_str_radix` would take a sign too.
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A byte count in binary units with one decimal: `512 B`, `1.5 KiB`, `10.0 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -271,6 +284,15 @@ mod tests {
     fn escapes_invalid_utf8_as_hex() {
         assert_eq!(escape_bytes(b"ok\xff\xfe\n"), r"ok\xff\xfe\n");
         assert_eq!(escape_bytes("한".as_bytes()), "한");
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex::<3>("00ab10"), Some([0, 0xab, 0x10]));
+        assert_eq!(unhex::<3>("00ab1"), None);
+        assert_eq!(unhex::<2>("zz00"), None);
+        assert_eq!(unhex::<1>("+1"), None, "a sign is not a digit");
     }
 
     #[test]

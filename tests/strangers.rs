@@ -44,6 +44,34 @@ fn manifest_frames(entries: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// Sends the manifest `entries(n)` from each of `count` clients of their own at once, each
+/// written whole (what the server drops after answering may or may not all be written), and
+/// returns why each was denied.
+fn manifests_at_once(
+    port: u16,
+    count: usize,
+    entries: impl Fn(usize) -> Vec<Vec<u8>> + Send + Sync + 'static,
+) -> Vec<String> {
+    let entries = std::sync::Arc::new(entries);
+    let senders: Vec<_> = (0..count)
+        .map(|n| {
+            let (client, mut link) = secure_link(port);
+            let entries = std::sync::Arc::clone(&entries);
+            thread::spawn(move || {
+                let _ = link.write_all(&manifest_frames(&entries(n)));
+                let _ = link.flush();
+                let why = verdict(&mut link);
+                drop(client);
+                why
+            })
+        })
+        .collect();
+    senders
+        .into_iter()
+        .map(|sender| sender.join().unwrap().expect("denied"))
+        .collect()
+}
+
 /// A TCP connection to `to` from the loopback address `from` (a second address: 127.0.0.2).
 fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -65,24 +93,10 @@ fn hostile_manifests_are_refused_at_their_first_bad_entry_with_a_short_reason() 
     let port = server.addr.port();
     let before = status_field(server.pid(), "VmHWM:");
     let slashes = entry_bytes(0, 0, &[b'/'; 4096]);
-    let senders: Vec<_> = (0..4)
-        .map(|_| {
-            let (config, mut link) = secure_link(port);
-            let slashes = slashes.clone();
-            thread::spawn(move || {
-                let entries = vec![slashes; 32 * 1024 * 1024 / 4107];
-                // The server stops reading at the first entry: what it drops after its answer
-                // may or may not all be written.
-                let _ = link.write_all(&manifest_frames(&entries));
-                let _ = link.flush();
-                let why = verdict(&mut link);
-                drop(config);
-                why
-            })
-        })
-        .collect();
-    for sender in senders {
-        let why = sender.join().unwrap().expect("denied");
+    let whys = manifests_at_once(port, 4, move |_| {
+        vec![slashes.clone(); 32 * 1024 * 1024 / 4107]
+    });
+    for why in whys {
         assert_eq!(why, format!("\"{}…\": name is empty", "/".repeat(200)));
     }
     for _ in 0..4 {
@@ -120,25 +134,11 @@ fn manifests_in_flight_stay_within_their_memory_budget() {
     let before = status_field(server.pid(), "VmHWM:");
     // Four valid manifests of 12 MiB each (48,000 files of 250-byte names): together twice
     // what the budget holds.
-    let senders: Vec<_> = (0..4u8)
-        .map(|n| {
-            let (config, mut link) = secure_link(port);
-            thread::spawn(move || {
-                let entries: Vec<Vec<u8>> = (0..48_000)
-                    .map(|i| entry_bytes(1, 0, format!("{n}{i:0>249}").as_bytes()))
-                    .collect();
-                let _ = link.write_all(&manifest_frames(&entries));
-                let _ = link.flush();
-                let why = verdict(&mut link);
-                drop(config);
-                why
-            })
-        })
-        .collect();
-    let whys: Vec<String> = senders
-        .into_iter()
-        .map(|sender| sender.join().unwrap().expect("denied"))
-        .collect();
+    let whys = manifests_at_once(port, 4, |n| {
+        (0..48_000)
+            .map(|i| entry_bytes(1, 0, format!("{n}{i:0>249}").as_bytes()))
+            .collect()
+    });
     let busy = whys
         .iter()
         .filter(|why| why.contains("(--manifest-memory); try again later"))

@@ -105,19 +105,12 @@ impl Key {
 
     /// The key a partial's directory is named by, if `name` is one.
     fn from_hex(name: &str) -> Option<Key> {
-        if name.len() != 32 || !name.is_ascii() {
-            return None;
-        }
-        let mut key = [0; 16];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Key(key))
+        crate::text::unhex(name).map(Key)
     }
 
     /// Its name in the directory of partials: 32 hex digits.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::hex(&self.0)
     }
 }
 
@@ -154,7 +147,7 @@ impl State {
             "client": self.client,
             "next": self.next,
             "held": self.held,
-            "digest": self.digest.map(|d| hex(&d)),
+            "digest": self.digest.map(|d| crate::text::hex(&d)),
             "done": done,
             "total": self.total,
             "kept": self.kept,
@@ -167,7 +160,7 @@ impl State {
         }
         let digest = match value.get("digest")? {
             Value::Null => None,
-            other => Some(unhex(other.as_str()?)?),
+            other => Some(crate::text::unhex(other.as_str()?)?),
         };
         let done = value
             .get("done")?
@@ -195,21 +188,6 @@ impl State {
             kept: value.get("kept").and_then(Value::as_u64).unwrap_or(0),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0; 32];
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Why partials cannot be kept: the directory for them is not one the server can trust.
