@@ -135,8 +135,21 @@ pub fn from_peer_bytes(bytes: &[u8]) -> String {
 /// assert_eq!(fup::text::defuse("\"a\" \u{1b}[2J"), r#""a" \u{1b}[2J"#);
 /// ```
 pub fn defuse(text: &str) -> String {
-    let mut out = String::new();
-    for c in cut(text, MAX_SHOWN).chars() {
+    visible(&cut(text, MAX_SHOWN))
+}
+
+/// `text` with every control or invisible character written as `\u{..}`, quotes and
+/// backslashes as they are, nothing cut: for the program's own messages, which may quote
+/// paths and names (what came from the other side is [`defuse`]d first).
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fup::text::visible("cannot open \"a\nb\""), r#"cannot open "a\u{a}b""#);
+/// ```
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         match c {
             c if c.is_control() || is_invisible(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);

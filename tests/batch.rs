@@ -183,6 +183,7 @@ fn hostile_batches_are_refused_whole_and_nothing_is_made() {
         too_deep.push(Entry {
             path,
             kind: Kind::Dir,
+            modified: None,
         });
     }
     let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
@@ -217,9 +218,9 @@ fn hostile_batches_are_refused_whole_and_nothing_is_made() {
             "\"a/x\" comes after another top item",
         ),
         (
-            "hidden",
-            vec![dir_entry("a"), file_entry("a/.ssh", 1)],
-            "\"a/.ssh\": name starts with a dot",
+            "hidden at the top",
+            vec![file_entry(".ssh", 1)],
+            "\".ssh\": name starts with a dot",
         ),
         ("too deep", too_deep, "is more than 64 levels deep"),
     ];
@@ -438,7 +439,7 @@ fn a_lying_digest_publishes_nothing() {
     assert_eq!(head.kind, frame::DONE);
     let body = frame::read_body(&mut link, head.len, 1 << 20).unwrap();
     let done = frame::decode_done(&body).unwrap();
-    assert!(!done[0].stored, "{done:?}");
+    assert!(!done[0].is_stored(), "{done:?}");
     let log = server.line();
     assert!(
         log.starts_with("failed \"f.txt\"")

@@ -54,22 +54,21 @@ fn several_files_in_order_and_existing_names_are_kept() {
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let a = src.path().join("notes.txt");
     fs::write(&a, b"first").unwrap();
-    // As one batch, two arguments that land under one name are an error, and nothing is sent.
+    // As one batch, two arguments of one name are both sent, and both kept (#19).
     let out = fup_client(&server.port(), &[a.to_str().unwrap(), a.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out)
-            .1
-            .ends_with("would both arrive as \"notes.txt\"\n"),
-        "{}",
-        text(&out).1
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>()[..2],
+        [
+            "sent \"notes.txt\" 5 B: stored as \"notes (1).txt\", secure, verified",
+            "sent \"notes.txt\" 5 B: stored as \"notes (2).txt\", secure, verified"
+        ]
     );
-    // The server saw a secure connection close before any request.
-    assert!(
-        server
-            .line()
-            .ends_with("connection closed without a request")
-    );
+    assert!(server.line().starts_with("stored batch of 2 files"));
+    for name in ["notes (1).txt", "notes (2).txt"] {
+        fs::remove_file(dir.path().join(name)).unwrap();
+    }
     // One by one (plain), each is kept under a free name.
     let out = fup_client(
         &server.port(),
@@ -140,42 +139,62 @@ fn operator_answers_one_line_per_question() {
 }
 
 #[test]
-fn closed_stdin_denies_and_mentions_yes() {
+fn closed_stdin_denies_with_one_log_line_each_and_no_question() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Running::fup_server(dir.path(), &[], Input::Text(""));
+    let mut server = Running::fup_server(dir.path(), &[], Input::Text(""));
     let file = src.path().join("x.bin");
     fs::write(&file, b"x").unwrap();
-    for _ in 0..2 {
-        let out = fup_client(&server.port(), &[file.to_str().unwrap()]);
+    for plain in [false, true, false] {
+        let mut args = vec![file.to_str().unwrap()];
+        if plain {
+            args.insert(0, "--plain");
+        }
+        let out = fup_client(&server.port(), &args);
         assert_eq!(out.status.code(), Some(1));
-        assert!(server.line().starts_with("denied \"x.bin\""));
-        let prompt = server.err_line();
+        let (_, stderr) = text(&out);
+        // The sender hears that no one answers, not the operator's hints.
+        if !plain {
+            assert!(
+                stderr.contains(
+                    "denied by server (no answer: no one is at the server's terminal), secure"
+                ),
+                "{stderr}"
+            );
+        }
+        assert!(!stderr.contains("--yes"), "{stderr}");
+        let log = server.line();
         assert!(
-            prompt.contains(r#"wants to send "x.bin" (1 B, 1 bytes)"#),
-            "{prompt}"
-        );
-        let who = server.err_line();
-        assert_eq!(
-            who,
-            format!(
-                "  secure, client {} (not trusted yet; a: accept and always trust it)",
-                shared_identity()
-            )
-        );
-        let place = server.err_line();
-        assert!(
-            place.contains("x.bin;") && place.contains(" free"),
-            "{place}"
-        );
-        assert_eq!(server.err_line(), "accept? [y/N/a] ");
-        let note = server.err_line();
-        assert!(
-            note.contains("standard input is closed") && note.contains("--yes"),
-            "{note}"
+            log.starts_with("denied \"x.bin\"")
+                && log.ends_with(": no answer: standard input is closed"),
+            "{log}"
         );
     }
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    // The operator's side: the notice once, with the hint; at most the first question (if
+    // it came before the end of input was seen), never one after the notice.
+    signal(server.pid(), "TERM");
+    assert_eq!(server.wait_exit(), Some(143));
+    let stderr = server.err_rest();
+    let notice = stderr
+        .iter()
+        .position(|l| l.contains("standard input is closed: uploads that need a question"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
+    assert!(stderr[notice].contains("--yes"), "{stderr:?}");
+    assert_eq!(
+        stderr
+            .iter()
+            .filter(|l| l.contains("standard input is closed:"))
+            .count(),
+        1,
+        "{stderr:?}"
+    );
+    assert!(
+        !stderr[notice..]
+            .iter()
+            .any(|l| l.contains("wants to send") || l.contains("accept?")),
+        "{stderr:?}"
+    );
 }
 
 #[test]
@@ -490,10 +509,10 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout, "");
-    // One batch, one decision: a file over --max-size denies the whole of it, saying why.
+    // A file over --max-size is refused alone, saying why; the rest goes on (#19).
     assert_eq!(
         stderr,
-        "fup-client: batch of 2 files, 0 folders, 2.9 KiB denied by server: larger than --max-size 1.0 KiB, secure\n"
+        "fup-client: \"ok.bin\" 2.9 KiB: denied by server (larger than --max-size 1.0 KiB), secure\n"
     );
 }
 

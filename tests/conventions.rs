@@ -104,6 +104,55 @@ fn the_client_takes_every_address_form_the_server_prints() {
 }
 
 // See: #10
+/// Runs `fup-server ARGS… DIR` bound to every interface inside a network namespace of its
+/// own (a user namespace makes it possible without root) with one interface besides
+/// loopback, 192.0.2.9; `None` where namespaces cannot be made.
+fn server_in_namespace(args: &str, dir: &std::path::Path) -> Option<Running> {
+    let setup = "ip link set lo up && ip link add v0 type veth peer name v1 \
+                 && ip addr add 192.0.2.9/24 dev v0 && ip link set v0 up && ip link set v1 up";
+    let possible = Command::new("unshare")
+        .args(["-rn", "sh", "-c", setup])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !possible {
+        eprintln!("SKIPPED: cannot make a network namespace here (unshare -rn)");
+        return None;
+    }
+    let script = format!(
+        "{setup} && exec {} --yes -p 0 {args} {}",
+        env!("CARGO_BIN_EXE_fup-server"),
+        dir.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-rn", "sh", "-c", &script]);
+    Some(Running::command_every_interface(&mut cmd, Input::Text("")))
+}
+
+#[test]
+fn a_server_on_every_interface_says_which_addresses_clients_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = server_in_namespace("", dir.path()) else {
+        return;
+    };
+    let port = server.port();
+    server.identity();
+    // Not 0.0.0.0, not loopback: the one address a client elsewhere could use.
+    assert_eq!(server.raw_line(), format!("reachable at 192.0.2.9:{port}"));
+    let Some(server) = server_in_namespace("--json -b ::", dir.path()) else {
+        return;
+    };
+    // IPv6's any address takes IPv4 too; link-local addresses are left out.
+    let json: serde_json::Value = serde_json::from_str(&server.ready).unwrap();
+    let port = server.port();
+    assert_eq!(json["listening"], format!("[::]:{port}"), "{json}");
+    assert_eq!(
+        json["reachable"],
+        serde_json::json!([format!("192.0.2.9:{port}")]),
+        "{json}"
+    );
+}
+
 #[test]
 fn every_program_exits_128_plus_the_signal() {
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
@@ -242,23 +291,37 @@ fn json_on_both_sides_for_a_mixed_run() {
         .iter()
         .map(|o| o["verdict"].as_str().unwrap())
         .collect();
-    assert_eq!(verdicts, ["stored", "denied", "failed", "error"]);
-    assert_eq!(objects[0]["name"], "ok.txt");
-    assert_eq!(objects[0]["size"], 10);
-    assert!(objects[0]["seconds"].as_f64().unwrap() >= 0.0);
-    assert_eq!(objects[0]["sha256"].as_str().unwrap().len(), 64);
-    assert!(objects[1].get("seconds").is_none(), "denied: no transfer");
-    assert_eq!(
-        objects[2]["error"],
-        "server reported that storing the file failed"
-    );
+    // The missing file is said before connecting; the rest as each ends.
+    assert_eq!(verdicts, ["error", "stored", "denied", "failed"]);
+    for o in &objects {
+        check_schema(o);
+    }
+    let missing = &objects[0];
+    assert_eq!(missing["file"], files[3].as_str());
+    assert_eq!(missing["stored"], false);
     assert!(
-        objects[3]["error"]
+        missing["reason"]
             .as_str()
             .unwrap()
             .starts_with("cannot open file"),
-        "{}",
-        objects[3]
+        "{missing}"
+    );
+    let ok = &objects[1];
+    assert_eq!(ok["name"], "ok.txt");
+    assert_eq!(ok["stored"], true);
+    assert_eq!(ok["size"], 10);
+    assert!(ok["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(ok["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(ok["secure"], false);
+    assert_eq!(objects[2]["code"], "denied");
+    assert_eq!(
+        objects[2]["seconds"],
+        serde_json::Value::Null,
+        "no transfer"
+    );
+    assert_eq!(
+        objects[3]["reason"],
+        "the server reported that storing the file failed"
     );
     // The server's side: one object per connection, with the time.
     let lines: Vec<serde_json::Value> = (0..3)

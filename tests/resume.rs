@@ -427,7 +427,15 @@ fn a_cut_batch_resumes_at_its_first_unstored_file_inside_a_tree() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stderr.contains("2 files stored before"), "{stderr}");
     assert!(
-        stdout.contains("/s, resumed at ") && stdout.ends_with("): 4 stored\n"),
+        stdout.contains(" MiB there): 4 stored\n") && stdout.contains("/s, resumed with "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sent \"first.txt\" 5 B: stored, secure, by an earlier try\n")
+            && stdout.contains(
+                "sent \"tree/sub/b.bin\" 24.0 MiB: stored, secure, verified, resumed at "
+            )
+            && stdout.contains("sent \"tree/z.txt\" 4 B: stored, secure, verified\n"),
         "{stdout}"
     );
     // Nothing twice: first.txt is not sent again, nor stored as "first.txt (1)".

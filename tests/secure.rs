@@ -113,7 +113,7 @@ fn relay(target: SocketAddr, answer: Answer) -> (u16, thread::JoinHandle<Vec<u8>
     (port, handle)
 }
 
-const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0];
+const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0];
 
 // See: #11
 #[test]
@@ -300,7 +300,7 @@ fn trusted_clients_are_accepted_without_asking_and_others_are_asked() {
     assert!(
         text(&out)
             .1
-            .contains("denied by server (no answer: standard input is closed"),
+            .contains("denied by server (no answer: no one is at the server's terminal), secure"),
         "{}",
         text(&out).1
     );
@@ -534,7 +534,12 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     use rexpect::session::spawn_command;
     let (server_install, client) = (install(), install());
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let server = server_install.server(dir.path(), &["--yes"], Input::Text(""));
+    // A server that gives a connection one second: the question outlives it.
+    let server = server_install.server(
+        dir.path(),
+        &["--yes", "--timeout", "1", "--hello-timeout", "1"],
+        Input::Text(""),
+    );
     let file = src.path().join("q.txt");
     fs::write(&file, "question").unwrap();
     let port = server.addr.port().to_string();
@@ -558,10 +563,12 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     pty.exp_eof().unwrap();
     assert!(!client.known_hosts().exists());
     assert!(entries(dir.path()).is_empty());
-    // Yes: pinned, and sent.
+    // Yes, after comparing identities for longer than the server waits (what this test is
+    // about, not a wait for readiness): pinned, and sent over a new connection.
     let mut pty = in_pty();
     pty.exp_string(&format!("trust {}? [y/N] ", server_install.id))
         .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     pty.send_line("y").unwrap();
     pty.exp_string(&format!("identity {} is now pinned in", server_install.id))
         .unwrap();

@@ -21,23 +21,30 @@ const ROWS: u16 = 24;
 struct Pty {
     session: PtySession,
     seen: String,
+    cols: u16,
 }
 
 impl Pty {
     /// Runs `command` (a shell command line) in a pty, with `TERM` set to `term`.
     fn run(command: &str, term: &str) -> Pty {
+        Pty::sized(command, term, COLS)
+    }
+
+    /// Like [`Pty::run`] in a pty of `cols` columns.
+    fn sized(command: &str, term: &str, cols: u16) -> Pty {
         let mut cmd = Command::new("bash");
         with_config(&mut cmd)
             .args([
                 "-c",
                 // As a terminal is at a shell prompt: echoing what is typed (rexpect turns it off).
-                &format!("stty cols {COLS} rows {ROWS} echo 2>/dev/null; {command}"),
+                &format!("stty cols {cols} rows {ROWS} echo 2>/dev/null; {command}"),
             ])
             .env("TERM", term);
         let session = spawn_command(cmd, Some(TIMEOUT.as_millis() as u64)).expect("spawn in a pty");
         Pty {
             session,
             seen: String::new(),
+            cols,
         }
     }
 
@@ -63,6 +70,47 @@ impl Pty {
         line.rsplit(':').next().unwrap().to_string()
     }
 
+    /// Waits for the `identity: ID` line; returns the identity.
+    fn identity(&mut self) -> String {
+        let (before, line) = self.session.exp_regex(r"identity: [A-Z2-7-]{63}").unwrap();
+        self.seen.push_str(&before);
+        self.seen.push_str(&line);
+        line["identity: ".len()..].to_string()
+    }
+
+    /// Waits for the program to end; keeps what it printed until then.
+    fn end(&mut self) {
+        let rest = self.session.exp_eof().unwrap();
+        self.seen.push_str(&rest);
+    }
+
+    /// Every line as drawn: what was printed, cut at each carriage return and newline, with
+    /// escape sequences taken out.
+    fn drawn(&self) -> Vec<String> {
+        let printed = String::from_utf8_lossy(&self.bytes()).into_owned();
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        let mut chars = printed.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' | '\n' => lines.push(std::mem::take(&mut line)),
+                // CSI: ESC [ parameters, then a final byte in @..~.
+                '\x1b' if chars.peek() == Some(&'[') => {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                c => line.push(c),
+            }
+        }
+        lines.push(line);
+        lines.retain(|l| !l.is_empty());
+        lines
+    }
+
     fn send(&mut self, text: &str) {
         self.session.send(text).unwrap();
         self.session.flush().unwrap();
@@ -76,9 +124,9 @@ impl Pty {
     /// The screen's rows now, as the emulator renders what was printed.
     fn screen(&self) -> Vec<String> {
         let size = |n| NonZeroU16::new(n).unwrap();
-        let mut parser = vt100::Parser::new(size(ROWS), size(COLS), 0);
+        let mut parser = vt100::Parser::new(size(ROWS), size(self.cols), 0);
         parser.process(&self.bytes());
-        parser.screen().rows(0, COLS).collect()
+        parser.screen().rows(0, self.cols).collect()
     }
 }
 
@@ -142,6 +190,71 @@ fn status_lines_fit_a_narrow_terminal_and_leave_nothing_behind() {
     for line in printed.split("\r\n").filter(|l| l.contains("receiving")) {
         let shown = line.rsplit("\x1b[J").next().unwrap();
         assert!(shown.chars().count() < usize::from(COLS), "{shown:?}");
+    }
+}
+
+/// Lines drawn over one another (a bar, a status line) never wrap: what each shows is
+/// narrower than the terminal, whose last column is left free (indicatif fills the rest of a
+/// bar's row with spaces, leaving the cursor at its end, which is not a wrap).
+fn assert_fit(lines: &[&String], cols: u16) {
+    for line in lines {
+        let width = line.trim_end().chars().count();
+        assert!(
+            width < usize::from(cols),
+            "{width} columns of {cols}: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn live_lines_move_and_fit_64_and_80_columns_during_a_secure_upload() {
+    let src = tempfile::tempdir().unwrap();
+    let name = "a secure upload with a name longer than any of these terminals is wide.bin";
+    let file = src.path().join(name);
+    std::fs::write(&file, pattern(3 << 20)).unwrap();
+    for cols in [64, 80] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Pty::sized(&fup_server("--yes", dir.path()), "xterm", cols);
+        let port = server.port();
+        let id = server.identity();
+        // 3 MiB at 1.5 MiB/s: about two seconds of live lines on both sides.
+        let slow = Throttle::start(format!("127.0.0.1:{port}").parse().unwrap(), 3 << 19);
+        let client = format!(
+            // Small data messages: the server's line moves with each.
+            "exec {} --pin {id} --chunk-size 64K -p {} 127.0.0.1 '{}'",
+            env!("CARGO_BIN_EXE_fup-client"),
+            slow.port,
+            file.display()
+        );
+        let mut client = Pty::sized(&client, "xterm", cols);
+        server.expect("receiving");
+        server.expect("stored \"a secure upload");
+        client.expect("stored, secure, verified");
+        client.end();
+        // The server's status line moved while the file was on its way: several figures.
+        let server_drawn = server.drawn();
+        let status: Vec<&String> = server_drawn
+            .iter()
+            .filter(|l| l.starts_with("receiving"))
+            .collect();
+        let mut figures: Vec<&str> = status
+            .iter()
+            .filter_map(|l| l.split(" / ").next()?.rsplit("\" ").next())
+            .collect();
+        figures.dedup();
+        assert!(figures.len() >= 3, "{cols} columns: {status:#?}");
+        assert_fit(&status, cols);
+        // The client's bar too, cut to the width with the name shortened.
+        let drawn = client.drawn();
+        let bars: Vec<&String> = drawn
+            .iter()
+            .filter(|l| l.starts_with('"') && l.contains("/s"))
+            .collect();
+        assert!(bars.len() >= 3, "{cols} columns: {drawn:#?}");
+        assert!(bars.iter().all(|l| l.contains('…')), "{bars:#?}");
+        assert_fit(&bars, cols);
+        let waiting: Vec<&String> = drawn.iter().filter(|l| l.contains("waiting")).collect();
+        assert_fit(&waiting, cols);
     }
 }
 

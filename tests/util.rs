@@ -91,6 +91,8 @@ pub struct Running {
     stdin: Option<ChildStdin>,
     /// The address it printed in its `listening on` line.
     pub addr: SocketAddr,
+    /// That first line, as printed.
+    pub ready: String,
     /// The `identity: ID` line that follows it (fup-server), once read.
     identity: RefCell<Option<String>>,
 }
@@ -149,6 +151,14 @@ impl Running {
         })
     }
 
+    /// Like [`Running::command`] for a server bound to every interface (in a network
+    /// namespace of the test's own: nothing outside can reach it).
+    pub fn command_every_interface(cmd: &mut Command, input: Input<'_>) -> Running {
+        Running::start_on(Running::owned(cmd), input, |addr| {
+            assert!(addr.ip().is_unspecified(), "{addr}")
+        })
+    }
+
     /// A copy of `cmd` (program, arguments, environment) that this module can set up.
     fn owned(cmd: &Command) -> Command {
         let mut owned = Command::new(cmd.get_program());
@@ -189,6 +199,7 @@ impl Running {
             stderr,
             stdin,
             addr: ([0, 0, 0, 0], 0).into(),
+            ready: String::new(),
             identity: RefCell::new(None),
         };
         let first = running.next_line();
@@ -208,6 +219,7 @@ impl Running {
             }
         };
         running.addr = addr.parse().unwrap();
+        running.ready = first;
         check(&running.addr);
         assert_ne!(running.addr.port(), 0);
         running
@@ -278,6 +290,20 @@ impl Running {
                 Err(_) => panic!("no stderr line with {needle:?}; saw {seen:?}"),
             }
         }
+    }
+
+    /// Every standard-error line still to come, until the stream ends (stop the process
+    /// first) or [`TIMEOUT`] passes.
+    pub fn err_rest(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
     }
 
     /// Types an answer at the prompt.
@@ -556,7 +582,7 @@ pub fn secure_link_as(install: &Install, port: u16) -> Link {
         known,
         None,
         TIMEOUT,
-        |_, _| true,
+        |_, _| fup::secure::dial::FirstContact::Recorded,
     )
     .unwrap();
     let (link, _) = dialer.dial().unwrap();
@@ -572,6 +598,7 @@ pub fn file_entry(path: &str, size: u64) -> fup::batch::Entry {
             size,
             executable: false,
         },
+        modified: None,
     }
 }
 
@@ -580,6 +607,7 @@ pub fn dir_entry(path: &str) -> fup::batch::Entry {
     fup::batch::Entry {
         path: path.split('/').map(str::to_string).collect(),
         kind: fup::batch::Kind::Dir,
+        modified: None,
     }
 }
 
@@ -588,8 +616,11 @@ pub fn verdict(link: &mut Link) -> Option<String> {
     link.set_read_timeout(Some(TIMEOUT)).unwrap();
     let head = Frame::read_from(link).unwrap().expect("a verdict");
     assert_eq!(head.kind, VERDICT);
-    let body = frame::read_body(link, head.len, 1 << 20).unwrap();
-    (body[0] != 0).then(|| String::from_utf8_lossy(&body[1..]).into_owned())
+    let body = frame::read_body(link, head.len, 1 << 24).unwrap();
+    match frame::Verdict::decode(&body).unwrap() {
+        frame::Verdict::Accepted(..) => None,
+        frame::Verdict::Denied(_, why) => Some(why),
+    }
 }
 
 /// An installation of its own: a configuration directory and the identity made in it.
@@ -648,4 +679,102 @@ pub fn status_field(pid: u32, field: &str) -> u64 {
         .trim_end_matches(" kB")
         .parse()
         .unwrap()
+}
+
+/// Checks one `fup-client --json` object against the documented schema: every key there,
+/// each of its type (`null` where it may be), and nothing else.
+pub fn check_schema(object: &serde_json::Value) {
+    use serde_json::Value;
+    let map = object.as_object().expect("an object");
+    type Check = fn(&Value) -> bool;
+    let kinds: [(&str, Check); 14] = [
+        ("file", Value::is_string),
+        ("name", Value::is_string),
+        ("verdict", |v| {
+            ["stored", "denied", "failed", "skipped", "error"].contains(&v.as_str().unwrap_or(""))
+        }),
+        ("code", |v| v.as_str().is_some_and(|c| !c.is_empty())),
+        ("reason", |v| v.is_string() || v.is_null()),
+        ("stored", Value::is_boolean),
+        ("stored_as", |v| v.is_string() || v.is_null()),
+        ("size", |v| v.is_u64() || v.is_null()),
+        ("seconds", |v| v.is_f64() || v.is_null()),
+        ("rate", |v| v.is_u64() || v.is_null()),
+        ("blake3", |v| {
+            v.as_str().is_some_and(|h| h.len() == 64) || v.is_null()
+        }),
+        ("sha256", |v| {
+            v.as_str().is_some_and(|h| h.len() == 64) || v.is_null()
+        }),
+        ("resumed", Value::is_u64),
+        ("secure", Value::is_boolean),
+    ];
+    assert_eq!(map.len(), kinds.len(), "{object}");
+    for (key, ok) in kinds {
+        assert!(map.get(key).is_some_and(ok), "{key} in {object}");
+    }
+    let stored = map["verdict"] == "stored";
+    assert_eq!(map["stored"], stored, "{object}");
+    assert_eq!(map["code"] == "stored", stored, "{object}");
+    if !stored {
+        assert!(map["reason"].is_string(), "why, for people: {object}");
+    }
+}
+
+/// A relay on 127.0.0.1 in front of `target` that carries at most `rate` bytes a second from
+/// each client (answers go back at once): a slow link, so that live lines are seen moving.
+pub struct Throttle {
+    /// Where clients connect.
+    pub port: u16,
+}
+
+impl Throttle {
+    pub fn start(target: SocketAddr, rate: u64) -> Throttle {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            // A few connections per test; the thread ends with the test process.
+            for _ in 0..4 {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                thread::spawn(move || forward_slowly(client, target, rate));
+            }
+        });
+        Throttle { port }
+    }
+}
+
+fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64) {
+    // A small receive buffer: the client's bytes wait at its end, as on a slow link, rather
+    // than megabytes of them in this socket at once.
+    let client = socket2::Socket::from(client);
+    let _ = client.set_recv_buffer_size(32 * 1024);
+    let mut client = TcpStream::from(client);
+    let mut upstream = connect(target);
+    let (mut back_from, mut back_to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+    let back = thread::spawn(move || {
+        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let _ = back_to.shutdown(std::net::Shutdown::Write);
+    });
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if upstream.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            thread::sleep(wait);
+        }
+    }
+    let _ = upstream.shutdown(std::net::Shutdown::Write);
+    let _ = back.join();
 }

@@ -1,6 +1,7 @@
 //! Fuzzes what a secure client sends after the TLS handshake (batches: manifests, proofs,
-//! data, digests; or a single request), over an in-memory stream, with partials kept and a
-//! small memory budget for manifests: the session ends without panicking, everything it
+//! data, digests; or a single request), over an in-memory stream, with partials kept, a
+//! small memory budget for manifests and (by the first byte) a size policy that refuses
+//! files in the batch: the session ends without panicking, everything it
 //! answers is well-formed frames, no temp file is left in the upload directory, and a
 //! partial is kept only under the server's own directory of partials.
 #![no_main]
@@ -39,16 +40,21 @@ fn entries(path: &Path, out: &mut Vec<String>, prefix: &str) {
 
 fuzz_target!(|data: &[u8]| {
     let dir = dir();
-    // The first byte is the operator: odd accepts, even denies.
+    // The first byte is the operator: bit 0 accepts (else denies), bit 1 sets a size policy
+    // that refuses files over 2 bytes.
     let Some((&operator, client)) = data.split_first() else { return };
     let approve =
-        move |_: &Ask<'_>| if operator % 2 == 1 { Verdict::Accepted } else { Verdict::Denied };
+        move |_: &Ask<'_>| if operator & 1 == 1 { Verdict::Accepted } else { Verdict::Denied };
+    let policy = Policy {
+        max_size: (operator & 2 == 2).then_some(2),
+        ..Policy::default()
+    };
     let budget = Budget {
         manifests: Arc::new(MemoryBudget::new(256 * 1024)),
         ..Budget::default()
     };
     let partials = Partials::in_dir(dir.path(), Duration::from_secs(3600), 1 << 20).unwrap();
-    let server = Server::new(Store::open(dir.path()).unwrap(), Policy::default())
+    let server = Server::new(Store::open(dir.path()).unwrap(), policy)
         .with_operator(approve)
         .with_budget(budget)
         .with_partials(partials);
@@ -56,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let id = Identity::of_public_key(&[7; 32]);
     let _summary = server
         .session("127.0.0.1:1".parse().unwrap())
-        .run_authenticated(&mut duplex, id);
+        .run_authenticated(&mut duplex, id, fup::secure::probe::VERSION);
     assert_eq!(server.budget().manifests.used(), 0, "the manifest's memory is given back");
 
     // Whatever the server wrote is well-formed frames (or plain responses and results).
@@ -64,8 +70,9 @@ fuzz_target!(|data: &[u8]| {
     while let Some(frame) = Frame::read_from(&mut replies).expect("server output decodes") {
         let body = frame::read_body(&mut replies, frame.len, 1 << 24).expect("a whole body");
         match frame.kind {
-            frame::VERDICT => assert!(body.first().is_some_and(|&b| b <= 1)),
+            frame::VERDICT => drop(frame::Verdict::decode(&body).expect("a verdict decodes")),
             frame::DONE => drop(frame::decode_done(&body).expect("a done message decodes")),
+            frame::ITEM => assert_eq!(frame::decode_done(&body).expect("an item decodes").len(), 1),
             frame::RESUME_AT => assert_eq!(body.len(), 8),
             2 | 4 => assert_eq!(body.len(), 5),
             other => panic!("unexpected frame type {other:#x}"),

@@ -119,6 +119,7 @@ mod tests {
         Entry {
             path: path.split('/').map(str::to_string).collect(),
             kind: Kind::Dir,
+            modified: None,
         }
     }
 
@@ -129,6 +130,7 @@ mod tests {
                 size,
                 executable: false,
             },
+            modified: None,
         }
     }
 
@@ -168,18 +170,20 @@ mod tests {
                 size: 1,
                 executable: false,
             },
+            modified: None,
         };
         #[rustfmt::skip]
         let cases: Vec<(&str, Vec<Entry>, BatchProblem)> = vec![
             ("empty", vec![], BatchProblem::Empty),
-            ("no path", vec![Entry { path: vec![], kind: Kind::Dir }], BatchProblem::EmptyPath(0)),
+            ("no path", vec![Entry { path: vec![], kind: Kind::Dir, modified: None }], BatchProblem::EmptyPath(0)),
             ("dot dot", vec![dir("a"), file("a/../../x", 1)], BatchProblem::Name { path: "a/../../x".into(), problem: NameProblem::DotOrDotDot }),
             ("absolute", vec![absolute], BatchProblem::Name { path: "/etc/passwd".into(), problem: NameProblem::Empty }),
             ("long", vec![file(&"a".repeat(300), 1)], BatchProblem::Name { path: "a".repeat(200) + "…", problem: NameProblem::TooLong }),
             ("a separator inside", vec![file("a\\b", 1)], BatchProblem::Name { path: "a\\\\b".into(), problem: NameProblem::Separator }),
-            ("hidden", vec![dir("a"), file("a/.ssh", 1)], BatchProblem::Name { path: "a/.ssh".into(), problem: NameProblem::Hidden }),
+            ("hidden at the top", vec![file(".ssh", 1)], BatchProblem::Name { path: ".ssh".into(), problem: NameProblem::Hidden }),
+            ("dot dot inside", vec![dir("a"), file("a/..", 1)], BatchProblem::Name { path: "a/..".into(), problem: NameProblem::DotOrDotDot }),
             ("file and directory", vec![file("a", 1), file("a/b", 1)], BatchProblem::InsideFile("a/b".into())),
-            ("directory then file", vec![dir("a"), file("a", 1)], BatchProblem::Duplicate("a".into())),
+            ("a directory twice inside", vec![dir("a"), dir("a/b"), dir("a/b")], BatchProblem::Duplicate("a/b".into())),
             ("duplicate", vec![dir("a"), file("a/b", 1), file("a/b", 1)], BatchProblem::Duplicate("a/b".into())),
             ("no parent", vec![file("a/b", 1)], BatchProblem::NoParent("a/b".into())),
             ("out of its run", vec![dir("a"), dir("b"), file("a/x", 1)], BatchProblem::OutOfRun("a/x".into())),
@@ -191,6 +195,23 @@ mod tests {
         for (what, batch, problem) in cases {
             assert_eq!(check(&batch, &limits), Err(problem), "{what}");
         }
+    }
+
+    #[test]
+    fn hidden_names_inside_and_two_tops_of_one_name_pass() {
+        let batch = [
+            dir("a"),
+            file("a/.gitignore", 1),
+            dir("a/.git"),
+            file("a/.git/HEAD", 1),
+            file("a", 2),
+            dir("b"),
+            file("b/x", 1),
+            dir("b"),
+            file("b/x", 1),
+        ];
+        let totals = check(&batch, &Limits::DEFAULT).unwrap();
+        assert_eq!((totals.files, totals.dirs, totals.tops), (5, 4, 4));
     }
 
     #[test]

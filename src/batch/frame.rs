@@ -1,12 +1,15 @@
 //! The batch exchange's messages, inside secure mode only (never on the plain protocol): the
-//! same 16-byte header as FUP, with message types of their own.
+//! same 16-byte header as FUP, with message types of their own. This is version 4 (see
+//! [`probe`](crate::secure::probe)); a server meeting a client of version 3 only tells it, in
+//! version 3's words ([`encode_old_denial`]), to update.
 //!
 //! ```text
 //! client                                          server
 //!   | MANIFEST (0x11) × n, entries, last on the end  |
-//!   | ---------------------------------------------> |  checks each entry as it comes, decides once
-//!   | VERDICT (0x12): 1 denied + why, or 0 accepted, |
-//!   |   next u32, held u64: where the batch resumes  |
+//!   | ---------------------------------------------> |  checks each entry as it comes
+//!   | VERDICT (0x12): 1 denied, a code and why; or   |  decides once for the batch, and
+//!   |   0 accepted, next u32, held u64 (where the    |  refuses files by policy one by one
+//!   |   batch resumes), the files refused by policy  |
 //!   | <--------------------------------------------- |
 //!   | only when held > 0:                            |
 //!   | PROOF (0x15): msgid next, held u64 + the       |
@@ -15,24 +18,28 @@
 //!   | RESUME_AT (0x16): msgid next, offset u64:      |
 //!   |   held (it matches) or 0 (start that file over)|
 //!   | <--------------------------------------------- |
-//!   | DATA (0x03) × n per file from entry next on,   |
-//!   |   (from the offset in that one): msgid = index,|
-//!   |   seq 0, 1, …, last on the file's end, then    |
-//!   |   DIGEST (0x14): its BLAKE3, 32 bytes          |
+//!   | DATA (0x03) × n per file not refused, from     |
+//!   |   entry next on (from the offset in that one): |
+//!   |   msgid = index, seq 0, 1, …, last on the      |
+//!   |   file's end, then DIGEST (0x14): its BLAKE3   |
 //!   | ---------------------------------------------> |  files and trees published as they end
-//!   | DONE (0x13): each top item's outcome and name  |
+//!   | ITEM (0x17): a top item's fate, as it is known |
+//!   | <--------------------------------------------- |  (between the client's files)
+//!   | DONE (0x13): each top item: a code, the name   |
+//!   |   it was stored under, or why it was not       |
 //!   | <--------------------------------------------- |
 //! ```
 //!
 //! A manifest entry is `kind u8` (0 directory, 1 file, 2 executable file), `size u64` (0 for
-//! a directory), `path_len u16`, then the path in UTF-8, its components joined by `/`.
+//! a directory), `mtime i64` (nanoseconds since the Unix epoch; `i64::MIN`: not known),
+//! `path_len u16`, then the path in UTF-8, its components joined by `/`.
 
 use std::io::{self, Read, Write};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::manifest::{ENTRY_HEAD, Manifest};
-use super::{Entry, Kind};
+use super::{Entry, Kind, Mtime};
 use crate::wire::HEADER_LEN;
 
 /// A run of manifest entries.
@@ -52,6 +59,92 @@ pub const DIGEST: u32 = 0x14;
 pub const PROOF: u32 = 0x15;
 /// The server's answer to a proof: `offset u64`, where that file's data starts.
 pub const RESUME_AT: u32 = 0x16;
+/// While the data flows: one top item's fate, as soon as it is known (published, or
+/// refused), in the form of a DONE body of one item. The client reads these between files.
+pub const ITEM: u32 = 0x17;
+
+/// Why a file, a top item or a batch was not stored (or that it was): a byte on the wire,
+/// with a short text beside it for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// It was stored.
+    Stored,
+    /// The operator said no, or no one answered.
+    Denied,
+    /// Larger than the server takes (`--max-size`).
+    TooLarge,
+    /// Not enough free space.
+    NoSpace,
+    /// The batch breaks the batch rule (a name, a path, a limit): refused whole.
+    Refused,
+    /// Its BLAKE3 as received is not the client's: nothing of it was published.
+    Mismatch,
+    /// The server could not store it (its disk, a file-size limit).
+    ServerError,
+    /// The batch was cut before it was whole (the connection, or what the client sent).
+    Cut,
+    /// The server is busy (too many questions or lists waiting): to try again later.
+    Busy,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// A code this build does not know (from a later server).
+    Unknown(u8),
+}
+
+impl Code {
+    /// Its byte on the wire.
+    pub fn byte(self) -> u8 {
+        match self {
+            Code::Stored => 0,
+            Code::Denied => 1,
+            Code::TooLarge => 2,
+            Code::NoSpace => 3,
+            Code::Refused => 4,
+            Code::Mismatch => 5,
+            Code::ServerError => 6,
+            Code::Cut => 7,
+            Code::Busy => 8,
+            Code::ShuttingDown => 9,
+            Code::Unknown(byte) => byte,
+        }
+    }
+
+    /// The code a byte stands for.
+    pub fn from_byte(byte: u8) -> Code {
+        match byte {
+            0 => Code::Stored,
+            1 => Code::Denied,
+            2 => Code::TooLarge,
+            3 => Code::NoSpace,
+            4 => Code::Refused,
+            5 => Code::Mismatch,
+            6 => Code::ServerError,
+            7 => Code::Cut,
+            8 => Code::Busy,
+            9 => Code::ShuttingDown,
+            other => Code::Unknown(other),
+        }
+    }
+
+    /// Its name for programs (`--json`'s `code`): `stored`, `denied`, `too-large`,
+    /// `no-space`, `refused`, `mismatch`, `server-error`, `cut`, `busy`, `shutting-down`,
+    /// `unknown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Stored => "stored",
+            Code::Denied => "denied",
+            Code::TooLarge => "too-large",
+            Code::NoSpace => "no-space",
+            Code::Refused => "refused",
+            Code::Mismatch => "mismatch",
+            Code::ServerError => "server-error",
+            Code::Cut => "cut",
+            Code::Busy => "busy",
+            Code::ShuttingDown => "shutting-down",
+            Code::Unknown(_) => "unknown",
+        }
+    }
+}
 
 /// Where an accepted batch starts: every entry before `next` is already stored from an
 /// earlier try (or in the tree being built), and `held` bytes of entry `next` are there,
@@ -73,27 +166,130 @@ impl ResumePoint {
     }
 }
 
-/// An accepting verdict's body: `0`, `next u32`, `held u64`.
-pub fn encode_accept(at: ResumePoint) -> [u8; 13] {
-    let mut body = [0; 13];
-    LE::write_u32(&mut body[1..5], at.next);
-    LE::write_u64(&mut body[5..13], at.held);
-    body
+/// Files of an accepted batch that the server's policy refused, all for one reason: they are
+/// not sent, and the rest goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// Why, for programs.
+    pub code: Code,
+    /// Why, for people (at most [`MAX_WHY`] bytes).
+    pub why: String,
+    /// Their indices in the manifest, in order.
+    pub entries: Vec<u32>,
 }
 
-/// The resume point of an accepting verdict's body (`body[0]` is 0).
-///
-/// # Errors
-///
-/// A body cut short.
-pub fn decode_accept(body: &[u8]) -> io::Result<ResumePoint> {
-    let rest = body
-        .get(1..13)
-        .ok_or_else(|| invalid("a verdict cut short"))?;
-    Ok(ResumePoint {
-        next: LE::read_u32(&rest[0..4]),
-        held: LE::read_u64(&rest[4..12]),
-    })
+/// The server's one answer to a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted: where it starts, and the files refused by policy (not to be sent).
+    Accepted(ResumePoint, Vec<Refused>),
+    /// Denied whole: why, for programs and for people.
+    Denied(Code, String),
+}
+
+/// `why` cut to [`MAX_WHY`] bytes, on a character's boundary.
+fn short(why: &str) -> &str {
+    let mut end = why.len().min(MAX_WHY);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    &why[..end]
+}
+
+fn put_text(body: &mut Vec<u8>, text: &str) {
+    let text = short(text);
+    body.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    body.extend_from_slice(text.as_bytes());
+}
+
+/// Reads what [`put_text`] wrote, from the start of `rest`; moves `rest` past it.
+fn take_text(rest: &mut &[u8], cut: &dyn Fn() -> io::Error) -> io::Result<String> {
+    let len = usize::from(LE::read_u16(rest.get(..2).ok_or_else(cut)?));
+    let text = rest.get(2..2 + len).ok_or_else(cut)?;
+    let text = String::from_utf8_lossy(text).into_owned();
+    *rest = &rest[2 + len..];
+    Ok(text)
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize, cut: &dyn Fn() -> io::Error) -> io::Result<&'a [u8]> {
+    let taken = rest.get(..n).ok_or_else(cut)?;
+    *rest = &rest[n..];
+    Ok(taken)
+}
+
+impl Verdict {
+    /// Its body: `0`, `next u32`, `held u64`, `groups u16`, then per group of refused files
+    /// `code u8`, `why_len u16`, `why`, `count u32`, `index u32` × count; or `1`, `code u8`,
+    /// then why in UTF-8 (the rest of the body).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Verdict::Accepted(at, refused) => {
+                let mut body = vec![0];
+                body.extend_from_slice(&at.next.to_le_bytes());
+                body.extend_from_slice(&at.held.to_le_bytes());
+                body.extend_from_slice(&(refused.len() as u16).to_le_bytes());
+                for group in refused {
+                    body.push(group.code.byte());
+                    put_text(&mut body, &group.why);
+                    body.extend_from_slice(&(group.entries.len() as u32).to_le_bytes());
+                    for index in &group.entries {
+                        body.extend_from_slice(&index.to_le_bytes());
+                    }
+                }
+                body
+            }
+            Verdict::Denied(code, why) => {
+                let mut body = vec![1, code.byte()];
+                body.extend_from_slice(short(why).as_bytes());
+                body
+            }
+        }
+    }
+
+    /// Reads a verdict's body.
+    ///
+    /// # Errors
+    ///
+    /// A body cut short, or with a first byte other than 0 and 1.
+    pub fn decode(body: &[u8]) -> io::Result<Verdict> {
+        let cut = || invalid("a verdict cut short");
+        let (&first, mut rest) = body.split_first().ok_or_else(cut)?;
+        match first {
+            0 => {
+                let head = take(&mut rest, 14, &cut)?;
+                let at = ResumePoint {
+                    next: LE::read_u32(&head[0..4]),
+                    held: LE::read_u64(&head[4..12]),
+                };
+                let groups = LE::read_u16(&head[12..14]);
+                let mut refused = Vec::new();
+                for _ in 0..groups {
+                    let code = Code::from_byte(take(&mut rest, 1, &cut)?[0]);
+                    let why = take_text(&mut rest, &cut)?;
+                    let count = LE::read_u32(take(&mut rest, 4, &cut)?) as usize;
+                    // Checked against what is there before anything is allocated.
+                    let indices = take(&mut rest, count.checked_mul(4).ok_or_else(cut)?, &cut)?;
+                    let entries = indices.chunks_exact(4).map(LE::read_u32).collect();
+                    refused.push(Refused { code, why, entries });
+                }
+                Ok(Verdict::Accepted(at, refused))
+            }
+            1 => {
+                let (&code, why) = rest.split_first().ok_or_else(cut)?;
+                let why = String::from_utf8_lossy(why).into_owned();
+                Ok(Verdict::Denied(Code::from_byte(code), why))
+            }
+            _ => Err(invalid("a verdict that is neither 0 nor 1")),
+        }
+    }
+}
+
+/// A denial in the words of version 3 (`1`, then why), for a client of that version: what a
+/// server of this version tells it (to update).
+pub fn encode_old_denial(why: &str) -> Vec<u8> {
+    let mut body = vec![1];
+    body.extend_from_slice(short(why).as_bytes());
+    body
 }
 
 /// A proof's body: `held u64`, then the 32-byte BLAKE3 of the first `held` bytes.
@@ -129,11 +325,11 @@ pub fn verifying() -> bool {
 
 /// Most bytes in one manifest message: the client cuts longer manifests into several.
 pub const MAX_MANIFEST_CHUNK: usize = 1024 * 1024;
-/// Most bytes of all the manifest's messages together (1,000,000 entries of 56-byte paths,
+/// Most bytes of all the manifest's messages together (1,000,000 entries of 48-byte paths,
 /// or 300,000 of 200), checked before they are read.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
-/// Most bytes of a verdict's reason, or of a done message (whose failed items each carry a
-/// reason of at most [`MAX_WHY`]).
+/// Most bytes of a verdict or of a done message (whose items each carry a reason of at most
+/// [`MAX_WHY`], and a verdict the indices of the files it refuses).
 pub const MAX_SMALL_BODY: u32 = 16 * 1024 * 1024;
 /// Most bytes of a path in a manifest entry.
 pub const MAX_PATH: usize = 4096;
@@ -224,10 +420,11 @@ pub fn write_manifest(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
                 executable: true,
             } => (2, size),
         };
-        let mut head = [0; 11];
+        let mut head = [0; ENTRY_HEAD];
         head[0] = kind;
         LE::write_u64(&mut head[1..9], size);
-        LE::write_u16(&mut head[9..11], path.len() as u16);
+        LE::write_i64(&mut head[9..17], Mtime::to_wire(entry.modified));
+        LE::write_u16(&mut head[17..19], path.len() as u16);
         if body.len() + head.len() + path.len() > MAX_MANIFEST_CHUNK {
             send(w, MANIFEST, 0, false, &body)?;
             body.clear();
@@ -277,13 +474,23 @@ pub fn read_body(r: &mut impl Read, len: u32, max: u64) -> io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// The first entry in `buf`, if a whole one is there: its kind, its path's bytes (not yet
-/// checked: see [`Manifest::push`]) and how many bytes of `buf` it took.
+/// One manifest entry as it came, its path not checked yet (see [`Manifest::push`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEntry<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// When it was last changed, if the client knew.
+    pub modified: Option<Mtime>,
+    /// Its path's bytes.
+    pub path: &'a [u8],
+}
+
+/// The first entry in `buf`, if a whole one is there, and how many bytes of `buf` it took.
 ///
 /// # Errors
 ///
 /// An unknown kind, or a directory with a size.
-pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(Kind, &[u8], usize)>> {
+pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(RawEntry<'_>, usize)>> {
     let Some(head) = buf.get(..ENTRY_HEAD) else {
         return Ok(None);
     };
@@ -297,8 +504,16 @@ pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(Kind, &[u8], usize)>> {
         },
         _ => return Err(invalid("an unknown kind of manifest entry")),
     };
-    let end = ENTRY_HEAD + usize::from(LE::read_u16(&head[9..11]));
-    Ok(buf.get(ENTRY_HEAD..end).map(|path| (kind, path, end)))
+    let modified = Mtime::from_wire(LE::read_i64(&head[9..17]));
+    let end = ENTRY_HEAD + usize::from(LE::read_u16(&head[17..19]));
+    Ok(buf.get(ENTRY_HEAD..end).map(|path| {
+        let entry = RawEntry {
+            kind,
+            modified,
+            path,
+        };
+        (entry, end)
+    }))
 }
 
 /// Reads the entries of one manifest message's body into `manifest`, each checked as it is
@@ -312,10 +527,10 @@ pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(Kind, &[u8], usize)>> {
 pub fn parse_manifest(body: &[u8], manifest: &mut Manifest) -> io::Result<()> {
     let mut rest = body;
     while !rest.is_empty() {
-        let (kind, path, used) =
+        let (entry, used) =
             decode_entry(rest)?.ok_or_else(|| invalid("a manifest entry cut short"))?;
         manifest
-            .push(path, kind)
+            .push(entry)
             .map_err(|problem| invalid(&problem.to_string()))?;
         rest = &rest[used..];
     }
@@ -327,47 +542,59 @@ pub fn parse_manifest(body: &[u8], manifest: &mut Manifest) -> io::Result<()> {
 pub struct ItemDone {
     /// Its entry's index in the manifest.
     pub index: u32,
-    /// Whether it was stored.
-    pub stored: bool,
-    /// The name it was stored under (the same, or `name (1)`…); when not stored, why not
-    /// (since version 3: empty when the server does not say).
+    /// Whether it was stored ([`Code::Stored`]), or why not.
+    pub code: Code,
+    /// The name it was stored under (the same, or `name (1)`…); empty when not stored.
     pub name: String,
+    /// Why it was not stored, for people (at most [`MAX_WHY`] bytes); empty when stored.
+    pub why: String,
 }
 
-/// Most bytes of the reason a failed item carries in its `name`.
+/// Most bytes of the reason a refused file or a failed item carries.
 pub const MAX_WHY: usize = 1024;
 
 impl ItemDone {
-    /// A top item that was not stored, and why (cut to [`MAX_WHY`] bytes, on a character's
-    /// boundary).
-    pub fn failed(index: u32, why: &str) -> ItemDone {
-        let mut end = why.len().min(MAX_WHY);
-        while !why.is_char_boundary(end) {
-            end -= 1;
-        }
+    /// A top item stored under `name`.
+    pub fn stored(index: u32, name: &str) -> ItemDone {
         ItemDone {
             index,
-            stored: false,
-            name: why[..end].to_string(),
+            code: Code::Stored,
+            name: name.to_string(),
+            why: String::new(),
         }
+    }
+
+    /// A top item that was not stored, for `code`, and why (cut to [`MAX_WHY`] bytes).
+    pub fn failed(index: u32, code: Code, why: &str) -> ItemDone {
+        ItemDone {
+            index,
+            code,
+            name: String::new(),
+            why: short(why).to_string(),
+        }
+    }
+
+    /// Whether it was stored.
+    pub fn is_stored(&self) -> bool {
+        self.code == Code::Stored
     }
 
     /// Why it was not stored, when the server said.
     pub fn why(&self) -> Option<&str> {
-        (!self.stored && !self.name.is_empty()).then_some(self.name.as_str())
+        (!self.is_stored() && !self.why.is_empty()).then_some(self.why.as_str())
     }
 }
 
-/// A DONE body: `count u32`, then per item `index u32, stored u8, name_len u16, name`.
+/// A DONE body: `count u32`, then per item `index u32, code u8, name_len u16, name,
+/// why_len u16, why`.
 pub fn encode_done(items: &[ItemDone]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(items.len() as u32).to_le_bytes());
     for item in items {
         body.extend_from_slice(&item.index.to_le_bytes());
-        body.push(u8::from(item.stored));
-        let name = &item.name.as_bytes()[..item.name.len().min(u16::MAX as usize)];
-        body.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        body.extend_from_slice(name);
+        body.push(item.code.byte());
+        put_text(&mut body, &item.name);
+        put_text(&mut body, &item.why);
     }
     body
 }
@@ -379,19 +606,22 @@ pub fn encode_done(items: &[ItemDone]) -> Vec<u8> {
 /// A body that does not parse.
 pub fn decode_done(body: &[u8]) -> io::Result<Vec<ItemDone>> {
     let cut = || invalid("a done message cut short");
-    let count = LE::read_u32(body.get(0..4).ok_or_else(cut)?) as usize;
-    let mut rest = &body[4..];
-    let mut items = Vec::with_capacity(count.min(rest.len() / 7));
+    let mut rest = body;
+    let count = LE::read_u32(take(&mut rest, 4, &cut)?) as usize;
+    // Each item takes at least 9 bytes: what is there bounds what is allocated.
+    let mut items = Vec::with_capacity(count.min(rest.len() / 9));
     for _ in 0..count {
-        let head = rest.get(0..7).ok_or_else(cut)?;
-        let len = usize::from(LE::read_u16(&head[5..7]));
-        let name = rest.get(7..7 + len).ok_or_else(cut)?;
+        let head = take(&mut rest, 5, &cut)?;
+        let index = LE::read_u32(&head[0..4]);
+        let code = Code::from_byte(head[4]);
+        let name = take_text(&mut rest, &cut)?;
+        let why = take_text(&mut rest, &cut)?;
         items.push(ItemDone {
-            index: LE::read_u32(&head[0..4]),
-            stored: head[4] == 1,
-            name: String::from_utf8_lossy(name).into_owned(),
+            index,
+            code,
+            name,
+            why,
         });
-        rest = &rest[7 + len..];
     }
     Ok(items)
 }
@@ -404,6 +634,7 @@ mod tests {
         Entry {
             path: path.split('/').map(str::to_string).collect(),
             kind,
+            modified: None,
         }
     }
 
@@ -435,15 +666,56 @@ mod tests {
     }
 
     #[test]
-    fn resume_messages_in_golden_bytes_and_back() {
+    fn verdicts_in_golden_bytes_and_back() {
         let at = ResumePoint {
             next: 2,
             held: 0x0102_0304_0506,
         };
-        let body = encode_accept(at);
-        assert_eq!(body, [0, 2, 0, 0, 0, 6, 5, 4, 3, 2, 1, 0, 0]);
-        assert_eq!(decode_accept(&body).unwrap(), at);
-        assert!(decode_accept(&body[..12]).is_err());
+        let accepted = Verdict::Accepted(
+            at,
+            vec![Refused {
+                code: Code::TooLarge,
+                why: "big".into(),
+                entries: vec![1, 3],
+            }],
+        );
+        #[rustfmt::skip]
+        let golden: &[u8] = &[
+            0,                         // accepted
+            2, 0, 0, 0,                // next 2
+            6, 5, 4, 3, 2, 1, 0, 0,    // held
+            1, 0,                      // one group of refused files
+            2,                         // too large
+            3, 0, b'b', b'i', b'g',    // why
+            2, 0, 0, 0,                // two files
+            1, 0, 0, 0, 3, 0, 0, 0,    // entries 1 and 3
+        ];
+        assert_eq!(accepted.encode(), golden);
+        assert_eq!(Verdict::decode(golden).unwrap(), accepted);
+        for cut in 0..golden.len() {
+            assert!(Verdict::decode(&golden[..cut]).is_err(), "{cut}");
+        }
+        let denied = Verdict::Denied(Code::NoSpace, "not enough free space".into());
+        let body = denied.encode();
+        assert_eq!(&body[..2], &[1, 3]);
+        assert_eq!(&body[2..], b"not enough free space");
+        assert_eq!(Verdict::decode(&body).unwrap(), denied);
+        assert!(Verdict::decode(&[2]).is_err());
+        // A count that claims more than is there allocates nothing.
+        let mut lying = golden.to_vec();
+        lying[22] = 0xff;
+        assert!(Verdict::decode(&lying).is_err());
+        // A version 3 client is told in its own words: 1, then why.
+        assert_eq!(encode_old_denial("update"), b"\x01update");
+        // Every code's byte reads back as itself; unknown ones are kept as they came.
+        for byte in 0..=255u8 {
+            assert_eq!(Code::from_byte(byte).byte(), byte);
+        }
+        assert_eq!(Code::from_byte(200), Code::Unknown(200));
+    }
+
+    #[test]
+    fn resume_messages_in_golden_bytes_and_back() {
         let proof = encode_proof(5, &[0xab; 32]);
         assert_eq!(&proof[..8], &[5, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(decode_proof(&proof).unwrap(), (5, [0xab; 32]));
@@ -458,7 +730,7 @@ mod tests {
 
     #[test]
     fn a_manifest_in_golden_bytes_and_back() {
-        let entries = vec![
+        let mut entries = vec![
             entry("d", Kind::Dir),
             entry(
                 "d/x",
@@ -468,21 +740,35 @@ mod tests {
                 },
             ),
         ];
+        entries[1].modified = Some(Mtime(0x0102));
         let mut out = Vec::new();
         write_manifest(&mut out, &entries).unwrap();
         #[rustfmt::skip]
         let golden: &[u8] = &[
-            0, 0, 0, 0, 0x11, 0, 0, 0, 26, 0, 0, 0, 0, 1, 0, 0, // header: manifest, 26 bytes, last
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'd',             // directory "d"
-            2, 3, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'd', b'/', b'x', // executable file "d/x", 3 bytes
+            0, 0, 0, 0, 0x11, 0, 0, 0, 42, 0, 0, 0, 0, 1, 0, 0, // header: manifest, 42 bytes, last
+            0,                                                  // directory
+            0, 0, 0, 0, 0, 0, 0, 0,                             //   size 0
+            0, 0, 0, 0, 0, 0, 0, 0x80,                          //   time not known
+            1, 0, b'd',                                         //   "d"
+            2,                                                  // executable file
+            3, 0, 0, 0, 0, 0, 0, 0,                             //   3 bytes
+            2, 1, 0, 0, 0, 0, 0, 0,                             //   changed 258 ns after 1970
+            3, 0, b'd', b'/', b'x',                             //   "d/x"
         ];
         assert_eq!(out, golden);
         let frame = Frame::read_from(&mut &out[..]).unwrap().unwrap();
-        assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 26, true));
+        assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 42, true));
         let mut back = Manifest::new(crate::batch::Limits::DEFAULT);
         parse_manifest(&out[16..], &mut back).unwrap();
-        let back: Vec<(&str, Kind)> = back.iter().map(|e| (e.path, e.kind)).collect();
-        assert_eq!(back, [("d", entries[0].kind), ("d/x", entries[1].kind)]);
+        let back: Vec<(&str, Kind, Option<Mtime>)> =
+            back.iter().map(|e| (e.path, e.kind, e.modified)).collect();
+        assert_eq!(
+            back,
+            [
+                ("d", entries[0].kind, None),
+                ("d/x", entries[1].kind, Some(Mtime(0x0102)))
+            ]
+        );
     }
 
     #[test]
@@ -507,22 +793,25 @@ mod tests {
                 .zip(&entries)
                 .all(|(a, b)| a.path == b.display_path())
         );
-        let bad: [(&[u8], &str); 5] = [
-            (&[1, 0, 0], "cut short"),
-            (&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "unknown kind"),
-            (
-                &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                "a directory with a size",
-            ),
-            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'], "cut short"),
-            (&[1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff], "neither UTF-8"),
+        let head = |kind: u8, size: u8, len: u8| {
+            let mut head = vec![kind, size, 0, 0, 0, 0, 0, 0, 0];
+            head.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x80, len, 0]);
+            head
+        };
+        let bad: [(Vec<u8>, &str); 5] = [
+            (vec![1, 0, 0], "cut short"),
+            (head(9, 0, 0), "unknown kind"),
+            (head(0, 1, 0), "a directory with a size"),
+            ([head(1, 0, 5), b"a".to_vec()].concat(), "cut short"),
+            ([head(1, 0, 1), vec![0xff]].concat(), "neither UTF-8"),
         ];
         for (body, says) in bad {
             let mut manifest = Manifest::new(crate::batch::Limits::DEFAULT);
-            let err = parse_manifest(body, &mut manifest).unwrap_err();
+            let err = parse_manifest(&body, &mut manifest).unwrap_err();
             assert!(err.to_string().contains(says), "{err}");
         }
-        let two = [[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'a']; 2].concat();
+        let one = [head(0, 0, 1), b"a".to_vec()].concat();
+        let two = [one.clone(), one].concat();
         let one = crate::batch::Limits {
             max_entries: 1,
             ..crate::batch::Limits::DEFAULT
@@ -535,18 +824,23 @@ mod tests {
     #[test]
     fn done_round_trips() {
         let items = vec![
-            ItemDone {
-                index: 0,
-                stored: true,
-                name: "photos (1)".into(),
-            },
-            ItemDone {
-                index: 7,
-                stored: false,
-                name: String::new(),
-            },
+            ItemDone::stored(0, "photos (1)"),
+            ItemDone::failed(7, Code::Mismatch, "the file's BLAKE3 does not match"),
         ];
-        assert_eq!(decode_done(&encode_done(&items)).unwrap(), items);
+        let body = encode_done(&items);
+        #[rustfmt::skip]
+        assert_eq!(&body[..20], &[
+            2, 0, 0, 0,                     // two items
+            0, 0, 0, 0,                     // entry 0
+            0,                              // stored
+            10, 0, b'p', b'h', b'o', b't', b'o', b's', b' ', b'(', b'1', // as "photos (1)"
+        ][..20]);
+        assert_eq!(decode_done(&body).unwrap(), items);
         assert!(decode_done(&[2, 0, 0, 0, 1]).is_err());
+        assert_eq!(items[1].why(), Some("the file's BLAKE3 does not match"));
+        assert_eq!(items[0].why(), None);
+        // A reason is cut to its limit, on a character's boundary.
+        let long = ItemDone::failed(1, Code::ServerError, &"한".repeat(MAX_WHY));
+        assert!(long.why.len() <= MAX_WHY);
     }
 }

@@ -1,6 +1,6 @@
 //! A batch's manifest as the server keeps it: every entry checked by the batch rule as it is
 //! read (so a bad manifest is refused at its first bad entry), and stored compactly: the
-//! paths' bytes in a few large blocks, 16 bytes per entry and an index of 5 to 10 bytes per
+//! paths' bytes in a few large blocks, 24 bytes per entry and an index of 5 to 10 bytes per
 //! entry besides. What a peer can make the server hold is about what it sent, and
 //! [`Manifest::heap_bytes`] and [`Manifest::growth_for`] say how much exactly, for a memory
 //! budget to be asked before anything is allocated.
@@ -10,13 +10,17 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::check::{BatchProblem, SHOWN_TOPS, Totals};
-use super::frame::{MAX_MANIFEST, MAX_PATH};
-use super::{Entry, Kind, Limits};
-use crate::server::names::check_name;
+use super::frame::{MAX_MANIFEST, MAX_PATH, RawEntry};
+use super::{Entry, Kind, Limits, Mtime};
+use crate::server::names::{check_name, check_name_in_folder};
 use crate::text;
 
-/// Bytes of an entry's fixed part on the wire: `kind u8, size u64, path_len u16`.
-pub const ENTRY_HEAD: usize = 11;
+/// Bytes of an entry's fixed part on the wire: `kind u8, size u64, mtime i64, path_len u16`.
+pub const ENTRY_HEAD: usize = 19;
+
+/// What an index key's scope is for a top item's own name (inner paths are scoped by the
+/// entry index of their top item, so that two top items of one name keep apart).
+const TOP: u32 = u32::MAX;
 
 /// The first block of path bytes; each next one is twice the last, up to [`MAX_BLOCK`].
 const FIRST_BLOCK: usize = 4096;
@@ -38,6 +42,8 @@ struct Rec {
     kind: u8,
     /// A file's size.
     size: u64,
+    /// When it was last changed (`i64::MIN`: not known).
+    mtime: i64,
 }
 
 /// An entry of a [`Manifest`], borrowed.
@@ -47,6 +53,8 @@ pub struct EntryRef<'m> {
     pub path: &'m str,
     /// What it is.
     pub kind: Kind,
+    /// When it was last changed, if the client knew.
+    pub modified: Option<Mtime>,
     depth: usize,
 }
 
@@ -87,12 +95,12 @@ pub struct Manifest {
     blocks: Vec<Vec<u8>>,
     bases: Vec<u32>,
     recs: Vec<Rec>,
-    /// Every entry, by path: for duplicates, parents and runs.
+    /// Every entry, by its scope (see [`TOP`]) and path: for duplicates, parents and runs.
     index: HashTable<u32>,
+    /// The entries at the top, in order: where each tree begins.
+    tops: Vec<u32>,
     hasher: std::hash::RandomState,
     totals: Totals,
-    /// The latest top item's entry.
-    top: Option<u32>,
     /// Bytes the entries took on the wire.
     wire: u64,
 }
@@ -106,9 +114,9 @@ impl Manifest {
             bases: Vec::new(),
             recs: Vec::new(),
             index: HashTable::new(),
+            tops: Vec::new(),
             hasher: std::hash::RandomState::new(),
             totals: Totals::default(),
-            top: None,
             wire: 0,
         }
     }
@@ -121,7 +129,12 @@ impl Manifest {
     pub fn of(entries: &[Entry], limits: &Limits) -> Result<Manifest, BatchProblem> {
         let mut manifest = Manifest::new(*limits);
         for entry in entries {
-            manifest.push(entry.display_path().as_bytes(), entry.kind)?;
+            let path = entry.display_path();
+            manifest.push(RawEntry {
+                kind: entry.kind,
+                modified: entry.modified,
+                path: path.as_bytes(),
+            })?;
         }
         manifest.finish()?;
         Ok(manifest)
@@ -163,6 +176,7 @@ impl Manifest {
                     executable: kind == 2,
                 },
             },
+            modified: Mtime::from_wire(rec.mtime),
             depth: usize::from(rec.depth),
         }
     }
@@ -180,6 +194,7 @@ impl Manifest {
         let tops: usize = self.totals.first_tops.iter().map(String::capacity).sum();
         (blocks + tops + self.index.allocation_size()) as u64
             + self.recs.capacity() as u64 * REC
+            + self.tops.capacity() as u64 * 4
             + self.bases.capacity() as u64 * 4
             + self.blocks.capacity() as u64 * std::mem::size_of::<Vec<u8>>() as u64
     }
@@ -199,6 +214,9 @@ impl Manifest {
         if self.index.len() == self.index.capacity() {
             // Twice the buckets: 4 bytes and a control byte each, and a group's worth more.
             more += 2 * self.index.allocation_size() as u64 + 256;
+        }
+        if self.tops.len() == self.tops.capacity() {
+            more += (self.tops.capacity() * 2).max(64) as u64 * 4;
         }
         more
     }
@@ -221,16 +239,21 @@ impl Manifest {
             .max(self.recs.len() + 1)
     }
 
-    /// Checks one more entry, `path` (its components joined by `/`, as sent) of `kind`, and
-    /// adds it: every component passes the name rule; the path is at most [`MAX_PATH`]
-    /// bytes and the limits' depth; it is new; its directory came before it, and it belongs
-    /// to the latest top item; the count, the bytes and the manifest's own size stay within
-    /// the limits.
+    /// Checks one more entry and adds it: every component passes the name rule (hidden names
+    /// are fine inside a folder, not at the top); the path is at most [`MAX_PATH`] bytes and
+    /// the limits' depth; it is new within its tree (two top items may share a name: the
+    /// server keeps both); its directory came before it, and it belongs to the latest top
+    /// item; the count, the bytes and the manifest's own size stay within the limits.
     ///
     /// # Errors
     ///
     /// What is wrong with it; nothing is added then.
-    pub fn push(&mut self, path: &[u8], kind: Kind) -> Result<(), BatchProblem> {
+    pub fn push(&mut self, entry: RawEntry<'_>) -> Result<(), BatchProblem> {
+        let RawEntry {
+            kind,
+            modified,
+            path,
+        } = entry;
         let index = self.recs.len();
         let shown = || text::from_peer(&String::from_utf8_lossy(path));
         if index >= self.limits.max_entries {
@@ -259,7 +282,11 @@ impl Manifest {
                     max: self.limits.max_depth,
                 });
             }
-            check_name(component).map_err(|problem| BatchProblem::Name {
+            let checked = match depth {
+                1 => check_name(component),
+                _ => check_name_in_folder(component),
+            };
+            checked.map_err(|problem| BatchProblem::Name {
                 path: shown(),
                 problem,
             })?;
@@ -270,30 +297,36 @@ impl Manifest {
             problem: crate::server::names::NameProblem::NotUtf8,
         })?;
         let shown = || text::from_peer(path);
-        match path.rsplit_once('/') {
-            None => {}
-            Some((parent, _)) => {
-                let top = parent.split_once('/').map_or(parent, |(top, _)| top);
-                let in_run = self
-                    .top
-                    .and_then(|at| self.recs.get(at as usize))
-                    .is_some_and(|rec| self.path_of(rec) == top);
-                if !in_run {
-                    return Err(match self.find(top) {
+        let scope = match path.split_once('/') {
+            // A top item: two may share a name.
+            None => TOP,
+            Some((top, inside)) => {
+                let current = self
+                    .tops
+                    .last()
+                    .filter(|&&at| self.path_of(&self.recs[at as usize]) == top)
+                    .copied();
+                let Some(current) = current else {
+                    return Err(match self.find(TOP, top) {
                         Some(_) => BatchProblem::OutOfRun(shown()),
                         None => BatchProblem::NoParent(shown()),
                     });
-                }
-                match self.find(parent).map(|rec| rec.kind) {
+                };
+                let parent = match inside.rsplit_once('/') {
+                    None => Some(self.recs[current as usize].kind),
+                    Some((dirs, _)) => self.find(current, dirs).map(|rec| rec.kind),
+                };
+                match parent {
                     Some(0) => {}
                     Some(_) => return Err(BatchProblem::InsideFile(shown())),
                     None => return Err(BatchProblem::NoParent(shown())),
                 }
+                if self.find(current, inside).is_some() {
+                    return Err(BatchProblem::Duplicate(shown()));
+                }
+                current
             }
-        }
-        if self.find(path).is_some() {
-            return Err(BatchProblem::Duplicate(shown()));
-        }
+        };
         let (code, size) = match kind {
             Kind::Dir => (0, 0),
             Kind::File { size, executable } => (1 + u8::from(executable), size),
@@ -315,7 +348,10 @@ impl Manifest {
             Kind::File { .. } => self.totals.files += 1,
         }
         if depth == 1 {
-            self.top = Some(index as u32);
+            if self.tops.len() == self.tops.capacity() {
+                self.tops.reserve_exact(self.tops.capacity().max(32));
+            }
+            self.tops.push(index as u32);
             self.totals.tops += 1;
             if self.totals.first_tops.len() < SHOWN_TOPS {
                 self.totals.first_tops.push(path.to_string());
@@ -332,10 +368,23 @@ impl Manifest {
             depth: depth as u8,
             kind: code,
             size,
+            mtime: Mtime::to_wire(modified),
         });
-        let hash = self.hasher.hash_one(path.as_bytes());
-        let (recs, blocks, bases, hasher) = (&self.recs, &self.blocks, &self.bases, &self.hasher);
-        let rehash = |&i: &u32| hasher.hash_one(path_in(blocks, bases, &recs[i as usize]));
+        let key = key_path(path, scope);
+        let hash = self.hasher.hash_one((scope, key.as_bytes()));
+        let (recs, blocks, bases, tops, hasher) = (
+            &self.recs,
+            &self.blocks,
+            &self.bases,
+            &self.tops,
+            &self.hasher,
+        );
+        let rehash = |&i: &u32| {
+            let rec = &recs[i as usize];
+            let scope = scope_of(tops, i, rec);
+            let path = path_in(blocks, bases, rec);
+            hasher.hash_one((scope, key_bytes(path, scope)))
+        };
         self.index.insert_unique(hash, index as u32, rehash);
         Ok(())
     }
@@ -352,12 +401,16 @@ impl Manifest {
         }
     }
 
-    fn find(&self, path: &str) -> Option<&Rec> {
+    /// The entry at `path` within `scope`: a top item's name ([`TOP`]), or a path inside the
+    /// tree whose top item is entry `scope`.
+    fn find(&self, scope: u32, path: &str) -> Option<&Rec> {
         // Hashed as bytes everywhere: the index is rebuilt from the blocks' bytes.
-        let hash = self.hasher.hash_one(path.as_bytes());
-        let at = self
-            .index
-            .find(hash, |&i| self.path_of(&self.recs[i as usize]) == path)?;
+        let hash = self.hasher.hash_one((scope, path.as_bytes()));
+        let at = self.index.find(hash, |&i| {
+            let rec = &self.recs[i as usize];
+            scope_of(&self.tops, i, rec) == scope
+                && key_bytes(path_in(&self.blocks, &self.bases, rec), scope) == path.as_bytes()
+        })?;
         self.recs.get(*at as usize)
     }
 
@@ -381,6 +434,34 @@ impl Manifest {
     }
 }
 
+/// The scope entry `index` is kept under in the index: [`TOP`] for a top item, else its top
+/// item's index (the last top item before it).
+fn scope_of(tops: &[u32], index: u32, rec: &Rec) -> u32 {
+    match rec.depth {
+        1 => TOP,
+        _ => tops[tops.partition_point(|&top| top < index) - 1],
+    }
+}
+
+/// What of `path` is keyed within `scope`: all of a top item's name, the part inside for the
+/// rest.
+fn key_path(path: &str, scope: u32) -> &str {
+    match scope {
+        TOP => path,
+        _ => path.split_once('/').map_or(path, |(_, inside)| inside),
+    }
+}
+
+fn key_bytes(path: &[u8], scope: u32) -> &[u8] {
+    match scope {
+        TOP => path,
+        _ => path
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(path, |at| &path[at + 1..]),
+    }
+}
+
 fn path_in<'b>(blocks: &'b [Vec<u8>], bases: &[u32], rec: &Rec) -> &'b [u8] {
     let block = bases.partition_point(|&base| base <= rec.at) - 1;
     let start = (rec.at - bases[block]) as usize;
@@ -392,6 +473,14 @@ mod tests {
     use super::*;
     use crate::server::names::NameProblem;
 
+    fn push(m: &mut Manifest, path: &[u8], kind: Kind) -> Result<(), BatchProblem> {
+        m.push(RawEntry {
+            kind,
+            modified: None,
+            path,
+        })
+    }
+
     fn file(size: u64) -> Kind {
         Kind::File {
             size,
@@ -402,14 +491,14 @@ mod tests {
     #[test]
     fn entries_read_back_as_pushed() {
         let mut m = Manifest::new(Limits::DEFAULT);
-        m.push(b"photos", Kind::Dir).unwrap();
-        m.push(b"photos/2026", Kind::Dir).unwrap();
+        push(&mut m, b"photos", Kind::Dir).unwrap();
+        push(&mut m, b"photos/2026", Kind::Dir).unwrap();
         let exe = Kind::File {
             size: 7,
             executable: true,
         };
-        m.push("photos/2026/사진.jpg".as_bytes(), exe).unwrap();
-        m.push(b"notes.txt", file(5)).unwrap();
+        push(&mut m, "photos/2026/사진.jpg".as_bytes(), exe).unwrap();
+        push(&mut m, b"notes.txt", file(5)).unwrap();
         m.finish().unwrap();
         assert_eq!(m.len(), 4);
         let third = m.get(2).unwrap();
@@ -432,16 +521,16 @@ mod tests {
     #[test]
     fn many_entries_cross_blocks_and_are_found_exactly() {
         let mut m = Manifest::new(Limits::DEFAULT);
-        m.push(b"d", Kind::Dir).unwrap();
+        push(&mut m, b"d", Kind::Dir).unwrap();
         let name = |i: usize| format!("d/{i:0>250}");
         for i in 0..20_000 {
-            m.push(name(i).as_bytes(), file(1)).unwrap();
+            push(&mut m, name(i).as_bytes(), file(1)).unwrap();
         }
         assert!(m.blocks.len() > 3, "{} blocks", m.blocks.len());
         for i in (0..20_000).step_by(997) {
             assert_eq!(m.get(i + 1).unwrap().path, name(i));
         }
-        let err = m.push(name(12_345).as_bytes(), file(1)).unwrap_err();
+        let err = push(&mut m, name(12_345).as_bytes(), file(1)).unwrap_err();
         assert_eq!(err, BatchProblem::Duplicate(text::from_peer(&name(12_345))));
         // About what was sent: 252 bytes of path and 16 of record per entry, and the index.
         let wire = 20_000 * (ENTRY_HEAD as u64 + 252);
@@ -451,12 +540,12 @@ mod tests {
     #[test]
     fn growth_is_known_before_it_happens() {
         let mut m = Manifest::new(Limits::DEFAULT);
-        m.push(b"d", Kind::Dir).unwrap();
+        push(&mut m, b"d", Kind::Dir).unwrap();
         for i in 0..50_000 {
             let path = format!("d/{i}");
             let before = m.heap_bytes();
             let bound = before + m.growth_for(path.len());
-            m.push(path.as_bytes(), file(0)).unwrap();
+            push(&mut m, path.as_bytes(), file(0)).unwrap();
             assert!(
                 m.heap_bytes() <= bound,
                 "entry {i}: {} > {bound}",
@@ -473,7 +562,7 @@ mod tests {
             max_total: 100,
         };
         let mut m = Manifest::new(limits);
-        m.push(b"a", Kind::Dir).unwrap();
+        push(&mut m, b"a", Kind::Dir).unwrap();
         let slashes = vec![b'/'; MAX_PATH];
         let long = vec![b'a'; MAX_PATH + 1];
         let cases: Vec<(&[u8], BatchProblem)> = vec![
@@ -506,10 +595,10 @@ mod tests {
                 },
             ),
             (b"", BatchProblem::EmptyPath(1)),
-            (b"a", BatchProblem::Duplicate("a".into())),
+            (b"b/c", BatchProblem::NoParent("b/c".into())),
         ];
         for (path, problem) in cases {
-            assert_eq!(m.push(path, Kind::Dir), Err(problem));
+            assert_eq!(push(&mut m, path, Kind::Dir), Err(problem));
         }
         assert_eq!(m.len(), 1);
         assert_eq!(m.totals().dirs, 1);
@@ -525,9 +614,9 @@ mod tests {
         let per = (ENTRY_HEAD + 250) as u64;
         let fit = MAX_MANIFEST / per;
         for i in 0..fit {
-            m.push(format!("{i:0>250}").as_bytes(), file(0)).unwrap();
+            push(&mut m, format!("{i:0>250}").as_bytes(), file(0)).unwrap();
         }
-        let err = m.push(format!("{:x>250}", 1).as_bytes(), file(0));
+        let err = push(&mut m, format!("{:x>250}", 1).as_bytes(), file(0));
         assert_eq!(err, Err(BatchProblem::ManifestTooLarge(MAX_MANIFEST)));
     }
 }

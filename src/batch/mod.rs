@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod walk;
 
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use check::{BatchProblem, Totals, check};
 pub use manifest::{EntryRef, Manifest};
@@ -31,6 +32,44 @@ pub enum Kind {
     },
 }
 
+/// When an entry was last changed: nanoseconds since the Unix epoch (negative before it),
+/// which spans the years 1678 to 2262.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mtime(pub i64);
+
+impl Mtime {
+    /// The time `at`, if it is within the span.
+    pub fn from_system_time(at: SystemTime) -> Option<Mtime> {
+        let nanos = match at.duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_nanos()).ok()?,
+            Err(before) => i64::try_from(before.duration().as_nanos())
+                .ok()?
+                .checked_neg()?,
+        };
+        // i64::MIN says "not known" on the wire.
+        (nanos != i64::MIN).then_some(Mtime(nanos))
+    }
+
+    /// The time it stands for.
+    pub fn to_system_time(self) -> SystemTime {
+        let span = Duration::from_nanos(self.0.unsigned_abs());
+        match self.0 >= 0 {
+            true => UNIX_EPOCH + span,
+            false => UNIX_EPOCH - span,
+        }
+    }
+
+    /// On the wire: the nanoseconds, or `i64::MIN` when not known.
+    pub fn to_wire(mtime: Option<Mtime>) -> i64 {
+        mtime.map_or(i64::MIN, |m| m.0)
+    }
+
+    /// From the wire.
+    pub fn from_wire(nanos: i64) -> Option<Mtime> {
+        (nanos != i64::MIN).then_some(Mtime(nanos))
+    }
+}
+
 /// One file or directory of a batch, at a path relative to where the batch lands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -38,9 +77,20 @@ pub struct Entry {
     pub path: Vec<String>,
     /// What it is.
     pub kind: Kind,
+    /// When it was last changed, when known: set on what the server stores.
+    pub modified: Option<Mtime>,
 }
 
 impl Entry {
+    /// An entry at `path` (its components joined by `/`) of `kind`, its time not known.
+    pub fn new(path: &str, kind: Kind) -> Entry {
+        Entry {
+            path: path.split('/').map(str::to_string).collect(),
+            kind,
+            modified: None,
+        }
+    }
+
     /// The path joined with `/`, for messages.
     pub fn display_path(&self) -> String {
         self.path.join("/")

@@ -1,7 +1,9 @@
 //! The client's side of a batch: the files and trees named on the command line, read from the
-//! file system into [`Entry`]s. Inside a tree nothing is followed: symlinks, FIFOs, sockets
-//! and devices are skipped, each with a reason, as are names the server would refuse; empty
-//! directories are kept; entries come in name order, each directory before its contents.
+//! file system into [`Entry`]s, with their modification times. Inside a tree nothing is
+//! followed: symlinks, FIFOs, sockets and devices are skipped, each with a reason, as are
+//! names the server would refuse (hidden names travel inside folders); empty directories are
+//! kept; entries come in name order, each directory before its contents. A path given that
+//! cannot be sent is said, and the rest goes on.
 
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
@@ -9,8 +11,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Entry, Kind, Limits};
-use crate::server::names::{NameProblem, check_name};
+use super::{Entry, Kind, Limits, Mtime};
+use crate::server::names::{NameProblem, check_name, check_name_in_folder};
 
 /// An entry found, and where its bytes are read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,36 +117,42 @@ impl fmt::Display for Skipped {
 pub struct Walked {
     /// What is sent, in order.
     pub found: Vec<Found>,
-    /// What is not, with why.
+    /// What is not, inside the trees, with why.
     pub skipped: Vec<Skipped>,
+    /// Paths given that cannot be sent, with why (missing, special, badly named…), in the
+    /// order given.
+    pub unusable: Vec<Unusable>,
+}
+
+/// A path given on the command line that cannot be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unusable {
+    /// The path as given.
+    pub path: PathBuf,
+    /// Why not: the path cannot be read, or the server would refuse its name.
+    pub why: Unsendable,
+}
+
+/// Why a path given cannot be sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unsendable {
+    /// It cannot be read (missing, no permission…).
+    #[error("cannot open file: {0}")]
+    Unreadable(String),
+    /// A FIFO, a socket or a device.
+    #[error("is {0}, not a file or directory")]
+    Special(&'static str),
+    /// It has no name to send it under (`/`), or one that is not UTF-8.
+    #[error("has no name to send it under")]
+    NoName,
+    /// The server would refuse its name.
+    #[error("its name: {0}")]
+    Name(NameProblem),
 }
 
 /// Why the command line cannot be sent as a batch at all.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
-    /// A path on the command line cannot be used.
-    #[error("{}: {error}", crate::text::escape(&.path.to_string_lossy()))]
-    Argument {
-        /// The path as given.
-        path: PathBuf,
-        /// Why not.
-        error: String,
-    },
-    /// Two paths on the command line would land under the same name.
-    #[error(
-        "{} and {} would both arrive as \"{}\"",
-        crate::text::escape(&.first.to_string_lossy()),
-        crate::text::escape(&.second.to_string_lossy()),
-        crate::text::escape(name)
-    )]
-    SameName {
-        /// The name.
-        name: String,
-        /// The first path.
-        first: PathBuf,
-        /// The second path.
-        second: PathBuf,
-    },
     /// A limit is passed.
     #[error("{0}")]
     Limit(String),
@@ -152,43 +160,44 @@ pub enum WalkError {
 
 /// Reads `paths` (files and directories, as given on the command line) into a batch within
 /// `limits`. A path given is followed if it is a symlink (it was named); nothing inside a
-/// tree is.
+/// tree is. A path given that cannot be sent is [`Unusable`]; problems inside a tree are
+/// [`Skipped`]; two paths of one name are both sent (the server keeps both).
 ///
 /// # Errors
 ///
-/// A path given that is missing, special or badly named; two that would land under one name;
-/// a limit passed. Problems inside a tree are [`Skipped`] instead.
+/// A limit passed: the batch would be refused whole.
 pub fn walk(paths: &[PathBuf], limits: &Limits) -> Result<Walked, WalkError> {
     let mut walker = Walker {
         limits,
         walked: Walked::default(),
         total: 0,
     };
-    let mut tops: Vec<(String, &PathBuf)> = Vec::new();
     for path in paths {
-        let bad = |error: String| WalkError::Argument {
-            path: path.clone(),
-            error,
+        let (name, kind, meta) = match usable(path) {
+            Ok(usable) => usable,
+            Err(why) => {
+                walker.walked.unusable.push(Unusable {
+                    path: path.clone(),
+                    why,
+                });
+                continue;
+            }
         };
-        let meta = fs::metadata(path).map_err(|err| bad(err.to_string()))?;
-        let name = top_name(path).ok_or_else(|| bad("has no name to send it under".into()))?;
-        check_name(name.as_bytes()).map_err(|problem| bad(format!("its name: {problem}")))?;
-        if let Some((_, first)) = tops.iter().find(|(seen, _)| *seen == name) {
-            return Err(WalkError::SameName {
-                name,
-                first: (*first).clone(),
-                second: path.clone(),
-            });
-        }
-        tops.push((name.clone(), path));
-        let kind =
-            kind_of(&meta).map_err(|what| bad(format!("is {what}, not a file or directory")))?;
         walker.add(vec![name.clone()], kind, path, &meta)?;
         if kind == Kind::Dir {
             walker.tree(path, &mut vec![name])?;
         }
     }
     Ok(walker.walked)
+}
+
+/// A path given, if it can be sent: its name, what it is, its metadata.
+fn usable(path: &Path) -> Result<(String, Kind, Metadata), Unsendable> {
+    let meta = fs::metadata(path).map_err(|err| Unsendable::Unreadable(err.to_string()))?;
+    let name = top_name(path).ok_or(Unsendable::NoName)?;
+    check_name(name.as_bytes()).map_err(Unsendable::Name)?;
+    let kind = kind_of(&meta).map_err(Unsendable::Special)?;
+    Ok((name, kind, meta))
 }
 
 /// The last component of a path as given (`photos/` is `photos`), if it is UTF-8.
@@ -260,7 +269,11 @@ impl Walker<'_> {
             }
         }
         self.walked.found.push(Found {
-            entry: Entry { path, kind },
+            entry: Entry {
+                path,
+                kind,
+                modified: meta.modified().ok().and_then(Mtime::from_system_time),
+            },
             source: source.to_path_buf(),
             file: matches!(kind, Kind::File { .. }).then(|| FileId::of(meta)),
         });
@@ -297,7 +310,7 @@ impl Walker<'_> {
         }
         children.sort();
         for (name, source) in children {
-            if let Err(problem) = check_name(name.as_bytes()) {
+            if let Err(problem) = check_name_in_folder(name.as_bytes()) {
                 self.skip(source, SkipReason::Name(problem));
                 continue;
             }
@@ -422,6 +435,7 @@ mod tests {
         fs::create_dir(&top).unwrap();
         fs::write(top.join("ok.txt"), b"ok").unwrap();
         fs::write(top.join(".hidden"), b"h").unwrap();
+        fs::write(top.join("bad\u{202e}name"), b"b").unwrap();
         symlink("/etc/passwd", top.join("link")).unwrap();
         symlink(root.path(), top.join("loop")).unwrap();
         assert!(
@@ -432,13 +446,16 @@ mod tests {
                 .success()
         );
         let walked = walk(std::slice::from_ref(&top), &Limits::DEFAULT).unwrap();
-        assert_eq!(paths(&walked), ["t/", "t/ok.txt (2 B)"]);
+        // Hidden names travel inside folders.
+        assert_eq!(paths(&walked), ["t/", "t/.hidden (1 B)", "t/ok.txt (2 B)"]);
         let skipped: Vec<String> = walked.skipped.iter().map(ToString::to_string).collect();
         let t = top.display();
         assert_eq!(
             skipped,
             [
-                format!("skipped {t}/.hidden: the server refuses its name: name starts with a dot"),
+                format!(
+                    "skipped {t}/bad\\u{{202e}}name: the server refuses its name: name contains an invisible or bidi formatting character"
+                ),
                 format!("skipped {t}/fifo: a FIFO, not a file or directory"),
                 format!("skipped {t}/link: a symbolic link (never followed)"),
                 format!("skipped {t}/loop: a symbolic link (never followed)"),
@@ -447,18 +464,38 @@ mod tests {
     }
 
     #[test]
-    fn arguments_that_cannot_be_sent_are_errors() {
+    fn arguments_that_cannot_be_sent_are_said_and_the_rest_goes_on() {
         let root = tempfile::tempdir().unwrap();
         let (a, b) = (root.path().join("a"), root.path().join("b"));
         fs::create_dir_all(a.join("x")).unwrap();
         fs::create_dir_all(b.join("x")).unwrap();
-        let err = walk(&[a.join("x"), b.join("x")], &Limits::DEFAULT).unwrap_err();
+        fs::write(root.path().join(".env"), b"").unwrap();
+        // Two of one name: both go (the server keeps both).
+        let given = [
+            a.join("x"),
+            root.path().join("missing"),
+            b.join("x"),
+            root.path().join(".env"),
+        ];
+        let walked = walk(&given, &Limits::DEFAULT).unwrap();
+        assert_eq!(paths(&walked), ["x/", "x/"]);
+        let unusable: Vec<String> = walked
+            .unusable
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}: {}",
+                    u.path.file_name().unwrap().to_string_lossy(),
+                    u.why
+                )
+            })
+            .collect();
+        assert_eq!(unusable.len(), 2);
         assert!(
-            err.to_string().ends_with("would both arrive as \"x\""),
-            "{err}"
+            unusable[0].starts_with("missing: cannot open file: No such file"),
+            "{unusable:?}"
         );
-        let err = walk(&[root.path().join("missing")], &Limits::DEFAULT).unwrap_err();
-        assert!(err.to_string().contains("No such file"), "{err}");
+        assert_eq!(unusable[1], ".env: its name: name starts with a dot");
         // Given on the command line, a symlink is followed: it was named.
         symlink(&a, root.path().join("via")).unwrap();
         let walked = walk(&[root.path().join("via")], &Limits::DEFAULT).unwrap();

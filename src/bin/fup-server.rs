@@ -210,10 +210,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         quiet: args.quiet,
         json: args.json,
     };
+    // Bound to every interface, the address says nothing a client could use: these do.
+    let reachable = fup::net::reachable_at(bound);
     let ready = match args.json {
-        true => {
-            serde_json::json!({ "listening": bound.to_string(), "identity": identity.to_string() })
-                .to_string()
+        true => serde_json::json!({
+            "listening": bound.to_string(),
+            "identity": identity.to_string(),
+            "reachable": reachable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+        .to_string(),
+        false if bound.ip().is_unspecified() => {
+            let list: Vec<String> = reachable.iter().map(ToString::to_string).collect();
+            format!(
+                "listening on {bound}\nidentity: {identity}\nreachable at {}",
+                list.join(", ")
+            )
         }
         false => format!("listening on {bound}\nidentity: {identity}"),
     };

@@ -1,8 +1,10 @@
 //! The client side: [`upload`] and [`upload_file`] send one file over any
 //! [`Conn`](crate::net::Conn) and return the server's verdict: request, answer, data, result;
-//! [`batch::send_batch`] sends the files and trees of a whole command at once (secure mode).
+//! [`batch::send_batch`] sends the files and trees of a whole command at once (secure mode);
+//! [`command::run`] is the whole `fup-client` command, events to a sink.
 
 pub mod batch;
+pub mod command;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -144,7 +146,8 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream
 
 /// Uploads `size` bytes read from `reader` under `name`, in data messages of
 /// `options.chunk_size` bytes (the last may be shorter). Calls `progress(0)` once the server
-/// accepts, then `progress` with the total sent after each data message.
+/// accepts, then `progress` with the bytes that reached it, after each data message and
+/// while the last ones go.
 ///
 /// Follows the original client byte for byte (PROTOCOL.md): request msgid 1; data messages
 /// repeat it with `seq` 0, 1, 2, … (wrapping modulo 2^16). Unlike the original, an empty file
@@ -227,19 +230,26 @@ fn exchange<S: Conn>(
     progress(0);
     let mut mover = Mover::new(options.checksum);
     let mut messages = 0;
+    // What `progress` was last told.
+    let told = std::cell::Cell::new(0);
     // "Fragmented" when the file takes more than one message.
     let fragmented = size > u64::from(chunk_size);
     let sending = send_data(
         stream,
         &mut source,
         size,
-        chunk_size,
-        &mut mover,
-        &|seq, last, len| data_header(REQUEST_ID, seq, fragmented, last, len),
-        &mut |sent| {
-            messages += 1;
-            progress(sent);
+        &Framing {
+            chunk_size,
+            header: &|seq, last, len| data_header(REQUEST_ID, seq, fragmented, last, len),
         },
+        &mut mover,
+        &mut |sent, unacknowledged| {
+            messages += 1;
+            told.set(sent.saturating_sub(unacknowledged));
+            progress(told.get());
+        },
+        // The server only speaks before the end to give up: its result says why.
+        &mut |_| Ok(true),
     )
     .and_then(|sending| {
         if sending == Sending::All {
@@ -248,7 +258,12 @@ fn exchange<S: Conn>(
         Ok(sending)
     });
     let outcome = match sending {
-        Ok(Sending::All) => await_outcome(stream, options.timeout),
+        Ok(Sending::All) => {
+            await_delivery(stream, size, told.get(), options.timeout, &mut |at| {
+                progress(at)
+            });
+            await_outcome(stream, options.timeout)
+        }
         Ok(Sending::Interrupted) => match await_outcome(stream, options.timeout) {
             Ok(Outcome::Success) => Err(Error::EarlyResult),
             other => other,
@@ -275,6 +290,40 @@ fn exchange<S: Conn>(
         delivery,
         sha256: mover.sha256(),
     })
+}
+
+/// How often, at most, the bytes still on their way are looked at while the last of them go
+/// (first after a millisecond, then twice as long each time up to this).
+const DELIVERY_POLL: Duration = Duration::from_millis(100);
+
+/// After the last bytes are written (`sent` in all), tells `progress` how many reached the
+/// peer as they arrive (when it changes from `told`), until all did, the peer speaks, or
+/// `limit` passes: a slow link's buffers hold seconds of data that "sent" would count already.
+pub(crate) fn await_delivery<S: Conn>(
+    stream: &S,
+    sent: u64,
+    mut told: u64,
+    limit: Duration,
+    progress: &mut dyn FnMut(u64),
+) {
+    let deadline = Deadline::after(limit);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let unacknowledged = stream.unacknowledged();
+        let there = sent.saturating_sub(unacknowledged);
+        if there != told {
+            told = there;
+            progress(there);
+        }
+        if unacknowledged == 0 || stream.has_input() || deadline.time_left().is_err() {
+            return;
+        }
+        // Woken at once if the server speaks meanwhile.
+        if stream.closes_within(pause).is_none() {
+            std::thread::sleep(pause);
+        }
+        pause = (pause * 2).min(DELIVERY_POLL);
+    }
 }
 
 /// Waits up to the answer timeout for the server's response to our request, and says what it
@@ -335,20 +384,31 @@ fn await_outcome<S: Conn>(stream: &mut S, limit: Duration) -> Result<Outcome> {
     }
 }
 
-/// Sends `size` bytes of `source` as data messages of `chunk_size` bytes. Between messages it
-/// looks, without waiting, for anything from the server: a server only speaks before the end
-/// to give up, and then its result says why. `header(seq, last, len)` frames each message:
-/// the plain protocol's data header, or a batch's (see [`batch`]).
+/// How data messages are cut and framed.
+pub(crate) struct Framing<'a> {
+    /// Bytes per message.
+    pub chunk_size: u32,
+    /// Frames each message, given `(seq, last, len)`: the plain protocol's data header, or a
+    /// batch's (see [`batch`]).
+    pub header: &'a dyn Fn(u16, bool, u32) -> [u8; crate::wire::HEADER_LEN],
+}
+
+/// Sends `size` bytes of `source` as data messages of `chunk_size` bytes, telling
+/// `progress` after each the bytes sent and those the peer has not acknowledged yet (so that
+/// what reached it can be shown, not what sits in buffers). Between messages it
+/// looks, without waiting, for anything from the server, and hands it to `heard`, which says
+/// whether to stop (a plain server only speaks before the end to give up, and then its
+/// result says why; a batch's server also tells of items done meanwhile).
 pub(crate) fn send_data<S: Conn>(
     stream: &mut S,
     source: &mut Source<'_>,
     size: u64,
-    chunk_size: u32,
+    framing: &Framing<'_>,
     mover: &mut Mover,
-    header: &dyn Fn(u16, bool, u32) -> [u8; crate::wire::HEADER_LEN],
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
+    heard: &mut dyn FnMut(&mut S) -> Result<bool>,
 ) -> Result<Sending> {
-    let chunk = u64::from(chunk_size);
+    let (chunk, header) = (u64::from(framing.chunk_size), framing.header);
     let mut sent: u64 = 0;
     let mut seq: u16 = 0;
     loop {
@@ -364,11 +424,11 @@ pub(crate) fn send_data<S: Conn>(
         }
         sent += u64::from(len);
         seq = seq.wrapping_add(1);
-        progress(sent);
+        progress(sent, stream.unacknowledged());
         if last {
             return Ok(Sending::All);
         }
-        if stream.has_input() {
+        if stream.has_input() && heard(stream)? {
             return Ok(Sending::Interrupted);
         }
     }

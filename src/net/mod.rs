@@ -51,6 +51,13 @@ pub trait Conn: Read + Write {
             .is_some_and(|sock| sys::peek(sock, false) != Peeked::Nothing)
     }
 
+    /// Bytes written that the peer has not acknowledged yet (still in this side's buffers
+    /// or on the way), for progress that says what reached the other end; 0 for streams
+    /// that cannot tell.
+    fn unacknowledged(&self) -> u64 {
+        self.socket().and_then(sys::unacknowledged).unwrap_or(0)
+    }
+
     /// Whether the peer closes the connection within `wait`, consuming nothing: `Some(true)`
     /// at its end of stream (or a reset), `Some(false)` as soon as it sends data or once
     /// `wait` is over, `None` for streams that cannot tell.
@@ -110,6 +117,10 @@ impl<C: Conn + ?Sized> Conn for &mut C {
         (**self).has_input()
     }
 
+    fn unacknowledged(&self) -> u64 {
+        (**self).unacknowledged()
+    }
+
     fn closes_within(&self, wait: Duration) -> Option<bool> {
         (**self).closes_within(wait)
     }
@@ -149,6 +160,45 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     })
 }
 
+/// Most addresses [`reachable_at`] lists.
+pub const MAX_SHOWN_ADDRESSES: usize = 8;
+
+/// The addresses a client could use to reach a listener bound to `bound`: `bound` itself,
+/// or for an unspecified address (every interface) each running interface's address of its
+/// family (both for `::`, which takes IPv4 too), IPv4 first, without loopback and link-local
+/// ones unless there is nothing else; at most [`MAX_SHOWN_ADDRESSES`].
+pub fn reachable_at(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let ips = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.oper_status != if_addrs::IfOperStatus::Down)
+        .map(|i| i.ip())
+        .collect();
+    usable_addresses(bound, ips)
+}
+
+/// [`reachable_at`]'s choice among the interfaces' `ips`.
+fn usable_addresses(bound: SocketAddr, mut ips: Vec<std::net::IpAddr>) -> Vec<SocketAddr> {
+    use std::net::IpAddr;
+    ips.retain(|ip| match (bound.ip(), ip) {
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+        (_, IpAddr::V6(v6)) => !v6.is_unicast_link_local() && !v6.is_unspecified(),
+        (_, IpAddr::V4(v4)) => !v4.is_link_local() && !v4.is_unspecified(),
+    });
+    if ips.iter().any(|ip| !ip.is_loopback()) {
+        ips.retain(|ip| !ip.is_loopback());
+    }
+    ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    ips.dedup();
+    ips.truncate(MAX_SHOWN_ADDRESSES);
+    ips.into_iter()
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect()
+}
+
 /// Connects to the first address of `addr` that answers within `timeout` each, and
 /// [`prepare`]s the connection with the same `timeout` for writes.
 ///
@@ -179,6 +229,49 @@ pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStr
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn addresses_a_client_can_use() {
+        let ips: Vec<std::net::IpAddr> = [
+            "127.0.0.1",
+            "::1",
+            "192.168.1.7",
+            "10.0.0.3",
+            "169.254.3.4",
+            "fe80::1",
+            "2001:db8::7",
+            "10.0.0.3",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .collect();
+        let shown = |bound: &str, ips: &[std::net::IpAddr]| -> Vec<String> {
+            usable_addresses(bound.parse().unwrap(), ips.to_vec())
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect()
+        };
+        assert_eq!(
+            shown("0.0.0.0:5425", &ips),
+            ["10.0.0.3:5425", "192.168.1.7:5425"]
+        );
+        assert_eq!(
+            shown("[::]:5425", &ips),
+            ["10.0.0.3:5425", "192.168.1.7:5425", "[2001:db8::7]:5425"]
+        );
+        // Nothing but loopback: that, rather than nothing.
+        assert_eq!(shown("0.0.0.0:1", &ips[..2]), ["127.0.0.1:1"]);
+        assert_eq!(shown("[::]:1", &ips[..2]), ["127.0.0.1:1", "[::1]:1"]);
+        let many: Vec<std::net::IpAddr> = (1..=20).map(|i| [10, 0, 0, i].into()).collect();
+        assert_eq!(shown("0.0.0.0:1", &many).len(), MAX_SHOWN_ADDRESSES);
+        // Bound to one address: that one.
+        assert_eq!(
+            reachable_at("127.0.0.1:9".parse().unwrap()),
+            ["127.0.0.1:9".parse().unwrap()]
+        );
+        // This machine's own interfaces: at least loopback is there.
+        assert!(!reachable_at("0.0.0.0:9".parse().unwrap()).is_empty());
+    }
 
     #[test]
     fn connect_tries_every_address_and_sets_the_socket_up() {

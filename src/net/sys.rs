@@ -144,6 +144,24 @@ pub fn ignore_terminal_stops() {
     }
 }
 
+/// Bytes written to the TCP socket `sock` that the peer has not acknowledged yet (Linux's
+/// `SIOCOUTQ`): what was written minus this is what reached the other end. `None` where the
+/// system does not tell.
+#[cfg(target_os = "linux")]
+pub fn unacknowledged(sock: BorrowedFd<'_>) -> Option<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on a socket) writes one int through the pointer, which
+    // points at a live local of that type; the descriptor is borrowed for the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+}
+
+/// Where the system does not tell, nothing is known.
+#[cfg(not(target_os = "linux"))]
+pub fn unacknowledged(_sock: BorrowedFd<'_>) -> Option<u64> {
+    None
+}
+
 /// A pipe that spliced data passes through; it holds page references, not copies.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]

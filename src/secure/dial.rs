@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::files::{FileError, HostPort, add_known_host, known_host};
 use super::id::Identity;
 use super::keys::Keys;
-use super::probe::{ANSWER, PROBE};
+use super::probe::{PROBE, answered};
 use super::stream::{self, ClientTls};
 use super::tls::client_config;
 use crate::net::{self, Conn, Deadline};
@@ -138,8 +138,9 @@ fn changed(host: &HostPort, pin: &Pin, got: &Identity) -> String {
 pub enum Link {
     /// The plain protocol: unencrypted, unauthenticated.
     Plain(TcpStream),
-    /// Secure mode: TLS 1.3 to a server that proved its identity.
-    Secure(Box<ClientTls<TcpStream>>),
+    /// Secure mode: TLS 1.3 to a server that proved its identity, speaking this version of
+    /// what runs inside (see [`probe`](super::probe)).
+    Secure(Box<ClientTls<TcpStream>>, u16),
 }
 
 impl Link {
@@ -147,7 +148,15 @@ impl Link {
     pub fn server_id(&self) -> Option<Identity> {
         match self {
             Link::Plain(_) => None,
-            Link::Secure(tls) => Some(tls.peer()),
+            Link::Secure(tls, _) => Some(tls.peer()),
+        }
+    }
+
+    /// The version of secure mode both ends speak, on a secure link.
+    pub fn version(&self) -> Option<u16> {
+        match self {
+            Link::Plain(_) => None,
+            Link::Secure(_, version) => Some(*version),
         }
     }
 }
@@ -156,7 +165,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             Link::Plain($s) => $e,
-            Link::Secure($s) => $e,
+            Link::Secure($s, _) => $e,
         }
     };
 }
@@ -198,6 +207,10 @@ impl Conn for Link {
         each!(self, s => s.closes_within(wait))
     }
 
+    fn unacknowledged(&self) -> u64 {
+        each!(self, s => s.unacknowledged())
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         each!(self, s => s.shutdown_write())
     }
@@ -217,8 +230,20 @@ pub enum Note {
     },
 }
 
-/// Decides on a server identity met for the first time: `true` trusts (and pins) it.
-type FirstContact<'a> = Box<dyn FnMut(&HostPort, &Identity) -> bool + 'a>;
+/// What became of a server identity met for the first time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstContact {
+    /// Not trusted: nothing is sent.
+    Refused,
+    /// Trusted without asking anyone (no terminal: ssh's accept-new).
+    Recorded,
+    /// Trusted by a person who was asked, however long that took: the server's clock for
+    /// this connection may have run out meanwhile, so the dialer connects again, pinned.
+    Answered,
+}
+
+/// Decides on a server identity met for the first time.
+type Decide<'a> = Box<dyn FnMut(&HostPort, &Identity) -> FirstContact + 'a>;
 
 /// Reaches one server, for every upload of one command: remembers across them that the
 /// server is plain (one probe, one note), or the identity it was first met with.
@@ -232,7 +257,7 @@ pub struct Dialer<'a> {
     /// Set once the server did not answer a probe: later uploads go plain without one.
     plain: bool,
     /// Asked on first contact whether to trust an identity.
-    first_contact: FirstContact<'a>,
+    first_contact: Decide<'a>,
 }
 
 impl std::fmt::Debug for Dialer<'_> {
@@ -248,7 +273,7 @@ impl std::fmt::Debug for Dialer<'_> {
 impl<'a> Dialer<'a> {
     /// A dialer for `host` in `mode`, with the client's `keys` (needed unless plain), the
     /// `known_hosts` file, `--pin` if given, and `timeout` for connecting and the handshake.
-    /// `first_contact` decides on an identity met for the first time: `true` pins it.
+    /// `first_contact` decides on an identity met for the first time (pinned unless refused).
     ///
     /// # Errors
     ///
@@ -260,7 +285,7 @@ impl<'a> Dialer<'a> {
         known_hosts: PathBuf,
         given: Option<Identity>,
         timeout: Duration,
-        first_contact: impl FnMut(&HostPort, &Identity) -> bool + 'a,
+        first_contact: impl FnMut(&HostPort, &Identity) -> FirstContact + 'a,
     ) -> Result<Dialer<'a>, DialError> {
         let pin = match given {
             Some(id) => Some(Pin::Given(id)),
@@ -303,10 +328,10 @@ impl<'a> Dialer<'a> {
         if self.pin.is_some() {
             // A pinned server answered the probe before: the handshake follows the probe
             // at once (one round trip less), and a missing answer is still an error.
-            return self.handshake(sock, keys, true);
+            return self.handshake(sock, keys, None);
         }
         let why = match probe(&mut sock, self.timeout.min(PROBE_WAIT)) {
-            Ok(()) => return self.handshake(sock, keys, false),
+            Ok(version) => return self.handshake(sock, keys, Some(version)),
             Err(why) => why,
         };
         drop(sock);
@@ -328,26 +353,31 @@ impl<'a> Dialer<'a> {
         net::connect((self.host.host.as_str(), self.host.port), self.timeout)
     }
 
+    /// The handshake on `sock`, whose server answered the probe with `version`; or, for
+    /// `None`, with the probe sent first and its answer read before the server's handshake.
     fn handshake(
         &mut self,
         mut sock: TcpStream,
         keys: &Keys,
-        pipelined: bool,
+        answered: Option<u16>,
     ) -> Result<(Link, Option<Note>), DialError> {
         let pinned = self.pin.as_ref().map(Pin::id);
         let (config, seen) = client_config(keys, pinned).map_err(io::Error::other)?;
         let deadline = Deadline::after(self.timeout);
         let mut refused = None;
-        let connected = match pipelined {
-            false => stream::connect(sock, config, deadline),
-            true => {
+        let mut version = answered.unwrap_or_default();
+        let connected = match answered {
+            Some(_) => stream::connect(sock, config, deadline),
+            None => {
                 let wait = self.timeout.min(PROBE_WAIT);
                 sock.write_all(&PROBE)?;
                 let mut answer = |sock: &mut TcpStream| {
-                    read_answer(sock, wait).map_err(|why| {
-                        refused = Some(why);
-                        io::Error::other(why)
-                    })
+                    read_answer(sock, wait)
+                        .map(|agreed| version = agreed)
+                        .map_err(|why| {
+                            refused = Some(why);
+                            io::Error::other(why)
+                        })
                 };
                 stream::connect_pipelined(sock, config, deadline, Some(&mut answer))
             }
@@ -375,44 +405,54 @@ impl<'a> Dialer<'a> {
                 });
             }
         };
-        let mut note = None;
-        if self.pin.is_none() {
-            let id = tls.peer();
-            if !(self.first_contact)(&self.host, &id) {
-                return Err(DialError::NotTrusted {
-                    host: self.host.clone(),
-                    id,
-                });
-            }
-            add_known_host(&self.known_hosts, &self.host, &id)?;
-            self.pin = Some(Pin::Known {
+        let id = tls.peer();
+        let link = Link::Secure(Box::new(tls), version);
+        if self.pin.is_some() {
+            return Ok((link, None));
+        }
+        let answer = (self.first_contact)(&self.host, &id);
+        if answer == FirstContact::Refused {
+            return Err(DialError::NotTrusted {
+                host: self.host.clone(),
                 id,
-                file: self.known_hosts.clone(),
-                line: known_host(&self.known_hosts, &self.host)?.map_or(0, |known| known.line),
-            });
-            note = Some(Note::Pinned {
-                id,
-                file: self.known_hosts.clone(),
             });
         }
-        Ok((Link::Secure(Box::new(tls)), note))
+        add_known_host(&self.known_hosts, &self.host, &id)?;
+        self.pin = Some(Pin::Known {
+            id,
+            file: self.known_hosts.clone(),
+            line: known_host(&self.known_hosts, &self.host)?.map_or(0, |known| known.line),
+        });
+        let note = Some(Note::Pinned {
+            id,
+            file: self.known_hosts.clone(),
+        });
+        match answer {
+            // A person took their time: a new connection, pinned now, starts the server's
+            // clock afresh.
+            FirstContact::Answered => {
+                drop(link);
+                Ok((self.dial()?.0, note))
+            }
+            _ => Ok((link, note)),
+        }
     }
 }
 
-/// Sends the probe and waits up to `wait` for its answer; says what came instead.
-fn probe(sock: &mut TcpStream, wait: Duration) -> Result<(), &'static str> {
+/// Sends the probe and waits up to `wait` for its answer: the version both speak; or says
+/// what came instead.
+fn probe(sock: &mut TcpStream, wait: Duration) -> Result<u16, &'static str> {
     sock.write_all(&PROBE)
         .map_err(|_| "the connection failed")?;
     read_answer(sock, wait)
 }
 
-/// Reads the probe's answer within `wait`; says what came instead.
-fn read_answer(sock: &mut TcpStream, wait: Duration) -> Result<(), &'static str> {
+/// Reads the probe's answer within `wait`: the version both speak; or says what came instead.
+fn read_answer(sock: &mut TcpStream, wait: Duration) -> Result<u16, &'static str> {
     let mut answer = [0; HEADER_LEN];
     let deadline = Deadline::after(wait);
     match sock_read_exact(sock, &mut answer, deadline) {
-        Ok(()) if answer == ANSWER => Ok(()),
-        Ok(()) => Err("it sent something else"),
+        Ok(()) => answered(&answer).ok_or("it sent something else"),
         Err(err) if err.kind() == io::ErrorKind::TimedOut => Err("no answer in time"),
         Err(_) => Err("it closed the connection"),
     }

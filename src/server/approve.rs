@@ -26,6 +26,9 @@ pub struct Ask<'a> {
     pub size: u64,
     /// For a batch: what it holds; `name` is then its first top item.
     pub batch: Option<&'a Totals>,
+    /// For a batch: how many of its files the policy refused already (they are not part of
+    /// the question, nor of `size`), and why.
+    pub refused: Option<(usize, &'a str)>,
     /// For a batch resumed after a cut: the bytes an earlier try left, of `size`.
     pub resuming: Option<u64>,
     /// Where it will be stored.

@@ -13,16 +13,16 @@ use super::budget::Charge;
 use super::names::RequestName;
 use super::partial::{Key, Opened, Partial};
 use super::policy::Reason;
-use super::session::{MAX_EMPTY_DATA, Resuming, Session};
+use super::session::{BatchAsk, MAX_EMPTY_DATA, Resuming, Session};
 use super::summary::End;
 use super::tree::IncomingTree;
 use super::{Event, Progress};
 use crate::batch::frame::{
-    self, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, PROOF, RESUME_AT, ResumePoint,
-    VERDICT,
+    self, Code, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, PROOF, RESUME_AT, Refused,
+    ResumePoint, VERDICT,
 };
 use crate::batch::manifest::ENTRY_HEAD;
-use crate::batch::{BatchProblem, Kind, Limits, Manifest};
+use crate::batch::{BatchProblem, EntryRef, Kind, Limits, Manifest, Mtime};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover};
 use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
@@ -39,8 +39,108 @@ enum Refusal {
     Busy,
 }
 
-/// The tree being received: its top entry's index, its name, and where it is built.
-type OpenTree = (u32, String, IncomingTree);
+/// The tree being received.
+struct OpenTree {
+    /// Its top entry's index.
+    index: u32,
+    /// Its name.
+    name: String,
+    /// Where it is built.
+    tree: IncomingTree,
+    /// When its directories were last changed, as the client said: set once it is whole (a
+    /// directory's time changes with every entry made in it). Its own first, then the
+    /// directories inside, in manifest order.
+    times: Vec<(String, Mtime)>,
+}
+
+impl OpenTree {
+    fn new(index: u32, name: &str, tree: IncomingTree, modified: Option<Mtime>) -> OpenTree {
+        OpenTree {
+            index,
+            name: name.to_string(),
+            tree,
+            times: modified.map(|at| (String::new(), at)).into_iter().collect(),
+        }
+    }
+
+    /// Publishes it whole, with its directories' times.
+    fn publish(self) -> Result<ItemDone> {
+        let OpenTree {
+            index,
+            name,
+            tree,
+            times,
+        } = self;
+        let path = tree.publish(&name, &times)?;
+        Ok(stored(index, &path))
+    }
+}
+
+/// Files of a batch that the policy refused one by one: not sent, the rest goes on.
+#[derive(Debug, Default)]
+struct Refusals {
+    groups: Vec<Refused>,
+    /// Each group's reason, for the log.
+    reasons: Vec<Reason>,
+    /// Bytes of the files refused.
+    bytes: u64,
+}
+
+impl Refusals {
+    /// The files of `manifest` that `policy` refuses whatever else is decided.
+    fn of(manifest: &Manifest, policy: &super::Policy) -> Refusals {
+        let mut refusals = Refusals::default();
+        for (index, entry) in manifest.iter().enumerate() {
+            let Kind::File { size, .. } = entry.kind else {
+                continue;
+            };
+            let Some(reason) = policy.refuses_file(size) else {
+                continue;
+            };
+            let (code, why) = (reason.code(), reason.for_sender());
+            let group = match refusals
+                .groups
+                .iter_mut()
+                .position(|g| g.code == code && g.why == why)
+            {
+                Some(at) => &mut refusals.groups[at],
+                None => {
+                    refusals.groups.push(Refused {
+                        code,
+                        why,
+                        entries: Vec::new(),
+                    });
+                    refusals.reasons.push(reason);
+                    let last = refusals.groups.len() - 1;
+                    &mut refusals.groups[last]
+                }
+            };
+            group.entries.push(index as u32);
+            refusals.bytes += size;
+        }
+        refusals
+    }
+
+    /// How many files.
+    fn count(&self) -> usize {
+        self.groups.iter().map(|g| g.entries.len()).sum()
+    }
+
+    /// Why entry `index` is refused, if it is.
+    fn of_entry(&self, index: u32) -> Option<&Refused> {
+        self.groups
+            .iter()
+            .find(|g| g.entries.binary_search(&index).is_ok())
+    }
+
+    /// Bytes they take in memory.
+    fn heap_bytes(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| g.entries.capacity() as u64 * 4 + g.why.capacity() as u64)
+            .sum()
+    }
+}
 
 /// Top files received whole and waiting to be flushed together and published: at most this
 /// many, …
@@ -110,6 +210,8 @@ struct Receiving {
     partial: Option<Partial>,
     /// Inside a tree, what was received since its last checkpoint: files, bytes, since when.
     unchecked: (usize, u64, Option<Instant>),
+    /// How many of `done` the client was told of already (ITEM messages).
+    reported: usize,
 }
 
 impl Receiving {
@@ -121,8 +223,8 @@ impl Receiving {
             || *files >= FLUSH_FILES
             || *bytes >= FLUSH_BYTES
             || since.is_some_and(|at| at.elapsed() >= FLUSH_AFTER);
-        if due && let Some((_, _, tree)) = &self.tree {
-            tree.flush()?;
+        if due && let Some(open) = &self.tree {
+            open.tree.flush()?;
             self.unchecked = (0, 0, None);
             return self.mark(index);
         }
@@ -170,6 +272,23 @@ fn resumable(err: &Error) -> bool {
 }
 
 impl Session<'_> {
+    /// Tells a client of an older version of secure mode, in that version's words, that it
+    /// must be updated.
+    pub(super) fn too_old<S: Conn>(&mut self, stream: &mut S, version: u16) -> End {
+        let reason = Reason::OldClient(version);
+        let _ = frame::send(
+            stream,
+            VERDICT,
+            0,
+            true,
+            &frame::encode_old_denial(&reason.to_string()),
+        );
+        let _ = stream.flush();
+        self.summary.reason = Some(reason);
+        self.linger(stream);
+        End::TurnedAway
+    }
+
     /// Serves a batch whose first manifest message's header is `first`.
     pub(super) fn batch<S: Conn>(&mut self, stream: &mut S, first: Frame) -> Result<End> {
         // Held until the batch ends: the manifest lives as long.
@@ -177,32 +296,59 @@ impl Session<'_> {
         let manifest = match self.read_manifest(stream, first, &mut charge)? {
             Ok(manifest) => manifest,
             Err(refusal) => {
-                let (end, why) = match refusal {
+                let (end, code, why) = match refusal {
                     Refusal::Problem(problem) => {
                         let why = problem.to_string();
-                        (End::BatchRefused(problem), why)
+                        (End::BatchRefused(problem), Code::Refused, why)
                     }
                     Refusal::Busy => {
                         let reason = Reason::ManifestMemory(self.server.budget.manifests.limit());
-                        let why = reason.to_string();
+                        let why = reason.for_sender();
                         self.summary.reason = Some(reason);
-                        (End::Busy, why)
+                        (End::TurnedAway, Code::Busy, why)
                     }
                 };
-                let _ = send_verdict(stream, Verdict::Denied, &why);
+                let _ = send_verdict(stream, &frame::Verdict::Denied(code, why));
                 self.linger(stream);
                 return Ok(end);
             }
         };
+        // Files the policy refuses whatever else is decided: the rest goes on.
+        let refusals = Refusals::of(&manifest, &self.server.policy);
+        if charge
+            .at_least(manifest.heap_bytes() + refusals.heap_bytes())
+            .is_err()
+        {
+            let reason = Reason::ManifestMemory(self.server.budget.manifests.limit());
+            let _ = send_verdict(
+                stream,
+                &frame::Verdict::Denied(Code::Busy, reason.for_sender()),
+            );
+            self.summary.reason = Some(reason);
+            self.linger(stream);
+            return Ok(End::TurnedAway);
+        }
         let totals = manifest.totals().clone();
-        let largest = manifest.iter().map(|entry| entry.size()).max().unwrap_or(0);
+        let index_of = |entry: &EntryRef<'_>, at: usize| (entry.size(), at as u32);
+        // Sizes as they count from now on: a refused file's as nothing.
+        let counted = |(size, at): (u64, u32)| match refusals.of_entry(at) {
+            Some(_) => 0,
+            None => size,
+        };
+        let sizes = || {
+            manifest
+                .iter()
+                .enumerate()
+                .map(|(at, entry)| counted(index_of(&entry, at)))
+        };
+        let accepted_bytes = totals.bytes - refusals.bytes;
+        let largest = sizes().max().unwrap_or(0);
         let first_top = totals.first_tops.first().cloned().unwrap_or_default();
         let name = RequestName {
             sent: first_top.clone(),
             stored: first_top.clone(),
             cp949: false,
         };
-        let sizes = || manifest.iter().map(|entry| entry.size());
         // A cut try of this batch from this client may have left a partial. Before a
         // decision nothing is made for it: an earlier try's is only opened.
         let key = self
@@ -210,7 +356,7 @@ impl Session<'_> {
             .client
             .id()
             .map(|id| Key::of_manifest(&id, &manifest));
-        let mut partial = key.and_then(|key| self.open_partial(key, totals.bytes, false));
+        let mut partial = key.and_then(|key| self.open_partial(key, accepted_bytes, false));
         let start = match &mut partial {
             Some(partial) => resume_point(partial, &manifest)?,
             None => ResumePoint::default(),
@@ -227,23 +373,42 @@ impl Session<'_> {
                 },
                 reserved: partials.reserved(&key),
             });
-        // One file alone is asked about and logged as the single upload it is.
+        let refused = refusals.count();
+        self.summary.refused = (refused > 0).then(|| {
+            let why = match &refusals.groups[..] {
+                [one] => one.why.clone(),
+                _ => "refused by policy".to_string(),
+            };
+            (refused, why)
+        });
+        // One file alone is asked about and logged as the single upload it is; a batch whose
+        // every file is refused already is denied without asking.
         let single = manifest.len() == 1 && totals.files == 1;
-        let decision = match single {
-            true => {
-                self.summary.request = Some(FileRequest::new(totals.bytes, &first_top));
-                self.summary.name = Some(name.clone());
-                self.decide_upload(stream, &name, totals.bytes, None, resuming)
-            }
-            false => {
-                let batch = Some((&totals, largest));
-                self.decide_upload(stream, &name, totals.bytes, batch, resuming)
+        if single {
+            self.summary.request = Some(FileRequest::new(totals.bytes, &first_top));
+            self.summary.name = Some(name.clone());
+        }
+        let everything_refused = totals.files > 0 && refused == totals.files;
+        let decision = match (single, refusals.reasons.first()) {
+            (_, Some(reason)) if everything_refused => super::Decision::deny(reason.clone()),
+            (true, _) => self.decide_upload(stream, &name, totals.bytes, None, resuming),
+            (false, _) => {
+                let ask = BatchAsk {
+                    totals: &totals,
+                    largest,
+                    refused: self
+                        .summary
+                        .refused
+                        .as_ref()
+                        .map(|(count, why)| (*count, why.as_str())),
+                };
+                self.decide_upload(stream, &name, accepted_bytes, Some(&ask), resuming)
             }
         };
         if !single {
             self.summary.batch = Some(totals.clone());
         }
-        let total = totals.bytes;
+        let total = accepted_bytes;
         self.summary.reason = decision.reason.clone();
         if decision.always {
             self.trust_client();
@@ -254,17 +419,22 @@ impl Session<'_> {
             if stream.peer_closed() {
                 return Ok(End::Abandoned);
             }
-            let why = decision.reason.as_ref().map(Reason::to_string);
-            send_verdict(stream, Verdict::Denied, why.as_deref().unwrap_or_default())?;
+            let (code, why) = match &decision.reason {
+                Some(reason) => (reason.code(), reason.for_sender()),
+                None => (Code::Denied, String::new()),
+            };
+            send_verdict(stream, &frame::Verdict::Denied(code, why))?;
             return Ok(End::Denied);
         }
         // Accepted: now a partial is made for this try, if there is none, so that a cut
         // leaves something to resume.
         if partial.is_none() {
-            partial = key.and_then(|key| self.open_partial(key, totals.bytes, true));
+            partial = key.and_then(|key| self.open_partial(key, accepted_bytes, true));
         }
-        frame::send(stream, VERDICT, 0, true, &frame::encode_accept(start))?;
-        stream.flush()?;
+        send_verdict(
+            stream,
+            &frame::Verdict::Accepted(start, refusals.groups.clone()),
+        )?;
         let started = Instant::now();
         let mut mover = Mover::new(false);
         if frame::verifying() {
@@ -287,10 +457,16 @@ impl Session<'_> {
                     .as_ref()
                     .map(|_| start.bytes_before(sizes()))
                     .filter(|&held| held > 0);
-                self.receive_batch(stream, &manifest, start, total, &mut mover, &mut rx)
+                let batch = (&manifest, &refusals);
+                self.receive_batch(stream, batch, start, total, &mut mover, &mut rx)
             });
         self.summary.transfer = started.elapsed();
-        let stored = rx.done.iter().map(|item| item.name.clone()).collect();
+        let stored = rx
+            .done
+            .iter()
+            .filter(|item| item.is_stored())
+            .map(|item| item.name.clone())
+            .collect();
         match received {
             Ok(()) => {
                 if let Some(partial) = rx.partial.take() {
@@ -301,16 +477,22 @@ impl Session<'_> {
                 stream.flush()?;
                 self.summary.blake3 = self.stored_digests(&manifest, &rx.done);
                 match (single, rx.done.first()) {
-                    (true, Some(item)) => Ok(End::Stored(self.server.store.dir().join(&item.name))),
+                    (true, Some(item)) if item.is_stored() => {
+                        Ok(End::Stored(self.server.store.dir().join(&item.name)))
+                    }
                     _ => Ok(End::Batch(stored)),
                 }
             }
             Err(err) => {
                 self.keep_partial(&manifest, &mut rx, &mover, &err);
-                // What was published stays; the client hears which top item failed.
-                self.summary.batch_stored = rx.done.iter().map(|item| item.name.clone()).collect();
+                // What was published stays; the client hears which top item failed, and why.
+                self.summary.batch_stored = stored;
                 let mut done = rx.done.clone();
-                done.push(ItemDone::failed(rx.current, &err.to_string()));
+                done.push(ItemDone::failed(
+                    rx.current,
+                    code_of(&err),
+                    &err.to_string(),
+                ));
                 let _ = frame::send(stream, frame::DONE, 0, true, &frame::encode_done(&done));
                 let _ = stream.flush();
                 self.linger(stream);
@@ -472,7 +654,7 @@ impl Session<'_> {
         let kept = ResumePoint { next, held }.bytes_before(manifest.iter().map(|e| e.size()));
         partial.state.kept = kept;
         // The tree the cut fell in stays only if the cut was inside one of its files.
-        let in_tree = rx.file.is_some() && rx.tree.as_ref().is_some_and(|(top, ..)| *top < next);
+        let in_tree = rx.file.is_some() && rx.tree.as_ref().is_some_and(|open| open.index < next);
         if !in_tree {
             rx.tree = None;
             let _ = partial.remove_tree();
@@ -536,13 +718,13 @@ impl Session<'_> {
                 }
                 (have, left) = (have + n, left - n);
                 let mut at = 0;
-                while let Some((kind, path, used)) = frame::decode_entry(&buf[at..have])? {
+                while let Some((entry, used)) = frame::decode_entry(&buf[at..have])? {
                     // Asked before anything is allocated: past the budget, nothing is.
-                    let need = manifest.heap_bytes() + manifest.growth_for(path.len());
+                    let need = manifest.heap_bytes() + manifest.growth_for(entry.path.len());
                     if charge.at_least(need).is_err() {
                         return Ok(Err(Refusal::Busy));
                     }
-                    if let Err(problem) = manifest.push(path, kind) {
+                    if let Err(problem) = manifest.push(entry) {
                         return Ok(Err(Refusal::Problem(problem)));
                     }
                     charge.settle(manifest.heap_bytes());
@@ -570,12 +752,13 @@ impl Session<'_> {
         }
     }
 
-    /// Receives every file of the batch in order from `start`, making directories and
-    /// publishing each top item as soon as it is whole; `rx.done` gets them as they are.
+    /// Receives every file of the batch in order from `start` (but those refused), making
+    /// directories and publishing each top item as soon as it is whole, with the times the
+    /// client gave; `rx.done` gets them as they are, and the top files refused.
     fn receive_batch<S: Conn>(
         &mut self,
         stream: &mut S,
-        manifest: &Manifest,
+        (manifest, refusals): (&Manifest, &Refusals),
         start: ResumePoint,
         total: u64,
         mover: &mut Mover,
@@ -605,23 +788,42 @@ impl Session<'_> {
                 }
             }
             let index = u32::try_from(top).unwrap_or(u32::MAX);
-            let top_name = manifest
+            let top_entry = manifest
                 .get(top)
-                .map(|e| e.path.to_string())
-                .unwrap_or_default();
+                .ok_or(Error::BatchOrder("its directory"))?;
+            let mut open = OpenTree::new(index, top_entry.path, tree, top_entry.modified);
+            // The times of its directories made before the cut.
+            open.times.extend(
+                manifest
+                    .iter()
+                    .take(first)
+                    .skip(top + 1)
+                    .filter(|e| e.kind == Kind::Dir)
+                    .filter_map(|e| Some((e.inside()?.to_string(), e.modified?))),
+            );
             rx.current = index;
-            rx.tree = Some((index, top_name, tree));
+            rx.tree = Some(open);
             rx.mark(start.next)?;
         }
         for (index, entry) in manifest.iter().enumerate().skip(first) {
+            // What was published (or refused) since the last entry, told at once.
+            report_items(stream, rx)?;
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             let offset = if index == start.next { start.held } else { 0 };
             let top = entry.top();
+            self.live = Some((top.to_string(), total));
+            let refused = refusals.of_entry(index);
             match entry.inside() {
                 None => {
                     if let Some(open) = rx.tree.take() {
                         rx.pending.publish(store, &mut rx.done)?;
-                        rx.done.push(publish_tree(open)?);
+                        rx.done.push(open.publish()?);
+                    }
+                    if let Some(refused) = refused {
+                        // Not sent: said in the account, in its place.
+                        rx.done
+                            .push(ItemDone::failed(index, refused.code, &refused.why));
+                        continue;
                     }
                     // Files done before a tree begins are published first: a tree may take long.
                     // So before a large file that may be resumed: a checkpoint (see `mark`).
@@ -644,7 +846,7 @@ impl Session<'_> {
                                 Some(partial) => partial.tree(store, true)?,
                                 None => store.incoming_tree()?,
                             };
-                            rx.tree = Some((index, top.to_string(), tree));
+                            rx.tree = Some(OpenTree::new(index, top, tree, entry.modified));
                         }
                         Kind::File { size, executable } => {
                             let incoming = match &rx.partial {
@@ -661,12 +863,14 @@ impl Session<'_> {
                                     if executable {
                                         make_executable(incoming.file())?;
                                     }
+                                    set_time(incoming.file(), entry.modified)?;
                                     incoming
                                 }
                                 Some(_) => {
                                     let file = self.receive_partial(
                                         stream, rx, index, size, executable, offset, mover,
                                     )?;
+                                    set_time(&file, entry.modified)?;
                                     let partial = rx
                                         .partial
                                         .as_ref()
@@ -680,41 +884,52 @@ impl Session<'_> {
                         }
                     }
                 }
+                // Refused inside a tree: the tree is made without it.
+                Some(_) if refused.is_some() => continue,
                 Some(inside) => {
                     // The batch check saw to it that a tree's entries follow its top, in one run.
-                    let (_, _, open) =
-                        rx.tree.as_ref().ok_or(Error::BatchOrder("its directory"))?;
+                    let open = rx.tree.as_mut().ok_or(Error::BatchOrder("its directory"))?;
                     match entry.kind {
-                        Kind::Dir => open.mkdir(inside)?,
+                        Kind::Dir => {
+                            open.tree.mkdir(inside)?;
+                            if let Some(at) = entry.modified {
+                                open.times.push((inside.to_string(), at));
+                            }
+                        }
                         Kind::File { size, executable } if rx.partial.is_none() => {
-                            let mut file = open.create(inside, executable)?;
+                            let mut file = open.tree.create(inside, executable)?;
                             self.receive_file(stream, index, size, 0, &mut file, mover)?;
+                            set_time(&file, entry.modified)?;
                         }
                         Kind::File { size, executable } => {
                             if index != start.next {
                                 rx.checkpoint_tree(index, size)?;
                             }
-                            drop(self.receive_partial(
+                            let file = self.receive_partial(
                                 stream, rx, index, size, executable, offset, mover,
-                            )?);
-                            let (Some(partial), Some((_, _, open))) = (&rx.partial, &rx.tree)
-                            else {
+                            )?;
+                            set_time(&file, entry.modified)?;
+                            drop(file);
+                            let (Some(partial), Some(open)) = (&rx.partial, &rx.tree) else {
                                 return Err(Error::BatchOrder("its directory"));
                             };
-                            open.adopt(inside, partial.dir(), &Partial::data_name(index))?;
+                            open.tree
+                                .adopt(inside, partial.dir(), &Partial::data_name(index))?;
                         }
                     }
                 }
             }
             if let Kind::File { .. } = entry.kind {
                 let there = self.summary.received + self.summary.resumed.unwrap_or(0);
-                self.batch_progress(top, there, total);
+                self.batch_progress(top, there, total, true);
             }
         }
         rx.pending.publish(store, &mut rx.done)?;
         if let Some(open) = rx.tree.take() {
-            rx.done.push(publish_tree(open)?);
+            rx.done.push(open.publish()?);
         }
+        // The last ones are in the account that follows.
+        rx.reported = rx.done.len();
         Ok(())
     }
 
@@ -809,6 +1024,11 @@ impl Session<'_> {
                 .map_err(|err| deadline.error(err, MsgType::Data))?;
             received += len;
             self.summary.received += len;
+            // Live during a file too, not only after each (throttled).
+            if let Some((top, total)) = self.live.clone() {
+                let there = self.summary.received + self.summary.resumed.unwrap_or(0);
+                self.batch_progress(&top, there, total, false);
+            }
             if frame.last {
                 if received != size {
                     return Err(Error::SizeMismatch {
@@ -849,10 +1069,12 @@ impl Session<'_> {
         }
     }
 
-    /// Reports the batch's progress, throttled like a single upload's.
-    fn batch_progress(&mut self, top: &str, received: u64, total: u64) {
+    /// Reports the batch's progress, throttled like a single upload's (`whole`: a file just
+    /// ended).
+    fn batch_progress(&mut self, top: &str, received: u64, total: u64, whole: bool) {
         let Some(report) = self.report else { return };
-        let Some(elapsed) = self.throttle.due(Instant::now(), received == total) else {
+        let last = whole && received == total;
+        let Some(elapsed) = self.throttle.due(Instant::now(), last) else {
             return;
         };
         report(Event::Progress(Progress {
@@ -909,28 +1131,50 @@ fn next_frame<S: Conn>(stream: &mut S, deadline: Deadline) -> Result<Frame> {
         .ok_or(Error::Closed(MsgType::Data))
 }
 
-/// The one answer to a batch: 0 accepted, 1 denied, then why in UTF-8.
-fn send_verdict<S: Write>(stream: &mut S, verdict: Verdict, why: &str) -> Result<()> {
-    let mut body = vec![u8::from(verdict == Verdict::Denied)];
-    body.extend_from_slice(why.as_bytes());
-    frame::send(stream, VERDICT, 0, true, &body)?;
+/// Tells the client, one ITEM message each, of the top items done since it was last told.
+fn report_items<S: Conn>(stream: &mut S, rx: &mut Receiving) -> Result<()> {
+    if rx.reported == rx.done.len() {
+        return Ok(());
+    }
+    for item in &rx.done[rx.reported..] {
+        let body = frame::encode_done(std::slice::from_ref(item));
+        frame::send(stream, frame::ITEM, 0, true, &body)?;
+    }
+    rx.reported = rx.done.len();
     stream.flush()?;
     Ok(())
 }
 
-fn publish_tree((index, top, open): OpenTree) -> Result<ItemDone> {
-    let path = open.publish(&top)?;
-    Ok(stored(index, &path))
+/// The one answer to a batch.
+fn send_verdict<S: Write>(stream: &mut S, verdict: &frame::Verdict) -> Result<()> {
+    frame::send(stream, VERDICT, 0, true, &verdict.encode())?;
+    stream.flush()?;
+    Ok(())
 }
 
 fn stored(index: u32, path: &std::path::Path) -> ItemDone {
-    ItemDone {
-        index,
-        stored: true,
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ItemDone::stored(index, &name)
+}
+
+/// What a top item failed of, for the client: its bytes did not check out, the server's
+/// disk, or (the rest) the batch was cut before it was whole.
+fn code_of(err: &Error) -> Code {
+    match err {
+        Error::Verification => Code::Mismatch,
+        Error::Io(_) if !resumable(err) => Code::ServerError,
+        _ => Code::Cut,
+    }
+}
+
+/// Sets a file's modification time to what the client said, if it said.
+fn set_time(file: &std::fs::File, modified: Option<Mtime>) -> std::io::Result<()> {
+    match modified {
+        Some(at) => file.set_modified(at.to_system_time()),
+        None => Ok(()),
     }
 }
 
@@ -958,6 +1202,7 @@ mod tests {
         Entry {
             path: path.split('/').map(str::to_string).collect(),
             kind,
+            modified: None,
         }
     }
 
@@ -990,7 +1235,7 @@ mod tests {
         let mut duplex = Duplex::new(&[client]);
         let summary = server
             .session("127.0.0.1:4000".parse().unwrap())
-            .run_authenticated(&mut duplex, Identity::of_public_key(&[1]));
+            .run_authenticated(&mut duplex, Identity::of_public_key(&[1]), 4);
         let mut frames = Vec::new();
         let mut replies = &duplex.output[..];
         while let Some(frame) = Frame::read_from(&mut replies).unwrap() {
@@ -1040,7 +1285,7 @@ mod tests {
             .map(|i| entry(&format!("f{i}"), file(0)))
             .collect();
         let (summary, frames) = run(&server, &batch(&many, &[]));
-        assert!(matches!(summary.end, End::Busy), "{summary}");
+        assert!(matches!(summary.end, End::TurnedAway), "{summary}");
         assert_eq!(summary.reason, Some(Reason::ManifestMemory(64 * 1024)));
         assert_eq!(frames[0].kind, VERDICT);
         assert_eq!(server.budget().manifests.used(), 0);

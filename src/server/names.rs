@@ -160,6 +160,32 @@ impl fmt::Display for NameProblem {
 /// assert_eq!(check_name(b"../etc/passwd"), Err(NameProblem::Separator));
 /// ```
 pub fn check_name(raw: &[u8]) -> Result<&str, NameProblem> {
+    check(raw, false)
+}
+
+/// Like [`check_name`] for a name inside a folder of a batch, where a hidden name (a leading
+/// `.`: `.gitignore`, `.env`) is fine: it can never meet the server's own hidden files, which
+/// live at the top of the upload directory. `.` and `..` are still refused.
+///
+/// # Errors
+///
+/// The first [`NameProblem`] found.
+///
+/// # Example
+///
+/// ```
+/// use fup::server::names::{NameProblem, check_name, check_name_in_folder};
+///
+/// assert_eq!(check_name_in_folder(b".gitignore"), Ok(".gitignore"));
+/// assert_eq!(check_name(b".gitignore"), Err(NameProblem::Hidden));
+/// assert_eq!(check_name_in_folder(b".."), Err(NameProblem::DotOrDotDot));
+/// assert_eq!(check_name_in_folder(b".\x1b[2J"), Err(NameProblem::Control));
+/// ```
+pub fn check_name_in_folder(raw: &[u8]) -> Result<&str, NameProblem> {
+    check(raw, true)
+}
+
+fn check(raw: &[u8], hidden_ok: bool) -> Result<&str, NameProblem> {
     if raw.is_empty() {
         return Err(NameProblem::Empty);
     }
@@ -176,7 +202,7 @@ pub fn check_name(raw: &[u8]) -> Result<&str, NameProblem> {
     if name.contains(['/', '\\']) {
         return Err(NameProblem::Separator);
     }
-    if name.starts_with('.') {
+    if name.starts_with('.') && !hidden_ok {
         return Err(NameProblem::Hidden);
     }
     if name.chars().any(char::is_control) {

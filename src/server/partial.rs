@@ -137,9 +137,11 @@ pub struct State {
 
 impl State {
     fn to_json(&self) -> Value {
+        // Only what was stored: a refused file's place in the account comes again.
         let done: Vec<Value> = self
             .done
             .iter()
+            .filter(|item| item.is_stored())
             .map(|item| json!([item.index, item.name]))
             .collect();
         json!({
@@ -167,11 +169,10 @@ impl State {
             .as_array()?
             .iter()
             .map(|item| {
-                Some(ItemDone {
-                    index: u32::try_from(item.get(0)?.as_u64()?).ok()?,
-                    stored: true,
-                    name: item.get(1)?.as_str()?.to_string(),
-                })
+                Some(ItemDone::stored(
+                    u32::try_from(item.get(0)?.as_u64()?).ok()?,
+                    item.get(1)?.as_str()?,
+                ))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(State {
@@ -830,11 +831,7 @@ mod tests {
         data.write_all(b"hello").unwrap();
         partial.state.held = Some(5);
         partial.state.digest = Some(*blake3::hash(b"hello").as_bytes());
-        partial.state.done = vec![ItemDone {
-            index: 3,
-            stored: true,
-            name: "x (1)".into(),
-        }];
+        partial.state.done = vec![ItemDone::stored(3, "x (1)")];
         partial.state.total = 10;
         partial.state.kept = 5;
         partial.save(true).unwrap();

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::trust::Client;
+use crate::batch::frame::Code;
 use crate::text;
 use crate::wire::Verdict;
 
@@ -53,6 +54,8 @@ pub enum Reason {
     TooManyClientQuestions(usize),
     /// The manifests of batches in flight hold all the memory they may (this many bytes).
     ManifestMemory(u64),
+    /// The client speaks an older version of secure mode than this server (this one).
+    OldClient(u16),
 }
 
 impl fmt::Display for Reason {
@@ -72,9 +75,7 @@ impl fmt::Display for Reason {
             Reason::ShuttingDown => f.write_str("server is shutting down"),
             Reason::HungUpWaiting => f.write_str("client hung up while waiting"),
             Reason::Withdrawn => f.write_str("client hung up; question withdrawn"),
-            Reason::NoInput => f.write_str(
-                "no answer: standard input is closed (start fup-server with --yes to accept every upload)",
-            ),
+            Reason::NoInput => f.write_str("no answer: standard input is closed"),
             Reason::PromptTimeout(limit) => {
                 write!(f, "no answer within {} s", limit.as_secs_f64())
             }
@@ -98,6 +99,49 @@ impl fmt::Display for Reason {
                 "the server is busy: the lists of batches in flight hold all of the {} they may (--manifest-memory); try again later",
                 text::bytes(*limit)
             ),
+            Reason::OldClient(version) => write!(
+                f,
+                "the client speaks secure mode {version}, this server {}: fup-client 2.0 or later is needed",
+                crate::secure::probe::VERSION
+            ),
+        }
+    }
+}
+
+impl Reason {
+    /// What the remote sender is told: the same, without the operator's hints (how to
+    /// start the server, `fg`), which are for the server's own screen.
+    pub fn for_sender(&self) -> String {
+        match self {
+            Reason::NoInput => "no answer: no one is at the server's terminal".to_string(),
+            Reason::InBackground(limit) | Reason::PromptTimeout(limit) => {
+                format!("no answer within {} s", limit.as_secs_f64())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Its code on the wire (secure mode).
+    pub fn code(&self) -> Code {
+        match self {
+            Reason::MaxSize(_) => Code::TooLarge,
+            Reason::NoSpace(_) => Code::NoSpace,
+            Reason::ShuttingDown => Code::ShuttingDown,
+            Reason::TooManyQuestions(_)
+            | Reason::TooManyClientQuestions(_)
+            | Reason::ManifestMemory(_) => Code::Busy,
+            Reason::OldClient(_) => Code::Refused,
+            Reason::Yes
+            | Reason::AcceptFrom(_)
+            | Reason::TrustedClient(_)
+            | Reason::PlainRefused
+            | Reason::HungUpWaiting
+            | Reason::Withdrawn
+            | Reason::NoInput
+            | Reason::PromptTimeout(_)
+            | Reason::InBackground(_)
+            | Reason::NoValidAnswer
+            | Reason::NoOperator => Code::Denied,
         }
     }
 }
@@ -188,6 +232,12 @@ impl Policy {
         free: Option<u64>,
     ) -> Option<Decision> {
         self.decide_batch(peer, client, size, size, free)
+    }
+
+    /// Whether a file of `size` bytes is refused whatever else is decided (`--max-size`):
+    /// inside a batch, such a file alone is refused, and the rest goes on.
+    pub fn refuses_file(&self, size: u64) -> Option<Reason> {
+        self.max_size.filter(|&max| size > max).map(Reason::MaxSize)
     }
 
     /// Like [`Policy::decide`] for a batch whose largest file has `largest` bytes (checked

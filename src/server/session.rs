@@ -56,6 +56,9 @@ pub struct Session<'a> {
     pub(super) throttle: Throttle,
     /// With `--checksum`, each file of a batch checked so far: its index and BLAKE3.
     pub(super) digests: Vec<(u32, [u8; 32])>,
+    /// In a batch: the top item being received and the bytes of the batch, for live
+    /// progress during each file.
+    pub(super) live: Option<(String, u64)>,
 }
 
 impl fmt::Debug for Session<'_> {
@@ -65,6 +68,17 @@ impl fmt::Debug for Session<'_> {
             .field("connection", &self.summary.connection)
             .finish_non_exhaustive()
     }
+}
+
+/// What a batch brings to the decision besides its first name and its size.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BatchAsk<'a> {
+    /// What it holds.
+    pub totals: &'a Totals,
+    /// Its largest file not refused already.
+    pub largest: u64,
+    /// How many of its files the policy refused already, and why.
+    pub refused: Option<(usize, &'a str)>,
 }
 
 /// What a batch resumed from a partial brings to the decision.
@@ -91,6 +105,7 @@ impl<'a> Session<'a> {
             summary: Summary::new(peer, connection),
             throttle: Throttle::default(),
             digests: Vec::new(),
+            live: None,
         }
     }
 
@@ -121,30 +136,37 @@ impl<'a> Session<'a> {
         else {
             return self.request(stream, first);
         };
-        stream.write_all(&probe::ANSWER)?;
+        // The version both speak: the lower of the two.
+        let (answer, version) = probe::answer(first.seq);
+        stream.write_all(&answer)?;
         stream.flush()?;
         // The handshake must end by the same first deadline.
         let mut tls = tls::accept(&mut *stream, Arc::clone(&secure.config), deadline)
             .map_err(Error::Handshake)?;
         let id = tls.peer();
-        self.authenticated(&mut tls, id)
+        self.authenticated(&mut tls, id, version)
     }
 
     /// Serves what follows secure mode's handshake on `stream`, for a client that proved it
-    /// holds the key of `id`: the same as [`Session::run`] once TLS is up, for tests and for
-    /// fuzzing the frames that come inside it.
-    pub fn run_authenticated<S: Conn>(mut self, mut stream: S, id: Identity) -> Summary {
+    /// holds the key of `id` and agreed on `version`: the same as [`Session::run`] once TLS
+    /// is up, for tests and for fuzzing the frames that come inside it.
+    pub fn run_authenticated<S: Conn>(
+        mut self,
+        mut stream: S,
+        id: Identity,
+        version: u16,
+    ) -> Summary {
         let started = Instant::now();
         self.summary.end = self
-            .authenticated(&mut stream, id)
+            .authenticated(&mut stream, id, version)
             .unwrap_or_else(End::Failed);
         self.summary.elapsed = started.elapsed();
         self.summary
     }
 
-    /// Inside secure mode, from a client that is `id`: a batch or one request, told apart by
-    /// the first message's type.
-    fn authenticated<S: Conn>(&mut self, tls: &mut S, id: Identity) -> Result<End> {
+    /// Inside secure mode, from a client that is `id` and speaks `version`: a batch or one
+    /// request, told apart by the first message's type.
+    fn authenticated<S: Conn>(&mut self, tls: &mut S, id: Identity, version: u16) -> Result<End> {
         let trusted = self.server.secure.as_ref().and_then(|secure| {
             if let (Some(err), Some(report)) = (secure.trusted.refresh(), self.report) {
                 report(Event::TrustedClientsUnreadable(err));
@@ -175,6 +197,9 @@ impl<'a> Session<'a> {
         if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) == batch::frame::MANIFEST {
             let frame = batch::frame::Frame::read_from(&mut &head[..])?
                 .ok_or(Error::Closed(MsgType::Request))?;
+            if version < probe::VERSION {
+                return Ok(self.too_old(tls, version));
+            }
             return self.batch(tls, frame);
         }
         let first = match Message::read_from((&head[..]).chain(deadline.reader(tls))) {
@@ -226,13 +251,13 @@ impl<'a> Session<'a> {
     }
 
     /// [`Session::decide`] for one file or, with `batch`, for a whole batch (`name` is then
-    /// its first top item, and `size` its bytes in all).
+    /// its first top item, and `size` the bytes of the files not refused already).
     pub(super) fn decide_upload<S: Conn>(
         &self,
         stream: &S,
         name: &RequestName,
         size: u64,
-        batch: Option<(&Totals, u64)>,
+        batch: Option<&BatchAsk<'_>>,
         resuming: Option<Resuming>,
     ) -> Decision {
         let server = self.server;
@@ -245,7 +270,7 @@ impl<'a> Session<'a> {
             None => free,
         });
         let client = &self.summary.client;
-        let largest = batch.map_or(size, |(_, largest)| largest);
+        let largest = batch.map_or(size, |batch| batch.largest);
         if let Some(decision) =
             server
                 .policy
@@ -275,7 +300,8 @@ impl<'a> Session<'a> {
             client,
             name,
             size,
-            batch: batch.map(|(totals, _)| totals),
+            batch: batch.map(|batch| batch.totals),
+            refused: batch.and_then(|batch| batch.refused),
             resuming: resuming.map(|r| r.held).filter(|&held| held > 0),
             store: &server.store,
             free,

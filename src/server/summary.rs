@@ -32,8 +32,8 @@ pub enum End {
     /// A batch was refused whole before anything was created.
     BatchRefused(BatchProblem),
     /// A batch was turned away before its manifest was read whole, for a reason of the
-    /// server's (in [`Summary::reason`]): to be tried again later.
-    Busy,
+    /// server's (in [`Summary::reason`]): busy, or a client too old.
+    TurnedAway,
     /// The exchange failed; nothing was stored.
     Failed(Error),
 }
@@ -77,6 +77,8 @@ pub struct Summary {
     pub batch: Option<Totals>,
     /// For a batch that failed midway: the top items published before (they stay).
     pub batch_stored: Vec<String>,
+    /// For a batch: how many of its files the policy refused one by one, and why.
+    pub refused: Option<(usize, String)>,
     /// How it ended.
     pub end: End,
 }
@@ -102,6 +104,7 @@ impl Summary {
             blake3: Vec::new(),
             batch: None,
             batch_stored: Vec::new(),
+            refused: None,
             end: End::NoRequest,
         }
     }
@@ -122,7 +125,7 @@ impl Summary {
         match self.end {
             End::Stored(_) | End::Batch(_) => "stored",
             End::Refused(_) | End::BatchRefused(_) => "refused",
-            End::Denied | End::Busy => "denied",
+            End::Denied | End::TurnedAway => "denied",
             End::Abandoned => "dropped",
             End::Failed(_) => "failed",
             End::NoRequest => "no request",
@@ -305,7 +308,7 @@ impl Summary {
         if let End::BatchRefused(problem) = &self.end {
             return Some(format!("refused batch from {peer}: {problem}"));
         }
-        if let (End::Busy, Some(reason)) = (&self.end, &self.reason) {
+        if let (End::TurnedAway, Some(reason)) = (&self.end, &self.reason) {
             return Some(format!("denied batch from {peer}: {reason}"));
         }
         let totals = self.batch.as_ref()?;
@@ -410,7 +413,7 @@ impl fmt::Display for Summary {
                 }
             }
             End::Refused(problem) => write!(f, "refused {name} {size} from {peer}: {problem}"),
-            End::Denied | End::Busy => {
+            End::Denied | End::TurnedAway => {
                 write!(f, "denied {name} {size} from {peer}")?;
                 match &self.reason {
                     Some(reason) => write!(f, ": {reason}"),

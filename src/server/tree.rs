@@ -14,6 +14,7 @@ use tempfile::TempDir;
 
 use super::names::MAX_RENAMES;
 use super::store::{Store, TEMP_PREFIX};
+use crate::batch::Mtime;
 
 /// Suffix of the temp directories trees are received into (see [`TEMP_PREFIX`]).
 pub const TREE_SUFFIX: &str = ".tree";
@@ -223,7 +224,14 @@ impl IncomingTree {
     ///
     /// If flushing or renaming fails, or no free name is found within [`MAX_RENAMES`] tries;
     /// everything is removed then.
-    pub fn publish(self, top: &str) -> io::Result<PathBuf> {
+    pub fn publish(self, top: &str, times: &[(String, Mtime)]) -> io::Result<PathBuf> {
+        // Each directory's own time, deepest last made first (making an entry in a directory
+        // changes its time); the top's once it has its name (`""` stands for it).
+        for (inside, at) in times.iter().rev().filter(|(inside, _)| !inside.is_empty()) {
+            let (parent, name) = self.parent(inside)?;
+            let at_dir = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+            set_time_at(at_dir, name, *at)?;
+        }
         rustix::fs::syncfs(&self.root)?;
         let temp_name = self.name.clone();
         let dir = self.upload_dir.clone();
@@ -241,6 +249,9 @@ impl IncomingTree {
             );
             match renamed {
                 Ok(()) => {
+                    if let Some((_, at)) = times.iter().find(|(inside, _)| inside.is_empty()) {
+                        set_time_at(self.upload.as_fd(), &name, *at)?;
+                    }
                     rustix::fs::fsync(&self.upload)?;
                     // Published: nothing to remove any more.
                     let _ = self.temp.map(TempDir::keep);
@@ -255,6 +266,24 @@ impl IncomingTree {
             format!("no free name after {MAX_RENAMES} tries"),
         ))
     }
+}
+
+/// Sets the modification time of `name` in the directory `at` (never through a symlink),
+/// its access time to now.
+fn set_time_at(at: BorrowedFd<'_>, name: &str, modified: Mtime) -> io::Result<()> {
+    let nanos = modified.0;
+    let when = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: nanos.div_euclid(1_000_000_000),
+            tv_nsec: nanos.rem_euclid(1_000_000_000),
+        },
+    };
+    rustix::fs::utimensat(at, name, &when, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -293,7 +322,7 @@ mod tests {
         };
         let temp = tree.temp_path().to_path_buf();
         assert!(names(dir.path()).iter().any(|n| n.ends_with(TREE_SUFFIX)));
-        let published = tree.publish("photos").unwrap();
+        let published = tree.publish("photos", &[]).unwrap();
         assert_eq!(published, dir.path().join("photos (1)"));
         assert!(!temp.exists());
         assert_eq!(names(dir.path()), ["photos", "photos (1)"]);

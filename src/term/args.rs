@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::client::{DEFAULT_CHUNK_SIZE, MAX_UNWRAPPED_CHUNKS};
 use crate::wire::ResponseByte;
 
 /// A number of seconds as typed on the command line (`60`, `0.5`). Its `Display` is what is
@@ -196,6 +197,30 @@ pub fn response_byte(text: &str) -> Result<ResponseByte, String> {
     }
 }
 
+/// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.
+pub fn chunk_size_help() -> String {
+    let grown_past_gib = (u64::from(DEFAULT_CHUNK_SIZE) * MAX_UNWRAPPED_CHUNKS) >> 30;
+    format!(
+        "Bytes per data message (e.g. 64K, 1M), used exactly; seq wraps past {} messages, \
+         which only fup servers accept [default: {DEFAULT_CHUNK_SIZE}, grown for files over \
+         {grown_past_gib} GiB so that the original Python server can take them]",
+        thousands(MAX_UNWRAPPED_CHUNKS)
+    )
+}
+
+/// `65536` as `65,536`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Parses a data message size for `--chunk-size`: a [`size`] from 1 byte to the protocol's
 /// largest data message.
 ///
@@ -255,6 +280,19 @@ pub fn size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_size_help_reads_as_before() {
+        assert_eq!(thousands(65_536), "65,536");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        let help = chunk_size_help();
+        assert!(
+            help.contains("past 65,536 messages")
+                && help.contains("[default: 1048576, grown for files over 64 GiB so"),
+            "{help}"
+        );
+    }
 
     #[test]
     fn parses_seconds() {

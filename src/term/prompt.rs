@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -29,8 +29,9 @@ pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// by a thread of its own (so that a question can time out).
 ///
 /// `y`/`yes` in any case accepts; `n`/`no` or an empty line (Enter) denies; for a secure
-/// client, `a`/`always` accepts and trusts it from now on; anything else is asked again, [`MAX_TRIES`] times in all, then denied. Once the input is at end of file
-/// every request is denied, with a line pointing at `--yes`. Exactly one question is on screen
+/// client, `a`/`always` accepts and trusts it from now on; anything else is asked again,
+/// [`MAX_TRIES`] times in all, then denied. Once the input is at its end, [`CLOSED_NOTICE`]
+/// is said once and every request is denied without a question (the log has its line). Exactly one question is on screen
 /// at a time, saying how many more wait; the others wait in turn across addresses (see
 /// [`FairQueue`]), and one whose client hangs up leaves the queue. A question unanswered within the prompt timeout is
 /// denied, and an answer typed after that is not taken for the next question.
@@ -52,7 +53,17 @@ struct Terminal<W> {
     output: W,
     /// The last question ended without its answer; lines already typed are late answers.
     stale: bool,
+    /// A line typed before its question was asked: that question's answer.
+    early: Option<String>,
+    /// The input is at its end: no question is asked any more (said once).
+    closed: bool,
 }
+
+/// Said once when the input ends: from then on, every question is denied without being
+/// asked, and the log has one line per decision.
+pub const CLOSED_NOTICE: &str = "fup-server: standard input is closed: uploads that need a \
+     question are denied from now on, without asking (--yes, --accept-from or trusted clients \
+     accept without a question)";
 
 impl<W> fmt::Debug for TerminalApprover<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,6 +124,8 @@ impl<W: Write + Send> TerminalApprover<W> {
                 answers,
                 output,
                 stale: false,
+                early: None,
+                closed: false,
             }),
             prompt_timeout,
             screen: Arc::default(),
@@ -185,6 +198,20 @@ impl<W: Write + Send> TerminalApprover<W> {
             while term.answers.try_recv().is_ok() {}
             term.stale = false;
         }
+        if term.early.is_none() && !term.closed {
+            match term.answers.try_recv() {
+                Ok(line) => term.early = Some(line),
+                Err(TryRecvError::Disconnected) => {
+                    term.closed = true;
+                    self.screen.log(&mut term.output, CLOSED_NOTICE);
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        if term.closed {
+            return Decision::deny(Reason::NoInput);
+        }
+        let early = &mut term.early;
         let out = &mut term.output;
         let save_as = ask.save_as();
         self.screen
@@ -206,13 +233,20 @@ impl<W: Write + Send> TerminalApprover<W> {
         let prompt = if secure { PROMPT_ALWAYS } else { PROMPT };
         for tries in 1..=MAX_TRIES {
             self.screen.show_prompt(out, prompt);
-            let answered = self.wait_for_answer(&term.answers, deadline, ask.client_gone);
+            let answered = match early.take() {
+                Some(answer) => Ok(answer),
+                None => self.wait_for_answer(&term.answers, deadline, ask.client_gone),
+            };
             self.screen.prompt_answered(out);
             let answer = match answered {
                 Ok(answer) => answer,
                 Err(reason) => {
                     self.screen
                         .question_line(out, &format!("\n{reason}, so the upload is denied"));
+                    if reason == Reason::NoInput {
+                        term.closed = true;
+                        self.screen.question_line(out, CLOSED_NOTICE);
+                    }
                     // Lines typed from now on answer no question on screen.
                     term.stale = reason != Reason::NoInput;
                     return Decision::deny(reason);
@@ -302,6 +336,29 @@ impl<W: Write + Send> Approve for TerminalApprover<W> {
     }
 }
 
+/// Asks the client's user whether to trust `host`'s identity `id`, met for the first time:
+/// the question on `out`, the answer from `input` (yes only for `y` or `yes`).
+pub fn ask_trust(
+    host: &str,
+    id: &crate::secure::Identity,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> bool {
+    let _ = write!(
+        out,
+        "fup-client: first contact with {host}, which shows the identity\n  {id}\n\
+         Compare it with the `identity:` line fup-server prints when it starts (or with\n\
+         `fup-server --show-identity` on that machine) before you say yes.\n\
+         trust {id}? [y/N] "
+    );
+    let _ = out.flush();
+    let mut answer = String::new();
+    if input.read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 /// The lines that describe an upload to the operator, before the prompt: who, what (as sent,
 /// and how its name was read when that is not plain), how large, where it will be stored
 /// (`save_as`), the free space, and how many more wait.
@@ -347,6 +404,13 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
             }
             text.push('\n');
         }
+    }
+    if let Some((count, why)) = ask.refused {
+        let files = if count == 1 { "file" } else { "files" };
+        text.push_str(&format!(
+            "  {count} {files} refused already ({}): the question is about the rest\n",
+            text::escape(why)
+        ));
     }
     if let Some(held) = ask.resuming {
         text.push_str(&format!(
@@ -504,6 +568,7 @@ mod tests {
             name: self::name(name),
             size: 1536,
             batch: None,
+            refused: None,
             resuming: None,
             store: store(),
             free: Some(2048),
@@ -561,9 +626,13 @@ mod tests {
 
     #[test]
     fn end_of_input_denies_every_request() {
-        let (verdicts, output) = ask_all("", 2);
-        assert_eq!(verdicts, [Verdict::Denied, Verdict::Denied]);
-        assert_eq!(output.matches("standard input is closed").count(), 2);
+        let (verdicts, output) = ask_all("", 3);
+        assert_eq!(verdicts, [Verdict::Denied; 3]);
+        // Said once; a question is asked at most before the end was seen, never after.
+        assert_eq!(output.matches(CLOSED_NOTICE).count(), 1, "{output}");
+        let notice = output.find(CLOSED_NOTICE).unwrap();
+        assert!(!output[notice..].contains("accept?"), "{output}");
+        assert!(output.matches("accept?").count() <= 1, "{output}");
     }
 
     #[test]

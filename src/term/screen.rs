@@ -22,6 +22,55 @@ pub const PROMPT: &str = "accept? [y/N] ";
 /// The prompt for a secure client, whom the operator may also trust from now on.
 pub const PROMPT_ALWAYS: &str = "accept? [y/N/a] ";
 
+/// A live line: `text`, whose `give` range (a name, say) gives way first when the line is
+/// too wide for the terminal, so that what follows it (the figures) stays in view.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The whole line.
+    pub text: String,
+    /// The bytes of `text` that are cut first (empty: the line is cut at its end).
+    pub give: std::ops::Range<usize>,
+}
+
+/// The fewest characters a name that gives way keeps, `…` included.
+const MIN_GIVEN: usize = 8;
+
+impl Status {
+    /// The line in `room` columns: the `give` range cut (to no less than a few characters),
+    /// then the end if that is not enough.
+    pub fn fitted(&self, room: usize) -> String {
+        let width = console::measure_text_width(&self.text);
+        let valid = self.give.start <= self.give.end && self.text.get(self.give.clone()).is_some();
+        if width <= room || !valid || self.give.is_empty() {
+            return console::truncate_str(&self.text, room, "…").into_owned();
+        }
+        let given = &self.text[self.give.clone()];
+        let over = width - room;
+        let keep = console::measure_text_width(given)
+            .saturating_sub(over)
+            .max(MIN_GIVEN);
+        let line = format!(
+            "{}{}{}",
+            &self.text[..self.give.start],
+            console::truncate_str(given, keep, "…"),
+            &self.text[self.give.end..]
+        );
+        console::truncate_str(&line, room, "…").into_owned()
+    }
+}
+
+impl From<String> for Status {
+    fn from(text: String) -> Status {
+        Status { text, give: 0..0 }
+    }
+}
+
+impl From<&str> for Status {
+    fn from(text: &str) -> Status {
+        Status::from(text.to_string())
+    }
+}
+
 /// What the screen needs to know about the terminal, asked at every draw.
 pub trait Terminal: Send + Sync {
     /// Its width in columns, if known.
@@ -90,7 +139,7 @@ struct State {
     /// [`PROMPT`] is on the last line, waiting for the answer.
     prompt_shown: bool,
     /// Status lines by key (a connection number), drawn in key order.
-    status: BTreeMap<u64, String>,
+    status: BTreeMap<u64, Status>,
     /// How many status lines are on screen, just above the cursor, one row each.
     drawn: usize,
     /// Log lines held back while a prompt waits on a terminal that cannot slide them in.
@@ -146,7 +195,7 @@ impl Screen {
         // One column spare: a line that fills the last column would wrap on some terminals.
         let room = width.saturating_sub(1).max(1);
         for line in state.status.values() {
-            let _ = writeln!(out, "{}", console::truncate_str(line, room, "…"));
+            let _ = writeln!(out, "{}", line.fitted(room));
         }
         state.drawn = state.status.len();
     }
@@ -169,7 +218,7 @@ impl Screen {
 
     /// Sets (or with `None` removes) the status line under `key` and redraws the status
     /// lines, unless a question is being asked or nothing live may be drawn.
-    pub fn set_status(&self, out: &mut dyn Write, key: u64, line: Option<String>) {
+    pub fn set_status(&self, out: &mut dyn Write, key: u64, line: Option<Status>) {
         let mut state = self.lock();
         let changed = match line {
             Some(line) if self.live => {
@@ -304,7 +353,7 @@ mod tests {
         let mut out = Vec::new();
         let long = "receiving \"a rather long file name.bin\" 1.0 MiB / 2.0 MiB (50%)";
         for i in 0..20 {
-            screen.set_status(&mut out, 1, Some(format!("{long} {i}")));
+            screen.set_status(&mut out, 1, Some(format!("{long} {i}").into()));
         }
         screen.set_status(&mut out, 1, None);
         screen.log(&mut out, "stored");
@@ -378,6 +427,35 @@ mod tests {
             text(&out),
             "stored x\npeer wants to send \"q\"\naccept? [y/N] yes\nstored y\n"
         );
+    }
+
+    #[test]
+    fn a_name_gives_way_before_the_figures() {
+        let line = "receiving \"a rather long file name.bin\" 1.0 MiB / 2.0 MiB (50%)";
+        let status = Status {
+            text: line.to_string(),
+            give: 11..38,
+        };
+        assert_eq!(&line[status.give.clone()], "a rather long file name.bin");
+        assert_eq!(status.fitted(80), line);
+        assert_eq!(
+            status.fitted(50),
+            "receiving \"a rather long…\" 1.0 MiB / 2.0 MiB (50%)"
+        );
+        // The name keeps a few characters; then the end goes.
+        assert_eq!(status.fitted(30), "receiving \"a rathe…\" 1.0 MiB …");
+        for room in 1..90 {
+            assert!(
+                console::measure_text_width(&status.fitted(room)) <= room,
+                "{room}"
+            );
+        }
+        // A range that is not in the line (or not on a character's edge) cuts at the end.
+        let odd = Status {
+            text: "사진 1.jpg".into(),
+            give: 1..2,
+        };
+        assert_eq!(odd.fitted(4), "사…");
     }
 
     #[test]
