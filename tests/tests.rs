@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries on 127.0.0.1 with `--port 0`, real bytes, exact results.
 #![deny(unsafe_code)]
 
+mod accounting;
 mod batch;
 mod cli;
 mod conventions;

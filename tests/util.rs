@@ -726,26 +726,43 @@ pub fn check_schema(object: &serde_json::Value) {
 pub struct Throttle {
     /// Where clients connect.
     pub port: u16,
+    /// Bytes carried so far (all connections), told as they pass.
+    carried: Receiver<u64>,
 }
 
 impl Throttle {
     pub fn start(target: SocketAddr, rate: u64) -> Throttle {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (tell, carried) = mpsc::channel();
         thread::spawn(move || {
             // A few connections per test; the thread ends with the test process.
             for _ in 0..4 {
                 let Ok((client, _)) = listener.accept() else {
                     return;
                 };
-                thread::spawn(move || forward_slowly(client, target, rate));
+                let tell = tell.clone();
+                thread::spawn(move || forward_slowly(client, target, rate, &tell));
             }
         });
-        Throttle { port }
+        Throttle { port, carried }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) until `bytes` went through to the server.
+    pub fn wait_for(&self, bytes: u64) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.carried.recv_timeout(left) {
+                Ok(carried) if carried >= bytes => return,
+                Ok(_) => {}
+                Err(_) => panic!("{bytes} bytes never went through"),
+            }
+        }
     }
 }
 
-fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64) {
+fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64, tell: &mpsc::Sender<u64>) {
     // A small receive buffer: the client's bytes wait at its end, as on a slow link, rather
     // than megabytes of them in this socket at once.
     let client = socket2::Socket::from(client);
@@ -754,7 +771,13 @@ fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64) {
     let mut upstream = connect(target);
     let (mut back_from, mut back_to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
     let back = thread::spawn(move || {
-        let _ = std::io::copy(&mut back_from, &mut back_to);
+        // Each answer on at once, as it comes (not io::copy, which may wait to fill a pipe).
+        let mut buf = vec![0; 16 * 1024];
+        while let Ok(n @ 1..) = back_from.read(&mut buf) {
+            if back_to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = back_to.shutdown(std::net::Shutdown::Write);
     });
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -770,6 +793,7 @@ fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64) {
             break;
         }
         sent += n as u64;
+        let _ = tell.send(sent);
         let due = Duration::from_secs_f64(sent as f64 / rate as f64);
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             thread::sleep(wait);

@@ -321,8 +321,10 @@ impl Presenter {
                 label,
                 bytes,
                 files,
+                secure,
             } => {
                 let mut live = lock(&self.live);
+                live.secure = Some(secure);
                 live.label = label;
                 live.total = bytes;
                 live.done = 0;

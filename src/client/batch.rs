@@ -154,11 +154,10 @@ pub fn send_batch<S: Conn>(
     }
     // A write that failed may mean the server gave up and said which item failed; a local
     // failure (a file changed or vanished) has nothing to wait for.
-    match sending {
+    // Everything not refused is sent: while its last bytes go, say how they arrive.
+    let delivering = match sending {
         Ok(()) => {
             stream.flush()?;
-            // Everything not refused is sent: while its last bytes go, say how they arrive.
-            let bytes = sizes().sum();
             let files = found
                 .iter()
                 .enumerate()
@@ -166,14 +165,18 @@ pub fn send_batch<S: Conn>(
                     matches!(f.entry.kind, Kind::File { .. }) && !skip.contains(*at as u32)
                 })
                 .count();
+            Some((sizes().sum::<u64>(), files))
+        }
+        Err(Error::Io(_)) => None,
+        Err(err) => return Err(err),
+    };
+    loop {
+        if let Some((bytes, files)) = delivering {
+            // Until the server speaks (an item published meanwhile, or the end).
             super::await_delivery(stream, bytes, high.get(), options.timeout, &mut |at| {
                 progress(at, files)
             });
         }
-        Err(Error::Io(_)) => {}
-        Err(err) => return Err(err),
-    }
-    loop {
         match read_answer(stream, options.timeout) {
             Ok(Answer::Item(item)) => event(BatchEvent::Item(item)),
             Ok(Answer::Done(items)) => return Ok(BatchOutcome::Done(items)),

@@ -255,7 +255,7 @@ pub enum Event {
     },
     /// What the dialer did that the user should hear of.
     Note(Note),
-    /// Sending starts: what to call it, how many bytes, how many files.
+    /// Sending starts: what to call it, how many bytes, how many files, and how.
     Starting {
         /// A name (one file's) or what a batch holds.
         label: String,
@@ -263,6 +263,8 @@ pub enum Event {
         bytes: u64,
         /// Files in all.
         files: usize,
+        /// Whether it goes in secure mode (a cut is kept for a resume).
+        secure: bool,
     },
     /// Waiting for the server to accept (first, or again after a reconnection).
     Waiting,
@@ -517,10 +519,10 @@ fn prepare(plan: &Plan, teller: &Teller<'_>) -> Prepared {
             let cause = Cause::from(&s.reason);
             (s.source, Verdict::Skipped, cause, s.reason.to_string())
         });
-        for (path, verdict, cause, why) in unsent.chain(skipped) {
-            let shown = path.to_string_lossy().into_owned();
+        for (source, verdict, cause, why) in unsent.chain(skipped) {
+            let name = name_at_server(path, &source);
             teller.tell(Event::File(FileResult::unsent(
-                &path, &shown, verdict, cause, why,
+                &source, &name, verdict, cause, why,
             )));
         }
         for found in walked.found {
@@ -534,6 +536,20 @@ fn prepare(plan: &Plan, teller: &Teller<'_>) -> Prepared {
         }
     }
     prepared
+}
+
+/// What `source`, given as `given` or found inside it, would be called at the server's end:
+/// the last part of `given`, then the path inside it (`album/2026/p.jpg`).
+fn name_at_server(given: &Path, source: &Path) -> String {
+    let top = given
+        .file_name()
+        .map_or_else(|| given.to_string_lossy(), |n| n.to_string_lossy());
+    match source.strip_prefix(given) {
+        Ok(inside) if !inside.as_os_str().is_empty() => {
+            format!("{top}/{}", inside.to_string_lossy())
+        }
+        _ => top.into_owned(),
+    }
 }
 
 /// A path for a plain server: a file (any UTF-8 name), or what it is not.
@@ -946,6 +962,7 @@ fn send_secure(
         label,
         bytes: totals.bytes,
         files: totals.files,
+        secure: true,
     });
     let account = Accounting {
         prepared,
@@ -973,23 +990,15 @@ fn send_secure(
     loop {
         teller.tell(Event::Waiting);
         run.last_end = None;
-        // Events go to a queue that the progress calls empty: one owner of the state.
-        let queue = std::cell::RefCell::new(Vec::new());
+        // Both kinds of news change the one state, each told at once (never both at a time).
+        let shared = std::cell::RefCell::new(&mut run);
         let outcome = send_batch(
             &mut link,
             &prepared.found,
             &options,
-            |event| queue.borrow_mut().push(event),
-            |bytes, files| {
-                for event in queue.borrow_mut().drain(..) {
-                    run.event(event);
-                }
-                run.progress(bytes, files);
-            },
+            |event| shared.borrow_mut().event(event),
+            |bytes, files| shared.borrow_mut().progress(bytes, files),
         );
-        for event in queue.into_inner() {
-            run.event(event);
-        }
         let account = &mut run.account;
         match outcome {
             Ok(BatchOutcome::Denied(code, reason)) => {
@@ -1201,6 +1210,7 @@ fn send_one(
             label: upload.name.clone(),
             bytes: upload.size,
             files: 1,
+            secure: false,
         });
         teller.tell(Event::Waiting);
     }
@@ -1272,4 +1282,410 @@ fn send_one(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure::keys::test_keys;
+    use crate::secure::tls;
+    use crate::server::{Partials, Policy, SecureMode, Server, Store, TrustedClients};
+    use crate::wire::Verdict as Answer;
+    use std::fs;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::thread::{self, JoinHandle};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Both ends of a test: the server's directory, the client's keys and files.
+    struct Ends {
+        upload: tempfile::TempDir,
+        src: tempfile::TempDir,
+        _keys: (tempfile::TempDir, tempfile::TempDir),
+        server_keys: Keys,
+        client_keys: Keys,
+    }
+
+    impl Ends {
+        fn new() -> Ends {
+            let ((sd, server_keys), (cd, client_keys)) = (test_keys(), test_keys());
+            Ends {
+                upload: tempfile::tempdir().unwrap(),
+                src: tempfile::tempdir().unwrap(),
+                _keys: (sd, cd),
+                server_keys,
+                client_keys,
+            }
+        }
+
+        /// A file of `len` bytes under the client's directory.
+        fn file(&self, name: &str, len: usize) -> PathBuf {
+            let path = self.src.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(
+                &path,
+                (0..len).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            path
+        }
+
+        /// A secure server for `policy` and `operator`, keeping partials.
+        fn server(
+            &self,
+            policy: Policy,
+            operator: fn(&crate::server::Ask<'_>) -> Answer,
+        ) -> Server {
+            let secure = SecureMode {
+                config: tls::server_config(&self.server_keys).unwrap(),
+                trusted: TrustedClients::load(&self.upload.path().join("none")).unwrap(),
+            };
+            let partials =
+                Partials::in_dir(self.upload.path(), Duration::from_secs(3600), 1 << 30).unwrap();
+            Server::new(Store::open(self.upload.path()).unwrap(), policy)
+                .with_operator(operator)
+                .with_timeout(WAIT)
+                .with_secure(secure)
+                .with_partials(partials)
+        }
+
+        /// The plan for `paths` to `port`, the server pinned.
+        fn plan(&self, port: u16, paths: &[&Path]) -> Plan {
+            Plan {
+                host: HostPort {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                mode: Mode::Auto,
+                pin: Some(self.server_keys.identity()),
+                known_hosts: self.src.path().join("known_hosts"),
+                paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+                stdin: None,
+                chunk_size: Some(64 * 1024),
+                timeout: WAIT,
+                answer_timeout: WAIT,
+                checksum: false,
+                accept_byte: None,
+                parallel: 1,
+                retry: 0,
+            }
+        }
+
+        /// Runs `plan` and returns its report and every event, in order.
+        fn run(&self, plan: &Plan, keys: Option<&Keys>) -> (Report, Vec<Event>) {
+            let events = Mutex::new(Vec::new());
+            let report = run(plan, keys, |_, _| FirstContact::Refused, &|event| {
+                lock(&events).push(event)
+            });
+            (report, events.into_inner().unwrap())
+        }
+    }
+
+    /// Serves `connections` connections on 127.0.0.1, one after another, then ends.
+    fn serve(server: Server, connections: usize) -> (u16, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = Arc::new(server);
+        let serving = thread::spawn(move || {
+            for _ in 0..connections {
+                let (stream, peer) = listener.accept().unwrap();
+                crate::net::prepare(&stream, WAIT).unwrap();
+                server.session(peer).run(&stream);
+            }
+        });
+        (port, serving)
+    }
+
+    /// Every file's result told, in order: (name, verdict, cause).
+    fn results(events: &[Event]) -> Vec<(String, Verdict, Cause)> {
+        let mut out = Vec::new();
+        for event in events {
+            match event {
+                Event::File(r) => out.push((r.name.clone(), r.verdict, r.code)),
+                Event::Together { files, .. } => {
+                    out.extend(files.iter().map(|r| (r.name.clone(), r.verdict, r.code)));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn stored() -> Cause {
+        Cause::Server(Code::Stored)
+    }
+
+    #[test]
+    fn mixed_outcomes_are_told_file_by_file_what_cannot_go_before_connecting() {
+        let ends = Ends::new();
+        let a = ends.file("a.txt", 10);
+        let tree = ends.file("album/2026/p.jpg", 5000);
+        ends.file("album/.gitignore", 3);
+        std::os::unix::fs::symlink("/etc/passwd", ends.src.path().join("album/link")).unwrap();
+        let dot = ends.file(".env", 1);
+        let missing = ends.src.path().join("missing.bin");
+        let (port, serving) = serve(ends.server(Policy::accept_all(), |_| Answer::Denied), 1);
+        let album = tree.parent().unwrap().parent().unwrap();
+        let plan = ends.plan(port, &[&a, &missing, album, &dot]);
+        let (report, events) = ends.run(&plan, Some(&ends.client_keys));
+        serving.join().unwrap();
+        assert_eq!(
+            results(&events),
+            [
+                ("missing.bin".into(), Verdict::Error, Cause::Unreadable),
+                ("album/link".into(), Verdict::Skipped, Cause::Symlink),
+                (".env".into(), Verdict::Error, Cause::Name),
+                ("a.txt".into(), Verdict::Stored, stored()),
+                ("album/.gitignore".into(), Verdict::Stored, stored()),
+                ("album/2026/p.jpg".into(), Verdict::Stored, stored()),
+            ],
+            "{events:#?}"
+        );
+        assert_eq!(
+            report,
+            Report {
+                stored: 3,
+                skipped: 1,
+                errors: 2,
+                ..Report::default()
+            }
+        );
+        assert_eq!(
+            fs::read(ends.upload.path().join("album/.gitignore"))
+                .unwrap()
+                .len(),
+            3
+        );
+        // What happened, in order: the arguments first, then the batch as it went.
+        let shape: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                Event::File(_) => "file",
+                Event::Starting { .. } => "starting",
+                Event::Waiting => "waiting",
+                Event::Accepted { .. } => "accepted",
+                Event::Progress { .. } => "progress",
+                Event::BatchEnd { .. } => "end",
+                _ => "other",
+            })
+            .collect();
+        let first_batch = shape.iter().position(|&s| s == "starting").unwrap();
+        assert_eq!(shape[..first_batch], ["file"; 3]);
+        assert_eq!(
+            shape[first_batch + 1..first_batch + 3],
+            ["waiting", "accepted"]
+        );
+        assert_eq!(shape.last(), Some(&"end"));
+    }
+
+    #[test]
+    fn a_denied_batch_is_one_event_for_all_its_files() {
+        let ends = Ends::new();
+        let (a, b) = (ends.file("a.txt", 10), ends.file("b.txt", 20));
+        let (port, serving) = serve(ends.server(Policy::default(), |_| Answer::Denied), 1);
+        let (report, events) = ends.run(&ends.plan(port, &[&a, &b]), Some(&ends.client_keys));
+        serving.join().unwrap();
+        let together: Vec<&Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::Together { .. }))
+            .collect();
+        let [
+            Event::Together {
+                verdict,
+                code,
+                totals,
+                files,
+                ..
+            },
+        ] = together[..]
+        else {
+            panic!("{events:#?}")
+        };
+        assert_eq!(
+            (*verdict, *code, totals.as_ref().map(|t| t.files)),
+            (Verdict::Denied, Cause::Server(Code::Denied), Some(2))
+        );
+        assert_eq!(files.len(), 2);
+        assert_eq!(report.denied, 2);
+        assert!(!report.all_stored());
+        assert_eq!(fs::read_dir(ends.upload.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_refusal_by_policy_takes_only_its_files() {
+        let ends = Ends::new();
+        let small = ends.file("small.bin", 100);
+        let big = ends.file("big.bin", 5000);
+        let inner = ends.file("tree/big.bin", 5000);
+        ends.file("tree/ok.bin", 10);
+        let policy = Policy {
+            max_size: Some(1000),
+            ..Policy::default()
+        };
+        let (port, serving) = serve(ends.server(policy, |_| Answer::Accepted), 1);
+        let tree = inner.parent().unwrap();
+        let (report, events) = ends.run(
+            &ends.plan(port, &[&small, &big, tree]),
+            Some(&ends.client_keys),
+        );
+        serving.join().unwrap();
+        let too_large = Cause::Server(Code::TooLarge);
+        assert_eq!(
+            results(&events),
+            [
+                ("big.bin".into(), Verdict::Denied, too_large),
+                ("tree/big.bin".into(), Verdict::Denied, too_large),
+                ("small.bin".into(), Verdict::Stored, stored()),
+                ("tree/ok.bin".into(), Verdict::Stored, stored()),
+            ],
+            "{events:#?}"
+        );
+        let refused = events.iter().find_map(|e| match e {
+            Event::File(r) if r.verdict == Verdict::Denied => r.reason.clone(),
+            _ => None,
+        });
+        assert_eq!(refused.as_deref(), Some("larger than --max-size 1000 B"));
+        assert_eq!((report.stored, report.denied), (2, 2));
+        assert!(!ends.upload.path().join("big.bin").exists());
+        assert!(!ends.upload.path().join("tree/big.bin").exists());
+        assert!(ends.upload.path().join("tree/ok.bin").exists());
+    }
+
+    /// A relay on 127.0.0.1 to `target`: its first connection is cut once `cut` bytes went
+    /// up; the next ones go through whole. Serves `connections`, then ends.
+    fn cutting_relay(target: u16, cut: u64, connections: usize) -> (u16, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let relay = thread::spawn(move || {
+            for n in 0..connections {
+                let (mut client, _) = listener.accept().unwrap();
+                let target: SocketAddr = ([127, 0, 0, 1], target).into();
+                let mut server = TcpStream::connect(target).unwrap();
+                let (mut from, mut to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+                let back = thread::spawn(move || drop(std::io::copy(&mut from, &mut to)));
+                let limit = if n == 0 { cut } else { u64::MAX };
+                let mut up = 0;
+                let mut buf = vec![0; 16 * 1024];
+                client.set_read_timeout(Some(WAIT)).unwrap();
+                while up < limit {
+                    let Ok(got) = client.read(&mut buf) else {
+                        break;
+                    };
+                    let take = got.min(usize::try_from(limit - up).unwrap_or(usize::MAX));
+                    if got == 0 || server.write_all(&buf[..take]).is_err() {
+                        break;
+                    }
+                    up += take as u64;
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = back.join();
+            }
+        });
+        (port, relay)
+    }
+
+    #[test]
+    fn a_cut_batch_is_tried_again_and_resumes() {
+        let ends = Ends::new();
+        let first = ends.file("first.bin", 200_000);
+        let second = ends.file("second.bin", 600_000);
+        let (port, serving) = serve(ends.server(Policy::accept_all(), |_| Answer::Denied), 2);
+        // Cut inside the second file.
+        let (relay, relaying) = cutting_relay(port, 500_000, 2);
+        let mut plan = ends.plan(relay, &[&first, &second]);
+        plan.retry = 2;
+        let (report, events) = ends.run(&plan, Some(&ends.client_keys));
+        serving.join().unwrap();
+        relaying.join().unwrap();
+        assert!(report.all_stored(), "{events:#?}");
+        assert_eq!(report.stored, 2);
+        let retried: Vec<&Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::Retrying { .. }))
+            .collect();
+        assert!(
+            matches!(
+                retried[..],
+                [Event::Retrying {
+                    attempt: 1,
+                    of: 2,
+                    ..
+                }]
+            ),
+            "{events:#?}"
+        );
+        let resumed = events.iter().find_map(|e| match e {
+            Event::Resumed { resumed, .. } => Some(*resumed),
+            _ => None,
+        });
+        let resumed = resumed.unwrap_or_else(|| panic!("{events:#?}"));
+        assert!(
+            resumed.files >= 1 && resumed.bytes >= 200_000,
+            "{resumed:?}"
+        );
+        // Each file once, whole; the second tells how much of it the cut try left there.
+        let files: Vec<&FileResult> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::File(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files.len(), 2, "{events:#?}");
+        assert_eq!(files[0].resumed, 200_000);
+        assert!(
+            files[1].resumed > 0 && files[1].resumed < 600_000,
+            "{:?}",
+            files[1]
+        );
+        assert_eq!(files[1].moved, 600_000 - files[1].resumed);
+        for (file, len) in [("first.bin", 200_000), ("second.bin", 600_000)] {
+            assert_eq!(fs::read(ends.upload.path().join(file)).unwrap().len(), len);
+        }
+    }
+
+    #[test]
+    fn a_plain_server_gets_files_one_by_one_and_no_folder() {
+        let ends = Ends::new();
+        let files: Vec<PathBuf> = (0..3)
+            .map(|i| ends.file(&format!("f{i}.txt"), 100 * i))
+            .collect();
+        let dir = ends.src.path().join("folder");
+        fs::create_dir_all(&dir).unwrap();
+        let server = Server::new(
+            Store::open(ends.upload.path()).unwrap(),
+            Policy::accept_all(),
+        )
+        .with_timeout(WAIT);
+        let (port, serving) = serve(server, 3);
+        let mut paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        paths.insert(1, &dir);
+        let mut plan = ends.plan(port, &paths);
+        (plan.mode, plan.pin, plan.parallel, plan.checksum) = (Mode::Plain, None, 2, true);
+        let (report, events) = ends.run(&plan, None);
+        serving.join().unwrap();
+        let mut told = results(&events);
+        // A folder is said before connecting; then the files as each ends (2 at once).
+        assert_eq!(
+            told.remove(0),
+            ("folder".into(), Verdict::Error, Cause::Directory)
+        );
+        told.sort_by(|a, b| a.0.cmp(&b.0));
+        let plain_stored = Cause::Server(Code::Stored);
+        assert_eq!(
+            told,
+            (0..3)
+                .map(|i| (format!("f{i}.txt"), Verdict::Stored, plain_stored))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!((report.stored, report.errors), (3, 1));
+        let digests = events
+            .iter()
+            .filter(|e| matches!(e, Event::File(r) if matches!(r.digest, Some(Digest::Sha256(_)))))
+            .count();
+        assert_eq!(digests, 3);
+    }
 }

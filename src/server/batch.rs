@@ -7,7 +7,7 @@
 //! from, once that client proved its file starts with the same bytes.
 
 use std::io::{Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::budget::Charge;
 use super::names::RequestName;
@@ -148,7 +148,7 @@ const FLUSH_FILES: usize = 256;
 /// … this many bytes, …
 const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 /// … or this long after the first of them.
-const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// A file this large, when the batch may resume, starts after a checkpoint: what comes before
 /// is made durable and recorded, so that a server killed in the middle of it resumes inside
@@ -173,6 +173,13 @@ impl Pending {
         self.files.len() >= FLUSH_FILES
             || self.bytes >= FLUSH_BYTES
             || self.since.is_some_and(|at| at.elapsed() >= FLUSH_AFTER)
+    }
+
+    /// Whether what waits would wait past [`FLUSH_AFTER`] if it waited `more` (the time the
+    /// next file will take): then it is published and told first.
+    fn waits_past(&self, more: Duration) -> bool {
+        self.since
+            .is_some_and(|at| at.elapsed().saturating_add(more) >= FLUSH_AFTER)
     }
 
     /// One flush of the file system for all, then each published without replacing
@@ -245,6 +252,17 @@ impl Receiving {
             partial.save(false)?;
         }
         Ok(())
+    }
+}
+
+/// How long `size` bytes will take at the pace of `received` bytes in `elapsed` (a pace not
+/// known yet: long).
+fn time_for(size: u64, received: u64, elapsed: Duration) -> Duration {
+    match received {
+        0 => Duration::MAX,
+        _ => Duration::from_secs_f64(
+            (size as f64 * elapsed.as_secs_f64() / received as f64).min(1e9),
+        ),
     }
 }
 
@@ -805,6 +823,8 @@ impl Session<'_> {
             rx.tree = Some(open);
             rx.mark(start.next)?;
         }
+        // How fast bytes come, to tell how long the next file will take.
+        let began = Instant::now();
         for (index, entry) in manifest.iter().enumerate().skip(first) {
             // What was published (or refused) since the last entry, told at once.
             report_items(stream, rx)?;
@@ -825,15 +845,26 @@ impl Session<'_> {
                             .push(ItemDone::failed(index, refused.code, &refused.why));
                         continue;
                     }
-                    // Files done before a tree begins are published first: a tree may take long.
-                    // So before a large file that may be resumed: a checkpoint (see `mark`).
+                    // Files done before a tree begins are published first, and told: a tree may
+                    // take long. So before a large file (and with partials, a checkpoint: see
+                    // `mark`), and before any file that would keep them waiting past
+                    // FLUSH_AFTER at the pace so far: each is told within about that.
                     let large =
                         matches!(entry.kind, Kind::File { size, .. } if size >= CHECKPOINT_BEFORE);
+                    let takes = match entry.kind {
+                        Kind::File { size, .. } => {
+                            time_for(size, self.summary.received, began.elapsed())
+                        }
+                        Kind::Dir => Duration::ZERO,
+                    };
                     if rx.pending.due()
                         || entry.kind == Kind::Dir
-                        || (large && rx.partial.is_some())
+                        || large
+                        || rx.pending.waits_past(takes)
                     {
                         rx.pending.publish(store, &mut rx.done)?;
+                        // Told before what may take long.
+                        report_items(stream, rx)?;
                     }
                     rx.current = index;
                     if rx.pending.is_empty() {

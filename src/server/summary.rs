@@ -135,7 +135,8 @@ impl Summary {
     /// The summary as one JSON object (`fup-server --json`): `connection`, `peer`, `verdict`,
     /// and as far as they are known `name` (as sent, decoded; `cp949` when it was), `size`,
     /// `received`, `stored` (the path), `seconds` and `rate` (bytes per second) of the
-    /// transfer, `reason`, `sha256`, `error`.
+    /// transfer, `reason`, `sha256`, `error`; for a batch `batch` (files, folders, bytes) and
+    /// `refused` (files, reason) when its policy refused some.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         let mut object = json!({
@@ -185,6 +186,9 @@ impl Summary {
                 json!({"files": totals.files, "folders": totals.dirs, "bytes": totals.bytes}),
             );
             set("received", json!(self.received));
+        }
+        if let Some((count, why)) = &self.refused {
+            set("refused", json!({"files": count, "reason": why}));
         }
         match &self.end {
             End::Batch(names) => set("stored", json!(names)),
@@ -317,9 +321,17 @@ impl Summary {
             Some(reason) => format!(" ({f}{reason})"),
             None => String::new(),
         };
+        // Files the policy refused one by one: the rest went on.
+        let (part, refused) = match &self.refused {
+            Some((count, why)) => (
+                format!("{} of a ", totals.files.saturating_sub(*count)),
+                format!(" ({count} refused: {why})"),
+            ),
+            None => (String::new(), String::new()),
+        };
         Some(match &self.end {
             End::Batch(stored) => format!(
-                "stored {what} as {} in {:.2} s ({}) from {peer}{}",
+                "stored {part}{what} as {}{refused} in {:.2} s ({}) from {peer}{}",
                 names(stored),
                 self.transfer.as_secs_f64(),
                 text::rate(self.received, self.transfer),
