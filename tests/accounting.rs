@@ -8,31 +8,10 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime};
 
 use crate::util::*;
-
-/// `fup-client --port PORT 127.0.0.1 ARGS…`, started with its output piped, the shared
-/// server identity pinned for that port.
-fn spawn(port: &str, args: &[&str]) -> Child {
-    pin_shared(port);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
-    with_config(&mut cmd)
-        .args(["--port", port, "127.0.0.1"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fup-client")
-}
-
-/// Its exit code, stdout and stderr once it ends.
-fn finish(child: Child) -> (Option<i32>, String, String) {
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = text(&out);
-    (out.status.code(), stdout, stderr)
-}
 
 /// The JSON objects on `stdout`, each checked against the schema, by their `name`.
 fn by_name(stdout: &str) -> BTreeMap<String, serde_json::Value> {
@@ -96,7 +75,7 @@ fn a_size_policy_refuses_only_its_files_and_every_file_gets_one_object() {
     let port = server.port();
     let mut args = vec!["--json"];
     args.extend(files.iter().map(String::as_str));
-    let client = spawn(&port, &args);
+    let client = spawn_piped_client(&port, &args);
     // One question, about what the policy left.
     let question = server.err_line_containing("refused already");
     assert_eq!(
@@ -142,7 +121,7 @@ fn a_size_policy_refuses_only_its_files_and_every_file_gets_one_object() {
     let mut server = Running::fup_server(plain.path(), &["--max-size", "200K"], Input::Pipe);
     let mut args = vec!["--json", "--plain"];
     args.extend(files.iter().map(String::as_str));
-    let client = spawn(&server.port(), &args);
+    let client = spawn_piped_client(&server.port(), &args);
     server.err_line_containing("accept? [y/N]");
     server.answer("y");
     let (code, stdout, stderr) = finish(client);
@@ -168,7 +147,7 @@ fn each_item_is_told_as_it_is_published_not_at_the_end() {
     fs::write(&big, pattern(3 << 20)).unwrap();
     // About two seconds for the big file.
     let slow = Throttle::start(server.addr, 3 << 19);
-    let mut client = spawn(
+    let mut client = spawn_piped_client(
         &slow.port.to_string(),
         &[
             "--chunk-size",
@@ -334,7 +313,7 @@ fn retry_waits_for_a_server_that_is_restarting() {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port().to_string()
     };
-    let mut client = spawn(&port, &["--retry", "5", file.to_str().unwrap()]);
+    let mut client = spawn_piped_client(&port, &["--retry", "5", file.to_str().unwrap()]);
     let mut stderr = BufReader::new(client.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
@@ -367,7 +346,7 @@ fn slow_upload(dir: &Path, src: &Path) -> (Running, Throttle, Child, PathBuf) {
     let big = src.join("big.bin");
     fs::write(&big, pattern(4 << 20)).unwrap();
     let slow = Throttle::start(server.addr, 1 << 20);
-    let client = spawn(
+    let client = spawn_piped_client(
         &slow.port.to_string(),
         &["--chunk-size", "64K", big.to_str().unwrap()],
     );

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -187,22 +187,8 @@ fn kill_server_mid_upload(
 /// `fup-client` through `relay` in the background (stdout and stderr captured), sending
 /// `files` with `extra` options.
 fn spawn_client(port: &str, extra: &[&str], files: &[&Path]) -> Child {
-    pin_shared(port);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
-    with_config(&mut cmd)
-        .args(["--port", port, "--timeout", "10", "127.0.0.1"])
-        .args(extra)
-        .args(files)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fup-client")
-}
-
-fn finish(child: Child) -> (Option<i32>, String, String) {
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = text(&out);
-    (out.status.code(), stdout, stderr)
+    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    spawn_piped_client(port, &[&["--timeout", "10"], extra, &files].concat())
 }
 
 /// Sends `path` through a relay that cuts the connection at half the file, as a network

@@ -802,3 +802,24 @@ fn forward_slowly(client: TcpStream, target: SocketAddr, rate: u64, tell: &mpsc:
     let _ = upstream.shutdown(std::net::Shutdown::Write);
     let _ = back.join();
 }
+
+/// `fup-client --port PORT 127.0.0.1 ARGS…` started with stdout and stderr piped, the shared
+/// server identity pinned for that port.
+pub fn spawn_piped_client(port: &str, args: &[&str]) -> Child {
+    pin_shared(port);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    with_config(&mut cmd)
+        .args(["--port", port, "127.0.0.1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fup-client")
+}
+
+/// A piped child's exit code, stdout and stderr once it ends.
+pub fn finish(child: Child) -> (Option<i32>, String, String) {
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
