@@ -7,11 +7,11 @@
 #   SEED_PY=path/to/seed-py     # where the Python original is (default ../shared/seed-py)
 #   DISK_DIR=path               # a directory on a real disk for the durability row
 #                               # (default: target/bench-disk; set DISK_DIR= to skip)
-#   ONLY=secure                 # only the secure-mode rows (#11): secure vs plain vs an
+#   ONLY=secure                 # only the secure-mode rows: secure vs plain vs an
 #                               # ssh tunnel, each cipher suite, the probe's cost
-#   ONLY=batch                  # only the batch rows (#12): many files and trees vs tar | nc
+#   ONLY=batch                  # only the batch rows: many files and trees vs tar | nc
 #                               # over ../shared/netlab (root; NETLAB=path) and into a disk
-#   ONLY=resume                 # only the rows of #13: what verification costs (loopback,
+#   ONLY=resume                 # only the resume rows: what verification costs (loopback,
 #                               # each end on a core of its own, netlab at 1 Gbit/s) and how
 #                               # much a resume after a cut at half of 1 GiB moves again
 #
@@ -209,7 +209,7 @@ if [ -z "$only" ] && [ -n "$disk_dir" ] && mkdir -p "$disk_dir/fup-bench" 2>/dev
 fi
 
 if [ -z "$only" ] || [ "$only" = secure ]; then
-# Secure mode (#11): fup↔fup over TLS 1.3 against plain fup in the same rounds, each cipher
+# Secure mode: fup↔fup over TLS 1.3 against plain fup in the same rounds, each cipher
 # suite, plain fup through an ssh -L tunnel (sshd on 127.0.0.1 only), and the probe's cost.
 echo
 : > "$work/s_plain"; : > "$work/s_secure"
@@ -292,7 +292,7 @@ echo
 echo "peak RSS over every run: fup-server $server_rss MiB, fup-client $(awk -v k="$(cat "$work/client_rss")" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target ≤ 16 each)"
 fi
 
-# Batches (#12): many files and trees over one secure connection, against tar | nc, on a
+# Batches: many files and trees over one secure connection, against tar | nc, on a
 # two-host network with a real round-trip time (../shared/netlab, root only: NETLAB=path),
 # and into a real disk over loopback with every file durable when reported.
 if [ -z "$only" ] || [ "$only" = batch ]; then
@@ -368,7 +368,7 @@ if [ -z "$only" ] || [ "$only" = batch ]; then
   [ -n "$disk_rows" ] && echo && echo "$disk_rows"
 fi
 
-# Resume and end-to-end verification (#13). Verification's cost: the same secure 1 GiB upload
+# Resume and end-to-end verification. Verification's cost: the same secure 1 GiB upload
 # with BLAKE3 on both sides and with it off (FUP_NO_VERIFY on both ends, a switch for this
 # bench only), interleaved: over loopback with both ends sharing this machine's cores, with
 # each end pinned to a core of its own (as two machines would be), and over netlab at

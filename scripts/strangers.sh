@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What strangers can cost a fup server (#18), measured on the release build over loopback:
+# What strangers can cost a fup server, measured on the release build over loopback:
 #   1. peak RSS while N connections (each from its own 127.0.x.y address, with a key of its
 #      own) send the largest manifest the limits allow and wait for an operator who never
 #      answers, the server's limits at their defaults;

@@ -240,7 +240,7 @@ fn times_travel_and_dot_files_inside_folders_too() {
             top_dot.display()
         )
     );
-    assert!(stdout.ends_with(": 5 stored, 1 failed\n"), "{stdout}");
+    assert!(stdout.ends_with(": 5 stored, 1 not sent\n"), "{stdout}");
     let got = dir.path().join("project");
     for (name, body) in [
         (".gitignore", "target\n"),

@@ -1,4 +1,4 @@
-//! Batches (#12): whole trees and many files in one secure connection, one question, and
+//! Batches: whole trees and many files in one secure connection, one question, and
 //! hostile batches refused whole.
 
 use std::fs;
@@ -33,7 +33,6 @@ fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-// See: #12
 #[test]
 fn trees_arrive_whole_with_their_structure_and_links_are_skipped() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -114,7 +113,6 @@ fn trees_arrive_whole_with_their_structure_and_links_are_skipped() {
     assert_eq!(entries(dir.path()), ["notes.txt", "photos", "photos (1)"]);
 }
 
-// See: #12
 #[test]
 fn one_question_for_a_whole_batch() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -167,7 +165,6 @@ fn one_question_for_a_whole_batch() {
     assert_eq!(tree(&dir.path().join("logs")).len(), 20);
 }
 
-// See: #12
 #[test]
 fn hostile_batches_are_refused_whole_and_nothing_is_made() {
     let inbox = tempfile::tempdir().unwrap();
@@ -307,11 +304,10 @@ fn send_until_the_tree_starts(
     client
 }
 
-// See: #12
 #[test]
 fn a_cut_batch_keeps_whole_top_items_only() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    // Keeping no partials, as #12 did (tests/resume.rs has the cut batches that resume).
+    // Keeping no partials, as before (tests/resume.rs has the cut batches that resume).
     let server = Running::fup_server(
         dir.path(),
         &["--yes", "--max-partial", "0"],
@@ -366,7 +362,6 @@ fn a_cut_batch_keeps_whole_top_items_only() {
     assert_eq!(entries(dir.path()), ["first.txt", "second.txt"]);
 }
 
-// See: #12
 #[test]
 fn plain_servers_get_several_files_at_once_with_parallel() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -405,7 +400,7 @@ fn plain_servers_get_several_files_at_once_with_parallel() {
     );
 }
 
-// See: #13 (every secure file is checked end to end before it is published)
+// Every secure file is checked end to end before it is published.
 #[test]
 fn a_lying_digest_publishes_nothing() {
     let inbox = tempfile::tempdir().unwrap();
@@ -449,7 +444,7 @@ fn a_lying_digest_publishes_nothing() {
     assert!(entries(inbox.path()).is_empty());
 }
 
-// See: #13 (a bit flipped below TLS: the record fails its check, nothing is published)
+// A bit flipped below TLS: the record fails its check, nothing is published.
 #[test]
 fn a_bit_flipped_on_the_wire_publishes_nothing() {
     use std::io::Read;
@@ -506,8 +501,8 @@ fn a_bit_flipped_on_the_wire_publishes_nothing() {
     assert!(entries(inbox.path()).iter().all(|e| e == ".fup-partial"));
 }
 
-// See: #13 (the client reports a verification failure: here a client whose end-to-end check
-// is switched off sends no digest, which a server that checks cannot match)
+// The client reports a verification failure: here a client whose end-to-end check
+// is switched off sends no digest, which a server that checks cannot match.
 #[test]
 fn the_client_reports_a_verification_failure() {
     let (src, inbox) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

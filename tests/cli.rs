@@ -54,7 +54,7 @@ fn several_files_in_order_and_existing_names_are_kept() {
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
     let a = src.path().join("notes.txt");
     fs::write(&a, b"first").unwrap();
-    // As one batch, two arguments of one name are both sent, and both kept (#19).
+    // As one batch, two arguments of one name are both sent, and both kept.
     let out = fup_client(&server.port(), &[a.to_str().unwrap(), a.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -245,7 +245,7 @@ fn client_errors_are_one_clear_line_each() {
         )),
         "{stderr}"
     );
-    assert_eq!(stdout, "0 stored, 2 failed\n");
+    assert_eq!(stdout, "0 stored, 2 not sent\n");
 
     // A port nobody listens on: bind one, then free it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -307,7 +307,7 @@ fn client_reports_a_server_that_closes_early_or_misbehaves() {
             "expected a response message, got result",
         ),
         // Accepted with 0, then closed at once without a result: how a server that uses 1 for
-        // accepted denies (#9), unless told the server's convention.
+        // accepted denies, unless told the server's convention.
         (vec![accepted.clone()], "\"f.txt\" 4 B: denied by server"),
         (vec![vec![0xee; 16]], "unknown message type 0xeeeeeeee"),
     ];
@@ -437,7 +437,6 @@ fn echo_client_reports_a_short_echo() {
     );
 }
 
-// See: #5
 #[test]
 fn policies_accept_from_and_max_size_decide_unasked_with_reasons() {
     let src = tempfile::tempdir().unwrap();
@@ -481,7 +480,6 @@ fn policies_accept_from_and_max_size_decide_unasked_with_reasons() {
     }
 }
 
-// See: #5
 #[test]
 fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let src = tempfile::tempdir().unwrap();
@@ -509,14 +507,14 @@ fn no_bars_off_a_terminal_and_quiet_prints_only_problems() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout, "");
-    // A file over --max-size is refused alone, saying why; the rest goes on (#19).
+    // A file over --max-size is refused alone, saying why; the rest goes on.
     assert_eq!(
         stderr,
         "fup-client: \"ok.bin\" 2.9 KiB: denied by server (larger than --max-size 1.0 KiB), secure\n"
     );
 }
 
-// See: #5 (SHA-256 in plain mode), #13 (BLAKE3 in secure mode)
+// SHA-256 in plain mode, BLAKE3 in secure mode.
 #[test]
 fn checksums_on_both_sides_match_the_content() {
     use sha2::{Digest, Sha256};
@@ -559,7 +557,6 @@ fn checksums_on_both_sides_match_the_content() {
     }
 }
 
-// See: #5
 #[test]
 fn quiet_server_prints_only_failures() {
     let src = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! The conventions people expect at the command line (#10): short options, units, environment
+//! The conventions people expect at the command line: short options, units, environment
 //! defaults, addresses as the server prints them, exit codes on signals, plain errors.
 
 use std::fs;
@@ -22,7 +22,6 @@ fn client(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
     (out.status.code(), text(&out).1)
 }
 
-// See: #10
 #[test]
 fn short_options_units_and_environment_defaults() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +63,6 @@ fn short_options_units_and_environment_defaults() {
     assert_eq!(fs::read(dir2.path().join("c.txt")).unwrap(), b"conventions");
 }
 
-// See: #10
 #[test]
 fn the_client_takes_every_address_form_the_server_prints() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,7 +101,6 @@ fn the_client_takes_every_address_form_the_server_prints() {
     }
 }
 
-// See: #10
 /// Runs `fup-server ARGS… DIR` bound to every interface inside a network namespace of its
 /// own (a user namespace makes it possible without root) with one interface besides
 /// loopback, 192.0.2.9; `None` where namespaces cannot be made.
@@ -193,7 +190,6 @@ fn wait(child: &mut std::process::Child) -> Option<i32> {
     }
 }
 
-// See: #10
 #[test]
 fn plain_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +237,6 @@ fn plain_one_line_errors() {
     }
 }
 
-// See: #10
 #[test]
 fn json_on_both_sides_for_a_mixed_run() {
     let src = tempfile::tempdir().unwrap();
@@ -353,7 +348,6 @@ fn json_on_both_sides_for_a_mixed_run() {
     }
 }
 
-// See: #10
 #[test]
 fn unattended_log_lines_carry_rfc3339_timestamps() {
     let dir = tempfile::tempdir().unwrap();
@@ -371,7 +365,6 @@ fn unattended_log_lines_carry_rfc3339_timestamps() {
     );
 }
 
-// See: #10
 #[test]
 fn standard_input_is_uploaded_under_the_given_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -408,7 +401,6 @@ fn standard_input_is_uploaded_under_the_given_name() {
     }
 }
 
-// See: #10
 #[test]
 fn completions_and_man_pages_come_from_the_programs() {
     let programs = [

@@ -1,4 +1,4 @@
-//! The other dialect (#9): the C# FileSender / FileReceiver programs, as PROTOCOL.md describes
+//! The other dialect: the C# FileSender / FileReceiver programs, as PROTOCOL.md describes
 //! their wire behaviour, spoken here byte by byte against the real fup binaries.
 
 use std::collections::HashMap;
@@ -61,7 +61,6 @@ fn response(byte: u8) -> Vec<u8> {
     r
 }
 
-// See: #9
 #[test]
 fn csharp_sender_stores_every_size_and_name_in_fup_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +110,6 @@ fn csharp_sender_stores_every_size_and_name_in_fup_server() {
     );
 }
 
-// See: #9
 #[test]
 fn csharp_sender_with_a_wrapped_seq() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +123,6 @@ fn csharp_sender_with_a_wrapped_seq() {
     assert!(fs::read(dir.path().join("wrap.bin")).unwrap() == file);
 }
 
-// See: #9
 #[test]
 fn csharp_copies_that_use_1_for_accepted() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,7 +215,6 @@ fn csharp_server(
     (addr, handle)
 }
 
-// See: #9
 #[test]
 fn fup_client_uploads_to_csharp_servers_of_both_conventions() {
     let src = tempfile::tempdir().unwrap();
@@ -268,7 +264,6 @@ fn fup_client_uploads_to_csharp_servers_of_both_conventions() {
     }
 }
 
-// See: #9
 #[test]
 fn a_client_in_the_middle_of_a_large_message_still_reads_the_failure_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,7 +294,6 @@ fn a_client_in_the_middle_of_a_large_message_still_reads_the_failure_result() {
     assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
 }
 
-// See: #9
 #[test]
 fn empty_data_messages_that_bring_no_progress_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,7 +322,6 @@ fn empty_data_messages_that_bring_no_progress_are_cut_off() {
     );
 }
 
-// See: #9
 #[test]
 fn fup_client_hears_a_failure_in_the_middle_of_a_long_upload() {
     let src = tempfile::tempdir().unwrap();
@@ -346,7 +339,7 @@ fn fup_client_hears_a_failure_in_the_middle_of_a_long_upload() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         stderr,
-        // In secure mode the server says why (#13).
+        // In secure mode the server says why.
         "fup-client: \"long.bin\" 100.0 MiB: server reported that storing the file failed: \
          File too large (os error 27), secure\n"
     );

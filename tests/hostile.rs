@@ -1,4 +1,4 @@
-//! fup-server against hostile peers and faults (issue #3): names, files already in the
+//! fup-server against hostile peers and faults: names, files already in the
 //! directory, killed clients, full disks, slow peers, floods and signals.
 
 use std::fs;
@@ -30,7 +30,6 @@ fn assert_printable(line: &str) {
     );
 }
 
-// See: #3
 #[test]
 fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
     // A private parent, so that anything escaping the upload directory would show.
@@ -40,7 +39,7 @@ fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
     let server = Running::fup_server(&dir, &[], Input::Pipe);
     let long = vec![b'a'; 256];
     let too_long = vec![b'a'; 4097];
-    // Paths whose last part is a good name are stored under it (#9): see
+    // Paths whose last part is a good name are stored under it: see
     // `paths_are_stored_under_their_last_part_inside_the_directory`. These are refused.
     let hostile: Vec<&[u8]> = vec![
         b"",
@@ -115,7 +114,7 @@ fn hostile_names_are_denied_without_a_prompt_and_logged_escaped() {
     );
 }
 
-// See: #9 (the C# clients send the path as typed)
+// The C# clients send the path as typed.
 #[test]
 fn paths_are_stored_under_their_last_part_inside_the_directory() {
     let root = tempfile::tempdir().unwrap();
@@ -156,7 +155,6 @@ fn paths_are_stored_under_their_last_part_inside_the_directory() {
     );
 }
 
-// See: #3
 #[test]
 fn odd_but_harmless_names_are_stored_under_exactly_those_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,7 +188,6 @@ fn odd_but_harmless_names_are_stored_under_exactly_those_bytes() {
     assert_eq!(entries(dir.path()), expected);
 }
 
-// See: #3
 #[test]
 fn client_prints_names_escaped() {
     let src = tempfile::tempdir().unwrap();
@@ -198,7 +195,7 @@ fn client_prints_names_escaped() {
     fs::write(&file, b"x").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
-    // The client refuses the name itself, escaped, before connecting (#19).
+    // The client refuses the name itself, escaped, before connecting.
     let out = fup_client(&server.port(), &[file.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
@@ -220,7 +217,6 @@ fn client_prints_names_escaped() {
     assert!(server.line().contains("name contains a control character"));
 }
 
-// See: #3
 #[test]
 fn entries_already_in_the_directory_are_never_followed_opened_or_replaced() {
     let outside = tempfile::tempdir().unwrap();
@@ -297,7 +293,6 @@ fn cut_points(len: usize, count: usize) -> Vec<usize> {
         .collect()
 }
 
-// See: #3
 #[test]
 fn clients_killed_at_random_points_leave_nothing_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,7 +358,6 @@ fn upload_len(server: &Running, src: &Path, name: &str, len: usize) -> (Option<i
     (out.status.code(), text(&out).1)
 }
 
-// See: #3
 #[test]
 fn file_size_limit_fails_the_upload_not_the_server() {
     let src = tempfile::tempdir().unwrap();
@@ -393,7 +387,6 @@ impl Drop for Tmpfs {
     }
 }
 
-// See: #3
 #[test]
 fn full_disk_fails_the_upload_not_the_server() {
     let mount = tempfile::tempdir().unwrap();
@@ -443,7 +436,6 @@ fn full_disk_fails_the_upload_not_the_server() {
     assert_eq!(entries(mount.0.path()), ["small.bin"]);
 }
 
-// See: #3
 #[test]
 fn silent_and_trickling_peers_are_cut_off_by_deadlines() {
     let dir = tempfile::tempdir().unwrap();
@@ -513,7 +505,6 @@ fn silent_and_trickling_peers_are_cut_off_by_deadlines() {
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #3
 #[test]
 fn unanswered_prompt_denies_and_a_client_that_hangs_up_leaves_the_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,7 +532,6 @@ fn unanswered_prompt_denies_and_a_client_that_hangs_up_leaves_the_queue() {
     assert!(server.line().starts_with("stored \"first\""));
 }
 
-// See: #3
 #[test]
 fn connection_flood_is_bounded_and_clears() {
     let dir = tempfile::tempdir().unwrap();
@@ -583,7 +573,7 @@ fn connection_flood_is_bounded_and_clears() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
-// See: #8 (echo-server shares fup-server's accept loop, and with it the connection cap)
+// echo-server shares fup-server's accept loop, and with it the connection cap.
 #[test]
 fn echo_server_caps_its_connections() {
     let server = Running::echo_server_with(&["--max-connections", "2"]);
@@ -619,7 +609,6 @@ fn threads_of(pid: u32) -> u64 {
     status_field(pid, "Threads:")
 }
 
-// See: #3
 #[test]
 fn four_gib_claims_do_not_grow_server_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -648,7 +637,6 @@ fn four_gib_claims_do_not_grow_server_memory() {
     assert!(after < 16 * 1024, "peak RSS {after} kB");
 }
 
-// See: #3
 #[test]
 fn interrupt_removes_partial_uploads_and_start_sweeps_stale_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -680,7 +668,6 @@ fn interrupt_removes_partial_uploads_and_start_sweeps_stale_ones() {
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
 
-// See: #3
 #[test]
 fn client_gives_up_on_a_stalling_server() {
     let src = tempfile::tempdir().unwrap();
@@ -733,7 +720,6 @@ fn client_gives_up_on_a_stalling_server() {
     fake.join().unwrap();
 }
 
-// See: #5
 #[test]
 fn interrupt_denies_requests_waiting_for_the_operator() {
     let dir = tempfile::tempdir().unwrap();
@@ -753,7 +739,6 @@ fn interrupt_denies_requests_waiting_for_the_operator() {
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #5
 #[test]
 fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
     let src = tempfile::tempdir().unwrap();
@@ -781,8 +766,8 @@ fn client_interrupted_exits_130_and_the_server_keeps_nothing() {
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #3 (a server whose terminal is gone could not be stopped: the signal handler panicked
-// writing to stderr before it could exit)
+// Before: a server whose terminal is gone could not be stopped: the signal handler panicked
+// writing to stderr before it could exit.
 #[test]
 fn terminate_works_even_when_stderr_is_gone() {
     use std::io::BufRead;

@@ -1,4 +1,4 @@
-//! The operator's side as a person sees it (issue #5): fup-server in a pseudo-terminal,
+//! The operator's side as a person sees it: fup-server in a pseudo-terminal,
 //! answered by typing, with the real fup-client uploading.
 
 use std::fs;
@@ -27,7 +27,6 @@ fn upload(port: &str, path: &std::path::Path) -> thread::JoinHandle<Option<i32>>
     thread::spawn(move || fup_client(&port, &[path.to_str().unwrap()]).status.code())
 }
 
-// See: #5
 #[test]
 fn operator_answers_at_a_real_terminal() {
     let src = tempfile::tempdir().unwrap();
@@ -76,7 +75,6 @@ fn operator_answers_at_a_real_terminal() {
     assert_eq!(entries(dir.path()).len(), 2);
 }
 
-// See: #5
 #[test]
 fn hostile_names_never_reach_the_terminal_raw() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +104,6 @@ fn hostile_names_never_reach_the_terminal_raw() {
     }
 }
 
-// See: #5
 #[test]
 fn client_shows_a_progress_bar_on_a_terminal() {
     let src = tempfile::tempdir().unwrap();
@@ -131,7 +128,7 @@ fn client_shows_a_progress_bar_on_a_terminal() {
     pty.exp_string("waiting for the server to accept").unwrap();
     server.err_line_containing("accept? [y/N/a]");
     // The operator thinks for a while (what this test is about, not a wait for readiness):
-    // none of it may count in the transfer's figures (#10).
+    // none of it may count in the transfer's figures.
     thread::sleep(std::time::Duration::from_millis(1500));
     server.answer("y");
     pty.exp_string("sent \"bar.bin\" 97.7 KiB in ").unwrap();
@@ -143,7 +140,6 @@ fn client_shows_a_progress_bar_on_a_terminal() {
     pty.exp_eof().unwrap();
 }
 
-// See: #12
 #[test]
 fn one_question_for_a_batch_at_a_real_terminal() {
     let src = tempfile::tempdir().unwrap();

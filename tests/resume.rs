@@ -1,4 +1,4 @@
-//! Resume (#13): a secure upload cut (client killed, connection cut, server killed) goes on
+//! Resume: a secure upload cut (client killed, connection cut, server killed) goes on
 //! from where it was when the same client runs the same command again, moving only the rest,
 //! after proving its copy starts with what the server kept.
 
@@ -205,7 +205,6 @@ fn cut_at_half(server: &Running, path: &Path) -> String {
 /// The file used by most tests: large enough for a cut in its middle.
 const SIZE: usize = 24 << 20;
 
-// See: #13
 #[test]
 fn a_killed_client_resumes_asks_again_and_moves_only_the_rest() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -258,7 +257,6 @@ fn a_killed_client_resumes_asks_again_and_moves_only_the_rest() {
     assert_eq!(entries(dir.path()), ["big.bin"], "the partial is gone");
 }
 
-// See: #13
 #[test]
 fn a_changed_prefix_starts_over_and_stores_the_new_content() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -282,7 +280,6 @@ fn a_changed_prefix_starts_over_and_stores_the_new_content() {
     assert_eq!(entries(dir.path()), ["big.bin"]);
 }
 
-// See: #13
 #[test]
 fn a_killed_server_resumes_after_its_restart() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -301,7 +298,6 @@ fn a_killed_server_resumes_after_its_restart() {
     assert!(again.up(0) < (SIZE as u64) * 55 / 100, "{}", again.up(0));
 }
 
-// See: #13
 #[test]
 fn retry_reconnects_and_resumes_after_a_cut() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -325,7 +321,6 @@ fn retry_reconnects_and_resumes_after_a_cut() {
     assert!(!stderr.contains("trying again"), "{stderr}");
 }
 
-// See: #13
 #[test]
 fn another_client_cannot_resume_a_partial() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -361,7 +356,6 @@ fn another_client_cannot_resume_a_partial() {
     );
 }
 
-// See: #13
 #[test]
 fn an_expired_partial_is_swept() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -388,7 +382,6 @@ fn an_expired_partial_is_swept() {
     assert!(again.up(0) > SIZE as u64);
 }
 
-// See: #13
 #[test]
 fn a_cut_batch_resumes_at_its_first_unstored_file_inside_a_tree() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -444,7 +437,7 @@ fn a_cut_batch_resumes_at_its_first_unstored_file_inside_a_tree() {
     assert!(log.contains("resumed at"), "{log}");
 }
 
-// See: #13 (--checksum: b3sum's format on both sides)
+// --checksum: b3sum's format on both sides.
 #[test]
 fn checksum_prints_blake3_in_b3sum_format_on_both_sides() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -474,7 +467,7 @@ fn checksum_prints_blake3_in_b3sum_format_on_both_sides() {
     assert_eq!(object["verdict"], "stored");
 }
 
-// See: #13 (--max-partial bounds what cut uploads keep; 0 keeps nothing, as plain uploads)
+// --max-partial bounds what cut uploads keep; 0 keeps nothing, as plain uploads.
 #[test]
 fn a_partial_over_the_bound_is_not_kept() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -490,7 +483,7 @@ fn a_partial_over_the_bound_is_not_kept() {
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
 
-// See: #13 (--retry resumes after the network's failures, never past an identity check)
+// --retry resumes after the network's failures, never past an identity check.
 #[test]
 fn retry_stops_at_a_server_that_is_not_the_pinned_one() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -515,8 +508,8 @@ fn retry_stops_at_a_server_that_is_not_the_pinned_one() {
     assert!(!dir.path().join("impostor").join("big.bin").exists());
 }
 
-// See: #13 (cut inside a tree, then the resumed try's server killed: what it wrote after its
-// last checkpoint goes, nothing is stored twice or half)
+// Cut inside a tree, then the resumed try's server killed: what it wrote after its
+// last checkpoint goes, nothing is stored twice or half.
 #[test]
 fn a_tree_resumed_then_killed_again_is_stored_whole_once() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -554,8 +547,8 @@ fn a_tree_resumed_then_killed_again_is_stored_whole_once() {
     );
 }
 
-// See: #13 (a large file inside a tree starts after a checkpoint: a server killed in its
-// middle resumes inside it)
+// A large file inside a tree starts after a checkpoint: a server killed in its
+// middle resumes inside it.
 #[test]
 fn a_server_killed_inside_a_trees_large_file_resumes_inside_it() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -1,4 +1,4 @@
-//! Secure mode (#11): identities, the probe, pinning, trust, and what is on the wire.
+//! Secure mode: identities, the probe, pinning, trust, and what is on the wire.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,7 +21,6 @@ fn show_identity(program: &str, dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
-// See: #11
 #[test]
 fn both_programs_show_the_installations_identity() {
     let root = tempfile::tempdir().unwrap();
@@ -115,7 +114,6 @@ fn relay(target: SocketAddr, answer: Answer) -> (u16, thread::JoinHandle<Vec<u8>
 
 const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0];
 
-// See: #11
 #[test]
 fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {
     let (server_install, client_install) = (install(), install());
@@ -167,7 +165,6 @@ fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {
     );
 }
 
-// See: #11
 #[test]
 fn an_impostor_gets_nothing_from_a_client_that_pinned_the_real_server() {
     let (real, impostor, client) = (install(), install(), install());
@@ -225,7 +222,6 @@ fn an_impostor_gets_nothing_from_a_client_that_pinned_the_real_server() {
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #11
 #[test]
 fn a_pinned_server_whose_probe_goes_unanswered_is_never_sent_plain() {
     let (server_install, client) = (install(), install());
@@ -261,7 +257,6 @@ fn a_pinned_server_whose_probe_goes_unanswered_is_never_sent_plain() {
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #11
 #[test]
 fn trusted_clients_are_accepted_without_asking_and_others_are_asked() {
     let (server_install, laptop, stranger) = (install(), install(), install());
@@ -313,7 +308,6 @@ fn trusted_clients_are_accepted_without_asking_and_others_are_asked() {
     assert_eq!(entries(dir.path()), ["t.txt"]);
 }
 
-// See: #11
 #[test]
 fn always_trusts_the_client_from_then_on() {
     let (server_install, client) = (install(), install());
@@ -367,7 +361,6 @@ fn always_trusts_the_client_from_then_on() {
     assert_eq!(entries(dir.path()), ["a (1).txt", "a.txt"]);
 }
 
-// See: #11
 #[test]
 fn require_secure_denies_plain_uploads_and_says_why() {
     let (server_install, client) = (install(), install());
@@ -441,7 +434,6 @@ fn plain_server(connections: usize) -> (u16, thread::JoinHandle<Vec<Vec<u8>>>) {
     (port, handle)
 }
 
-// See: #11
 #[test]
 fn secure_refuses_a_plain_server_and_the_default_falls_back_once() {
     let client = install();
@@ -480,7 +472,6 @@ fn secure_refuses_a_plain_server_and_the_default_falls_back_once() {
     );
 }
 
-// See: #11
 #[test]
 fn hostile_handshakes_end_by_the_deadline_and_store_nothing() {
     let server_install = install();
@@ -528,7 +519,6 @@ fn hostile_handshakes_end_by_the_deadline_and_store_nothing() {
     assert_eq!(entries(dir.path()), ["after.txt"]);
 }
 
-// See: #11
 #[test]
 fn first_contact_at_a_terminal_asks_before_trusting() {
     use rexpect::session::spawn_command;
@@ -585,8 +575,8 @@ fn first_contact_at_a_terminal_asks_before_trusting() {
     assert_eq!(entries(dir.path()), ["q (1).txt", "q.txt"]);
 }
 
-// See: #11 (inside secure mode only fup programs speak, in the default convention, whatever
-// --accept-byte says for plain clients)
+// Inside secure mode only fup programs speak, in the default convention, whatever
+// --accept-byte says for plain clients.
 #[test]
 fn secure_uploads_ignore_the_plain_clients_response_convention() {
     let (server_install, client) = (install(), install());

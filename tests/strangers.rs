@@ -1,4 +1,4 @@
-//! Secure mode against anyone who can reach the port (#18): what a stranger with a key made a
+//! Secure mode against anyone who can reach the port: what a stranger with a key made a
 //! minute ago may cost before a decision, partials reached only by the server's own handles,
 //! fairness across addresses, trust files, and nothing raw from the other side. One test (or
 //! more) per finding of the review.
@@ -86,8 +86,8 @@ fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     stream
 }
 
-// See: #18, findings 1 and 9 (a manifest split into strings before it was checked: 64 MiB of
-// '/' took the server to 1.64 GB; a 65,535-byte path came back as a 393 KB reason)
+// Before: a manifest split into strings before it was checked: 64 MiB of
+// '/' took the server to 1.64 GB; a 65,535-byte path came back as a 393 KB reason.
 #[test]
 fn hostile_manifests_are_refused_at_their_first_bad_entry_with_a_short_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +126,7 @@ fn hostile_manifests_are_refused_at_their_first_bad_entry_with_a_short_reason() 
     assert!(entries(dir.path()).is_empty());
 }
 
-// See: #18, finding 1 (all manifests in flight together were unbounded)
+// Before: all manifests in flight together were unbounded.
 #[test]
 fn manifests_in_flight_stay_within_their_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +168,7 @@ fn manifests_in_flight_stay_within_their_memory_budget() {
     assert_eq!(why, "no answer: no one is at the server's terminal");
 }
 
-// See: #18, finding 2 (empty manifest messages refreshed the deadline for ever)
+// Before: empty manifest messages refreshed the deadline for ever.
 #[test]
 fn a_manifest_must_bring_entries_and_end_within_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,8 +208,8 @@ fn a_manifest_must_bring_entries_and_end_within_the_timeout() {
     );
 }
 
-// See: #18, finding 3 (a symlink at .fup-partial/<key> was followed and its target emptied;
-// a .fup-partial of someone else's received a client's bytes)
+// Before: a symlink at .fup-partial/<key> was followed and its target emptied;
+// a .fup-partial of someone else's received a client's bytes.
 #[test]
 fn partials_are_reached_only_through_the_servers_own_directory() {
     let (src, dir, victim) = (
@@ -310,8 +310,8 @@ fn client_server(install: &Install, dir: &Path, extra: &[&str]) -> Running {
     install.server(dir, extra, Input::Text(""))
 }
 
-// See: #18, finding 4 (a cut batch reserved its whole declared size: one client made every
-// other secure batch fail for "not enough free space")
+// Before: a cut batch reserved its whole declared size: one client made every
+// other secure batch fail for "not enough free space".
 #[test]
 fn a_cut_batch_reserves_at_most_the_partial_maximum() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -348,7 +348,7 @@ fn a_cut_batch_reserves_at_most_the_partial_maximum() {
     }
 }
 
-// See: #18, finding 5 (70 idle connections from one address shut every other client out)
+// Before: 70 idle connections from one address shut every other client out.
 #[test]
 fn one_address_cannot_take_every_slot() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,7 +384,7 @@ fn one_address_cannot_take_every_slot() {
     drop(idle);
 }
 
-// See: #18, finding 5 (questions waited in arrival order without limit)
+// Before: questions waited in arrival order without limit.
 #[test]
 fn questions_are_asked_in_turn_across_addresses_and_bounded_per_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -442,7 +442,7 @@ fn questions_are_asked_in_turn_across_addresses_and_bounded_per_address() {
     }
 }
 
-// See: #18, finding 5 (a stranger held a slot for --timeout before saying anything)
+// Before: a stranger held a slot for --timeout before saying anything.
 #[test]
 fn a_silent_connection_is_cut_after_the_hello_timeout() {
     let dir = tempfile::tempdir().unwrap();
@@ -472,7 +472,7 @@ fn a_silent_connection_is_cut_after_the_hello_timeout() {
     assert!(log.contains("secure handshake failed"), "{log}");
 }
 
-// See: #18, finding 5 (one identity, any number of questions waiting)
+// Before: one identity, any number of questions waiting.
 #[test]
 fn one_client_identity_has_a_bounded_number_of_questions_waiting() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,7 +514,7 @@ fn one_client_identity_has_a_bounded_number_of_questions_waiting() {
     );
 }
 
-// See: #18, finding 5 (one identity, any number of connections)
+// Before: one identity, any number of connections.
 #[test]
 fn one_client_identity_holds_a_bounded_number_of_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -574,8 +574,8 @@ fn fake_secure_server(verdict_body: Vec<u8>) -> (u16, thread::JoinHandle<()>) {
     (port, handle)
 }
 
-// See: #18, finding 6 (a server's reason with escape sequences set the window title and
-// printed a fake "stored" line; a 100 KB reason was printed whole)
+// Before: a server's reason with escape sequences set the window title and
+// printed a fake "stored" line; a 100 KB reason was printed whole.
 #[test]
 fn a_servers_words_reach_the_clients_terminal_escaped_and_cut() {
     let src = tempfile::tempdir().unwrap();
@@ -615,8 +615,8 @@ fn a_servers_words_reach_the_clients_terminal_escaped_and_cut() {
     }
 }
 
-// See: #18, the cause printed twice ("received fatal alert: HandshakeFailure: received
-// fatal alert: HandshakeFailure")
+// Before: the cause printed twice ("received fatal alert: HandshakeFailure: received
+// fatal alert: HandshakeFailure").
 #[test]
 fn a_failed_handshake_says_why_once() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -648,7 +648,7 @@ fn a_failed_handshake_says_why_once() {
     assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
 }
 
-// See: #18, finding 7 (an append to a file without a final newline corrupted it)
+// Before: an append to a file without a final newline corrupted it.
 #[test]
 fn known_hosts_without_a_final_newline_stay_readable() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -678,8 +678,8 @@ fn known_hosts_without_a_final_newline_stay_readable() {
     );
 }
 
-// See: #18, finding 7 (trusted_clients was never read again: revoking a client needed a
-// restart; a world-writable one was trusted as is)
+// Before: trusted_clients was never read again: revoking a client needed a
+// restart; a world-writable one was trusted as is.
 #[test]
 fn trusted_clients_are_read_again_when_they_change_and_must_be_the_owners() {
     let (src, dir, config) = (
@@ -735,8 +735,8 @@ fn trusted_clients_are_read_again_when_they_change_and_must_be_the_owners() {
     );
 }
 
-// See: #18, finding 8 (a tree file swapped for a symlink while the operator decided was
-// followed: a 0600 file of the uploader's was sent instead)
+// Before: a tree file swapped for a symlink while the operator decided was
+// followed: a 0600 file of the uploader's was sent instead.
 #[test]
 fn the_client_sends_only_the_files_it_walked() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -775,7 +775,7 @@ fn the_client_sends_only_the_files_it_walked() {
     );
 }
 
-// See: #18, finding 10 (Instant::now() + timeout panicked every secure session's thread)
+// Before: Instant::now() + timeout panicked every secure session's thread.
 #[test]
 fn a_huge_timeout_is_no_limit_not_a_panic() {
     let (src, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

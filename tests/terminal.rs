@@ -1,4 +1,4 @@
-//! The server's terminal as a person sees it (#10): fup-server in a pseudo-terminal of 64
+//! The server's terminal as a person sees it: fup-server in a pseudo-terminal of 64
 //! columns, its output rendered by a terminal emulator (vt100), and the three display bugs:
 //! lines that wrap and leave stale copies, typed input erased, live lines on a dumb terminal.
 //! Also: started in the background of a shell with job control, it is not stopped.
@@ -161,7 +161,7 @@ fn trickle(port: &str, name: &str, chunks: u16) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-// See: #10 (at 64 columns, a status line wrapped and every redraw left a stale copy)
+// Before: at 64 columns, a status line wrapped and every redraw left a stale copy.
 #[test]
 fn status_lines_fit_a_narrow_terminal_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +258,7 @@ fn live_lines_move_and_fit_64_and_80_columns_during_a_secure_upload() {
     }
 }
 
-// See: #10 (typing "ye", a log line arrived and redrew the prompt empty; "s" then accepted)
+// Before: typing "ye", a log line arrived and redrew the prompt empty; "s" then accepted.
 #[test]
 fn typed_input_stays_on_screen_when_a_log_line_arrives() {
     let src = tempfile::tempdir().unwrap();
@@ -295,7 +295,7 @@ fn typed_input_stays_on_screen_when_a_log_line_arrives() {
     );
 }
 
-// See: #10 (TERM=dumb was ignored)
+// Before: TERM=dumb was ignored.
 #[test]
 fn nothing_live_on_a_dumb_terminal() {
     let dir = tempfile::tempdir().unwrap();
@@ -313,7 +313,7 @@ fn nothing_live_on_a_dumb_terminal() {
     assert!(!pty.seen.contains("receiving"), "{:?}", pty.seen);
 }
 
-// See: #10 (`fup-server DIR &` was stopped at once, its port still bound)
+// Before: `fup-server DIR &` was stopped at once, its port still bound.
 #[test]
 fn in_the_background_it_keeps_serving_and_questions_time_out_saying_why() {
     let src = tempfile::tempdir().unwrap();

@@ -396,7 +396,7 @@ mod tests {
         assert!(run.open().is_ok());
     }
 
-    // See: #18 (a file swapped for a symlink after the walk was followed and sent)
+    // Before: a file swapped for a symlink after the walk was followed and sent.
     #[test]
     fn only_the_file_that_was_walked_is_opened() {
         let root = tempfile::tempdir().unwrap();

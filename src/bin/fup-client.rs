@@ -36,10 +36,13 @@ use indicatif::ProgressBar;
 /// secure mode (the Python and C# programs, fup 1.0) gets the plain protocol, one connection
 /// per file (-j at once), with one note on stderr.
 ///
-/// What cannot be sent is said before connecting. Every file gets one result as it ends: a
-/// line on stdout when stored, on stderr otherwise (or one JSON object with --json); on a
-/// terminal a progress bar fitted to its width (bytes, rate, time left, "waiting for the
-/// server to accept", "stalled" when nothing moved for 5 s); a total line after several.
+/// Folders keep their structure, their dot files and every modification time; symlinks
+/// inside them are never followed. The server's policy may refuse some files (each says
+/// why) and the rest goes on. What cannot be sent is said before connecting. Every file gets
+/// one result as it ends: a line on stdout when stored, on stderr otherwise (or one JSON
+/// object with --json); on a terminal a progress bar fitted to its width (what reached the
+/// server, the rate, the time left, "waiting for the server to accept", "stalled" when
+/// nothing moved for 5 s); a total line after several.
 ///
 /// Exit status: 0 when every file was stored, 1 when any was denied or failed, 2 for usage
 /// errors, 128 + the signal's number when interrupted (130 for Ctrl-C, 143 for SIGTERM; a
@@ -90,10 +93,11 @@ struct Args {
     /// Print only denials and errors: no progress bars, no lines for stored files
     #[arg(short, long)]
     quiet: bool,
-    /// Print one JSON object per file on stdout instead of text, as each file ends: file,
-    /// name, verdict (stored, denied, failed, skipped, error), code, reason, stored (the name
-    /// it was stored under), size, seconds, rate, blake3 or sha256, resumed, secure: those
-    /// that apply
+    /// Print one JSON object per file on stdout instead of text, as each file ends (every
+    /// argument and every file inside a folder, skipped ones too), each with every key of the
+    /// README's schema (null where it does not apply): file, name, verdict (stored, denied,
+    /// failed, skipped, error), code, reason, stored, stored_as, size, seconds, rate, blake3,
+    /// sha256, resumed, secure
     #[arg(long)]
     json: bool,
     /// Require secure mode: a server that does not offer it is an error, and nothing is sent

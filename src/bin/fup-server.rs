@@ -16,21 +16,26 @@ use fup::server::{
     Budget, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Partials, Policy, SHUTDOWN_GRACE,
     SecureMode, Server, Store, TrustedClients, budget,
 };
-use fup::term::args::{Seconds, response_byte, seconds, size};
+use fup::term::args::{Seconds, at_least_one, response_byte, seconds, size, size_or_zero};
 use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, status_line};
 
 /// Receive files over FUP (File Upload Protocol), asking at the terminal before accepting each.
 ///
 /// Prints `listening on ADDR:PORT` once ready, then `identity: ID` (this installation's, for
-/// clients to compare), then one line per connection. Secure mode (TLS 1.3, both sides
-/// identified by key) is offered to fup clients on the same port; plain clients (the Python
-/// and C# programs, `fup-client --plain`) are served as before. Answers are read
-/// from standard input, one line per question: `y`/`yes` accepts, `n`/`no` or Enter denies,
-/// anything else asks again (3 times, then denies); once standard input is closed every
-/// upload is denied. Decisions taken without asking (--yes, trusted clients, --accept-from,
-/// --require-secure, --max-size, too little free space, a timeout) are logged with their reason. Unsafe names (paths, hidden files,
-/// control characters…) are denied without asking. Files are never overwritten: a name that
-/// exists is stored as `name (1).ext`. Ctrl-C (or SIGTERM) removes partial uploads and exits
+/// clients to compare), bound to every interface `reachable at` the addresses clients can use,
+/// then one line per connection. Secure mode (TLS 1.3, both sides identified by key) is
+/// offered to fup clients on the same port, and a fup client's files and folders come as one
+/// batch with one question; plain clients (the Python and C# programs, `fup-client --plain`)
+/// are served as before. Answers are read from standard input, one line per question:
+/// `y`/`yes` accepts, `n`/`no` or Enter denies, `a`/`always` accepts a secure client and
+/// trusts it from then on, anything else asks again (3 times, then denies). Once standard
+/// input is closed, what would need a question is denied without one (said once; the log has
+/// a line per decision). Decisions taken without asking (--yes, trusted clients,
+/// --accept-from, --require-secure, --max-size, too little free space, a timeout) are logged
+/// with their reason; --max-size refuses each file over it alone, and the rest of a batch goes
+/// on. Unsafe names (paths, control characters, a dot file at the top…) are refused without
+/// asking. Files are never overwritten: a name that exists is stored as `name (1).ext`.
+/// Modification times are kept. Ctrl-C (or SIGTERM) removes partial plain uploads and exits
 /// with 128 + the signal's number (130, 143).
 #[derive(Parser)]
 #[command(
@@ -159,7 +164,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = fup::net::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    if let Some(warning) = open_door_warning(&args) {
+    let warning = policy(&args).open_door(SocketAddr::new(args.bind, args.port));
+    if let Some(warning) = warning {
         eprintln!("fup-server: warning: {warning}");
     }
     // Started in the background (`fup-server DIR &`), it must not be stopped by its terminal:
@@ -179,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .sweep()
                     .context("cannot list the partial uploads")?;
                 if swept.removed > 0 {
-                    eprintln!("fup-server: {}", swept_line(&swept));
+                    eprintln!("fup-server: {swept}");
                 }
                 server = server.with_partials(partials);
             }
@@ -241,33 +247,6 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// What a directory of partials that is not the server's own means.
 const NO_RESUME: &str = "cut secure uploads will not resume (nothing is kept)";
 
-/// A count of at least 1.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-/// A size that may be 0.
-fn size_or_zero(text: &str) -> Result<u64, String> {
-    match text.trim() {
-        "0" => Ok(0),
-        _ => size(text),
-    }
-}
-
-/// `removed 2 expired partial uploads (1.5 GiB)`.
-fn swept_line(swept: &fup::server::partial::Swept) -> String {
-    let s = if swept.removed == 1 { "" } else { "s" };
-    format!(
-        "removed {} expired partial upload{s} ({})",
-        swept.removed,
-        fup::text::bytes(swept.bytes)
-    )
-}
-
 /// Where and how the server's events are shown.
 struct Log {
     /// The terminal's live screen, when stdout and stderr are one.
@@ -283,29 +262,6 @@ struct Log {
 /// Now, as RFC 3339 in UTC to the second: `2026-11-26T10:05:42Z`.
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
-/// A warning when uploads are accepted without asking from anyone who can reach every
-/// interface: `--yes`, or an `--accept-from` range with public addresses in it.
-fn open_door_warning(args: &Args) -> Option<String> {
-    if !args.bind.is_unspecified() {
-        return None;
-    }
-    let everyone = format!("on all interfaces (port {}); consider --bind", args.port);
-    if args.yes {
-        return Some(format!(
-            "--yes accepts every upload from anyone who can reach this machine {everyone}"
-        ));
-    }
-    // Public examples of each family (RFC 5737/3849 ranges would be "documentation").
-    let public: [IpAddr; 2] = [[8, 8, 8, 8].into(), "2001:4860::8888".parse().ok()?];
-    let wide = args
-        .accept_from
-        .iter()
-        .find(|range| public.iter().any(|ip| range.contains(*ip)))?;
-    Some(format!(
-        "--accept-from {wide} accepts uploads without asking from public addresses {everyone}"
-    ))
 }
 
 /// Secure mode as the arguments and the configuration directory set it up: the
@@ -325,15 +281,20 @@ fn secure_mode(args: &Args) -> anyhow::Result<(SecureMode, Identity)> {
     Ok((SecureMode { config, trusted }, keys.identity()))
 }
 
-/// The server the arguments describe: its policy, and the operator at this terminal unless
-/// `--yes` leaves nothing to ask.
-fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Result<Server> {
-    let policy = Policy {
+/// The rules the arguments set, that decide without asking.
+fn policy(args: &Args) -> Policy {
+    Policy {
         max_size: args.max_size,
         accept_from: args.accept_from.clone(),
         accept_all: args.yes,
         require_secure: args.require_secure,
-    };
+    }
+}
+
+/// The server the arguments describe: its policy, and the operator at this terminal unless
+/// `--yes` leaves nothing to ask.
+fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Result<Server> {
+    let policy = policy(args);
     let budget = Budget {
         manifests: Arc::new(budget::MemoryBudget::new(args.manifest_memory)),
         clients: budget::PerKey::new(args.max_per_client),
@@ -428,7 +389,7 @@ impl Log {
                 "bytes": swept.bytes,
             })
             .to_string(),
-            Event::Swept(swept) => self.stamped(&swept_line(&swept)),
+            Event::Swept(swept) => self.stamped(&swept.to_string()),
         };
         let mut out = io::stdout().lock();
         match screen {
@@ -444,36 +405,5 @@ impl Log {
             true => format!("{} {line}", now()),
             false => line.to_string(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(line: &[&str]) -> Args {
-        Args::try_parse_from([&["fup-server"], line, &["dir"]].concat()).unwrap()
-    }
-
-    // See: #10
-    #[test]
-    fn open_doors_are_warned_about() {
-        let warn = |line: &[&str]| open_door_warning(&args(line));
-        assert!(
-            warn(&["--yes"])
-                .unwrap()
-                .starts_with("--yes accepts every upload")
-        );
-        assert!(warn(&["--yes", "-b", "127.0.0.1"]).is_none());
-        assert!(warn(&["--yes", "-b", "::1"]).is_none());
-        assert!(warn(&["--yes", "-b", "::"]).is_some());
-        assert!(
-            warn(&["--accept-from", "0.0.0.0/0"])
-                .unwrap()
-                .starts_with("--accept-from 0.0.0.0/0 accepts")
-        );
-        assert!(warn(&["--accept-from", "2000::/3"]).is_some());
-        assert!(warn(&["--accept-from", "192.168.0.0/16,10.0.0.0/8"]).is_none());
-        assert!(warn(&[]).is_none());
     }
 }

@@ -912,19 +912,29 @@ impl BatchRun<'_, '_> {
             self.teller.tell(Event::Accepted { already: bytes });
         }
         self.moved = self.moved_before + bytes.saturating_sub(self.at_start);
-        // Files whose last byte is there now: their time on the way ends.
+        // Files whose last byte is there now: their time on the way ends. Several that end
+        // together share the time since the last one ended, by their bytes.
+        let mut ending = Vec::new();
         while let Some(&(end, index)) = self.ends.get(self.next_end) {
             if end > bytes {
                 break;
             }
-            let since = self.last_end.or(self.accepted).unwrap_or(now);
             let size = self.account.prepared.found[index as usize].entry.size();
             let had = self.account.resumed.get(&index).copied().unwrap_or(0);
-            self.account
-                .timing
-                .insert(index, (now - since, size.saturating_sub(had)));
-            self.last_end = Some(now);
+            ending.push((index, size.saturating_sub(had)));
             self.next_end += 1;
+        }
+        if !ending.is_empty() {
+            let span = now - self.last_end.or(self.accepted).unwrap_or(now);
+            let moved: u64 = ending.iter().map(|(_, m)| m).sum();
+            for &(index, m) in &ending {
+                let share = match moved {
+                    0 => span / ending.len() as u32,
+                    _ => span.mul_f64(m as f64 / moved as f64),
+                };
+                self.account.timing.insert(index, (share, m));
+            }
+            self.last_end = Some(now);
         }
         self.teller.tell(Event::Progress { bytes, files });
     }

@@ -605,7 +605,6 @@ mod tests {
         (result.map(|sent| sent.delivery), duplex.output)
     }
 
-    // See: #9
     #[test]
     fn both_response_conventions_without_a_flag() {
         use ResponseByte::{One, Zero};
@@ -645,7 +644,6 @@ mod tests {
         }
     }
 
-    // See: #9
     #[test]
     fn a_forced_convention_is_taken_as_said() {
         use ResponseByte::{One, Zero};

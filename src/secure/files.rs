@@ -383,7 +383,7 @@ mod tests {
         assert!(err.to_string().contains("typo in the identity"), "{err}");
     }
 
-    // See: #18 (a file without a final newline was corrupted; others could rewrite it)
+    // Before: a file without a final newline was corrupted; others could rewrite it.
     #[test]
     fn appends_start_a_line_of_their_own_and_others_cannot_write() {
         let dir = tempfile::tempdir().unwrap();

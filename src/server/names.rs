@@ -387,7 +387,6 @@ mod tests {
         assert_eq!(check_name(renamed.as_bytes()), Ok(renamed.as_str()));
     }
 
-    // See: #9
     #[test]
     fn request_names_as_every_known_client_sends_them() {
         // (bytes sent, name as sent, name stored, CP949)
@@ -426,7 +425,6 @@ mod tests {
         }
     }
 
-    // See: #9
     #[test]
     fn request_names_that_are_still_refused() {
         use NameProblem::*;

@@ -265,6 +265,19 @@ pub struct Swept {
     pub bytes: u64,
 }
 
+impl std::fmt::Display for Swept {
+    /// `removed 2 expired partial uploads (1.5 GiB)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.removed == 1 { "" } else { "s" };
+        write!(
+            f,
+            "removed {} expired partial upload{s} ({})",
+            self.removed,
+            crate::text::bytes(self.bytes)
+        )
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each change of the ledger is one step: a holder that panicked left it whole.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

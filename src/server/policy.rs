@@ -220,6 +220,33 @@ impl Policy {
         }
     }
 
+    /// A warning when these rules accept uploads without asking from anyone who can reach
+    /// every interface (`bind` unspecified): `--yes`, or an `--accept-from` range with public
+    /// addresses in it.
+    pub fn open_door(&self, bind: std::net::SocketAddr) -> Option<String> {
+        if !bind.ip().is_unspecified() {
+            return None;
+        }
+        let everyone = format!("on all interfaces (port {}); consider --bind", bind.port());
+        if self.accept_all {
+            return Some(format!(
+                "--yes accepts every upload from anyone who can reach this machine {everyone}"
+            ));
+        }
+        // Public examples of each family (RFC 5737/3849 ranges would be "documentation").
+        let public: [IpAddr; 2] = [
+            [8, 8, 8, 8].into(),
+            [0x2001, 0x4860, 0, 0, 0, 0, 0, 0x8888].into(),
+        ];
+        let wide = self
+            .accept_from
+            .iter()
+            .find(|range| public.iter().any(|ip| range.contains(*ip)))?;
+        Some(format!(
+            "--accept-from {wide} accepts uploads without asking from public addresses {everyone}"
+        ))
+    }
+
     /// Decides an upload of `size` bytes from `client` at `peer` with `free` bytes free, if a
     /// rule applies; `None` means the operator must be asked. A plain upload to a server that
     /// requires secure mode is denied first; size rules come next, so even a trusted client
@@ -345,6 +372,32 @@ impl fmt::Display for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_doors_are_warned_about() {
+        let warn = |policy: Policy, bind: &str| policy.open_door(bind.parse().unwrap());
+        let yes = Policy::accept_all();
+        assert!(
+            warn(yes.clone(), "0.0.0.0:5425")
+                .unwrap()
+                .starts_with("--yes accepts every upload")
+        );
+        assert!(warn(yes.clone(), "127.0.0.1:5425").is_none());
+        assert!(warn(yes.clone(), "[::1]:5425").is_none());
+        assert!(warn(yes, "[::]:5425").is_some());
+        let from = |ranges: &[&str]| Policy {
+            accept_from: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Policy::default()
+        };
+        assert!(
+            warn(from(&["0.0.0.0/0"]), "0.0.0.0:1")
+                .unwrap()
+                .starts_with("--accept-from 0.0.0.0/0 accepts")
+        );
+        assert!(warn(from(&["2000::/3"]), "0.0.0.0:1").is_some());
+        assert!(warn(from(&["192.168.0.0/16", "10.0.0.0/8"]), "0.0.0.0:1").is_none());
+        assert!(warn(Policy::default(), "0.0.0.0:1").is_none());
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

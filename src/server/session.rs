@@ -820,7 +820,6 @@ mod tests {
         assert!(files(&dir).is_empty());
     }
 
-    // See: #9
     #[test]
     fn a_path_is_stored_under_its_last_part_and_nothing_escapes() {
         let root = tempfile::tempdir().unwrap();

@@ -390,7 +390,6 @@ pub(crate) mod tests {
         assert_eq!(store.free_name("a.txt"), "a (2).txt");
     }
 
-    // See: #10
     #[test]
     fn open_says_what_is_wrong_with_the_directory() {
         let dir = tempfile::tempdir().unwrap();

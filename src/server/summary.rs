@@ -522,7 +522,6 @@ mod tests {
         );
     }
 
-    // See: #9
     #[test]
     fn names_show_as_sent_and_as_stored() {
         let mut path = summary(End::Stored("/in/f.bin".into()));
@@ -559,7 +558,6 @@ mod tests {
         );
     }
 
-    // See: #10
     #[test]
     fn json_objects_say_what_the_log_says() {
         let mut stored = summary(End::Stored("/in/a.txt".into()));
@@ -632,7 +630,6 @@ mod tests {
         assert_eq!(always.to_json()["trusted_now"], "/cfg/trusted_clients");
     }
 
-    // See: #13
     #[test]
     fn resumed_and_kept_uploads_say_so() {
         let mut stored = summary(End::Stored("/in/a.txt".into()));

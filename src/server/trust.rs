@@ -214,7 +214,7 @@ mod tests {
         Identity::of_public_key(&[seed; 44])
     }
 
-    // See: #18 (revoking a client needed a restart)
+    // Before: revoking a client needed a restart.
     #[test]
     fn a_changed_file_is_read_again() {
         let dir = tempfile::tempdir().unwrap();

@@ -197,6 +197,31 @@ pub fn response_byte(text: &str) -> Result<ResponseByte, String> {
     }
 }
 
+/// A count of at least 1.
+///
+/// # Errors
+///
+/// Not a number, or 0.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// A [`size`] that may also be 0.
+///
+/// # Errors
+///
+/// As [`size`].
+pub fn size_or_zero(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        _ => size(text),
+    }
+}
+
 /// `--chunk-size`'s help, with the figures taken from the library so it cannot drift.
 pub fn chunk_size_help() -> String {
     let grown_past_gib = (u64::from(DEFAULT_CHUNK_SIZE) * MAX_UNWRAPPED_CHUNKS) >> 30;
@@ -282,6 +307,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_and_sizes_that_may_be_zero() {
+        assert_eq!(at_least_one(" 3 "), Ok(3));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
+        assert!(at_least_one("x").is_err());
+        assert_eq!(size_or_zero("0"), Ok(0));
+        assert_eq!(size_or_zero("16G"), Ok(16 << 30));
+        assert_eq!(size_or_zero("0K"), size("0K"));
+    }
+
+    #[test]
     fn chunk_size_help_reads_as_before() {
         assert_eq!(thousands(65_536), "65,536");
         assert_eq!(thousands(999), "999");
@@ -328,7 +363,6 @@ mod tests {
         assert_eq!(Seconds(Duration::from_secs(60)).to_string(), "60");
     }
 
-    // See: #10
     #[test]
     fn addresses_in_every_printed_form() {
         let cases = [

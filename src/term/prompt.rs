@@ -819,7 +819,6 @@ mod tests {
         }
     }
 
-    // See: #13
     #[test]
     fn question_says_how_far_a_resumed_upload_got() {
         let a = ask("a.txt", "a.txt", &never);
@@ -843,7 +842,6 @@ mod tests {
         assert_eq!(parse_answer("y", true), Some(Verdict::Accepted.into()));
     }
 
-    // See: #9
     #[test]
     fn question_says_how_the_name_was_read() {
         let path = ask(r"C:\Users\u\f.bin", "", &never);

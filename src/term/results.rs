@@ -19,7 +19,7 @@
 //! | `blake3` | string or null | hex, checked end to end (secure mode) |
 //! | `sha256` | string or null | hex, of what was sent (plain mode, `--checksum`) |
 //! | `resumed` | number | bytes the server had from a try that was cut |
-//! | `secure` | bool | whether it went (or would have gone) in secure mode |
+//! | `secure` | bool | whether its fate was settled over a secure connection (false for what never left) |
 
 use std::path::Path;
 use std::time::Duration;
@@ -188,7 +188,8 @@ pub fn totals_line(report: &Report, batch: Option<&BatchFigures>) -> String {
     let mut line = format!("{} stored", report.stored);
     for (count, what) in [
         (report.denied, "denied"),
-        (report.failed + report.errors, "failed"),
+        (report.failed, "failed"),
+        (report.errors, "not sent"),
         (report.skipped, "skipped"),
     ] {
         if count > 0 {
@@ -197,12 +198,17 @@ pub fn totals_line(report: &Report, batch: Option<&BatchFigures>) -> String {
     }
     match batch {
         Some(b) if b.moved > 0 => {
+            // What moved, when it was not the whole batch (some refused, some there already).
+            let moved = match b.moved + b.resumed == b.totals.bytes {
+                true => String::new(),
+                false => format!(" ({} sent)", text::bytes(b.moved)),
+            };
             let resumed = match b.resumed {
                 0 => String::new(),
                 bytes => format!(", resumed with {} there", text::bytes(bytes)),
             };
             format!(
-                "batch of {} in {:.2} s ({}{resumed}): {line}",
+                "batch of {}{moved} in {:.2} s ({}{resumed}): {line}",
                 b.totals,
                 b.elapsed.as_secs_f64(),
                 text::rate(b.moved, b.elapsed)
@@ -430,5 +436,23 @@ mod tests {
         let line = totals_line(&report, Some(&figures));
         assert!(!line.contains("/s"), "{line}");
         assert!(line.ends_with(": 0 stored, 305 failed"), "{line}");
+        // Some refused: what moved is said.
+        let report = Report {
+            stored: 4,
+            denied: 1,
+            errors: 1,
+            skipped: 1,
+            ..Report::default()
+        };
+        let figures = BatchFigures {
+            elapsed: Duration::from_millis(500),
+            moved: 3 << 20,
+            ..figures
+        };
+        assert_eq!(
+            totals_line(&report, Some(&figures)),
+            "batch of 305 files, 1 folder, 1.0 GiB (3.0 MiB sent) in 0.50 s (6.0 MiB/s): \
+             4 stored, 1 denied, 1 not sent, 1 skipped"
+        );
     }
 }

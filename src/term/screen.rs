@@ -346,7 +346,6 @@ mod tests {
         );
     }
 
-    // See: #10
     #[test]
     fn status_lines_never_wrap_in_a_narrow_terminal() {
         let screen = Screen::on(Fixed(Some(24)), true);
@@ -365,7 +364,6 @@ mod tests {
         );
     }
 
-    // See: #10
     #[test]
     fn typed_input_stays_in_view_when_a_log_line_arrives() {
         // At the top of a fresh terminal, and at its bottom after a screenful of lines.
@@ -409,7 +407,6 @@ mod tests {
         );
     }
 
-    // See: #10
     #[test]
     fn nothing_live_on_a_dumb_terminal() {
         let screen = Screen::on(Fixed(Some(80)), false);
