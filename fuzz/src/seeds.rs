@@ -22,6 +22,11 @@ fn main() {
     fs::write(tree.join("x"), b"abc").unwrap();
     fs::write(tree.join(".env"), b"KEY=1").unwrap();
     fs::write(src.path().join("f"), b"").unwrap();
+    // Fixed times, so that the seeds are the same bytes on every run.
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for path in [tree.join("x"), tree.join(".env"), src.path().join("f"), tree.clone()] {
+        fs::File::open(&path).unwrap().set_modified(when).unwrap();
+    }
     let walked = walk(&[tree, src.path().join("f")], &Limits::DEFAULT).unwrap();
     // The client's bytes when the server accepts the whole batch.
     let accepted = Verdict::Accepted(ResumePoint::default(), Vec::new()).encode();
