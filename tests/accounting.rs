@@ -386,3 +386,49 @@ fn a_lost_server_and_ctrl_c_say_what_happens_next() {
         "{stderr}"
     );
 }
+
+#[test]
+fn one_cause_that_stops_a_batch_is_said_once() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Files past 64 KiB cannot be written there: the first one stops the batch.
+    let server = Running::limited_fup_server(dir.path(), "--yes", Input::Text(""));
+    let tree = src.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    for i in 0..30 {
+        fs::write(tree.join(format!("f{i:02}.bin")), pattern(100_000)).unwrap();
+    }
+    let (a, b) = (src.path().join("a.txt"), src.path().join("b.txt"));
+    fs::write(&a, b"a").unwrap();
+    fs::write(&b, b"b").unwrap();
+    let paths = [
+        tree.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ];
+    let out = fup_client(&server.port(), &paths);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("fup-client: tree: ")
+            && lines[0].contains("File too large")
+            && lines[0].ends_with(" (30 files not stored)"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("fup-client: not sent: the server stopped the batch (")
+            && lines[1].ends_with(" (2 files not stored)"),
+        "{stderr}"
+    );
+    assert!(stdout.ends_with(": 0 stored, 32 failed\n"), "{stdout}");
+    // In JSON, one object per file all the same.
+    let mut args = vec!["--json"];
+    args.extend(paths);
+    let out = fup_client(&server.port(), &args);
+    let objects = by_name(&text(&out).0);
+    assert_eq!(objects.len(), 32);
+    assert!(objects.values().all(|o| o["verdict"] == "failed"));
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+}

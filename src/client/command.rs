@@ -895,11 +895,7 @@ impl BatchRun<'_, '_> {
             BatchEvent::Sent { index, blake3 } => {
                 self.account.digests.insert(index, blake3);
             }
-            BatchEvent::Item(item) => {
-                for result in self.account.item(&item) {
-                    teller.tell(Event::File(result));
-                }
-            }
+            BatchEvent::Item(item) => tell_item(teller, &item, self.account.item(&item)),
         }
     }
 
@@ -937,6 +933,51 @@ impl BatchRun<'_, '_> {
             self.last_end = Some(now);
         }
         self.teller.tell(Event::Progress { bytes, files });
+    }
+}
+
+/// Tells what became of a top item's files: each on its own, but when the item failed
+/// with several files, once for them all (a tree that could not be stored is one cause).
+fn tell_item(teller: &Teller<'_>, item: &ItemDone, results: Vec<FileResult>) {
+    let failed_whole = results.len() > 1
+        && !item.is_stored()
+        && results.iter().all(|r| r.verdict == Verdict::Failed);
+    match failed_whole {
+        true => {
+            let why = results[0].reason.clone().unwrap_or_default();
+            let why = format!("{}: {why}", text::from_peer(&item_name(&results[0].name)));
+            tell_together(teller, Verdict::Failed, results[0].code, why, results);
+        }
+        false => results
+            .into_iter()
+            .for_each(|r| teller.tell(Event::File(r))),
+    }
+}
+
+/// The top item a file's name at the server's end is in (`photos` for `photos/a.jpg`).
+fn item_name(name: &str) -> String {
+    name.split('/').next().unwrap_or(name).to_string()
+}
+
+/// Tells that `files` all ended for one cause (nothing when there are none; one file is told
+/// on its own).
+fn tell_together(
+    teller: &Teller<'_>,
+    verdict: Verdict,
+    code: Cause,
+    reason: String,
+    mut files: Vec<FileResult>,
+) {
+    match files.len() {
+        0 => {}
+        1 => teller.tell(Event::File(files.remove(0))),
+        _ => teller.tell(Event::Together {
+            verdict,
+            code,
+            reason,
+            totals: None,
+            files,
+        }),
     }
 }
 
@@ -1025,18 +1066,26 @@ fn send_secure(
             }
             Ok(BatchOutcome::Done(items)) => {
                 for item in &items {
-                    account
-                        .item(item)
-                        .into_iter()
-                        .for_each(|r| teller.tell(Event::File(r)));
+                    tell_item(teller, item, account.item(item));
                 }
-                // What the server's account does not name was not stored.
-                let files = account.rest(
-                    Verdict::Failed,
-                    Cause::Server(Code::Unknown(0)),
-                    "the server did not say",
-                );
-                files.into_iter().for_each(|r| teller.tell(Event::File(r)));
+                // What the server's account does not name was not stored: it stopped the
+                // batch, for the cause of its last failed item (said once for them all).
+                let stopped = items.iter().rev().find(|item| !item.is_stored());
+                let (code, why) = match stopped {
+                    Some(item) => (
+                        Cause::Server(item.code),
+                        format!(
+                            "not sent: the server stopped the batch ({})",
+                            item.why().unwrap_or(item.code.name())
+                        ),
+                    ),
+                    None => (
+                        Cause::Server(Code::Unknown(0)),
+                        "not stored: the server's account does not name it".to_string(),
+                    ),
+                };
+                let files = account.rest(Verdict::Failed, code, &why);
+                tell_together(teller, Verdict::Failed, code, why, files);
                 teller.tell(Event::BatchEnd {
                     totals,
                     elapsed: run.accepted.map_or(Duration::ZERO, |at| at.elapsed()),
