@@ -432,3 +432,56 @@ fn one_cause_that_stops_a_batch_is_said_once() {
     assert!(objects.values().all(|o| o["verdict"] == "failed"));
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_plain_server_sent_only_folders_gets_nothing_but_the_offer() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let src = tempfile::tempdir().unwrap();
+    let folder = src.path().join("folder");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join("a.txt"), b"a").unwrap();
+    // A plain server as the Python one behaves: it reads the offer as a data message where a
+    // request belongs, and closes. It counts the connections it is given.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let (count, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let server = {
+        let (count, done) = (Arc::clone(&count), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            // Until the client is done, and then every connection still in the queue.
+            loop {
+                let over = done.load(Ordering::SeqCst);
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                        let mut head = [0; 16];
+                        let _ = conn.read_exact(&mut head);
+                    }
+                    Err(_) if over || std::time::Instant::now() > deadline => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let out = fup_client_fresh(&port, &[folder.to_str().unwrap()]);
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not offer secure mode"), "{stderr}");
+    assert!(
+        stderr.contains("is a directory (send a folder as an archive"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "0 stored, 1 not sent\n");
+    assert_eq!(count.load(Ordering::SeqCst), 1, "only the offer: {stderr}");
+}

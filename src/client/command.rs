@@ -437,16 +437,17 @@ pub fn run(
             return *lock(&teller.report);
         }
     };
-    match link.version() {
-        Some(version) if version < probe::VERSION => {
+    match link.map(|link| (link.version(), link)) {
+        Some((Some(version), _)) if version < probe::VERSION => {
             let why = format!(
                 "the server speaks an older secure mode ({version}, this client {}): update fup-server to 2.0 or later; nothing was sent",
                 probe::VERSION
             );
             fail_all(&teller, &prepared.found, Cause::OldServer, why, true);
         }
-        Some(_) => send_secure(plan, &prepared, link, &mut dialer, &teller),
-        None => send_plain(plan, &prepared, link, &teller),
+        Some((Some(_), link)) => send_secure(plan, &prepared, link, &mut dialer, &teller),
+        Some((None, link)) => send_plain(plan, &prepared, Some(link), &teller),
+        None => send_plain(plan, &prepared, None, &teller),
     }
     *lock(&teller.report)
 }
@@ -620,10 +621,11 @@ fn dial(
     dialer: &mut Dialer<'_>,
     plan: &Plan,
     teller: &Teller<'_>,
-) -> Result<Link, (Cause, String)> {
+) -> Result<Option<Link>, (Cause, String)> {
     let mut tries = 0;
     loop {
-        match dialer.dial() {
+        // A plain server is not connected to again here: it may be sent nothing at all.
+        match dialer.dial_lazily() {
             Ok((link, note)) => {
                 if let Some(note) = note {
                     teller.tell(Event::Note(note));
@@ -1183,8 +1185,9 @@ struct Upload {
 }
 
 /// Files one by one to a plain server (or up to `-j` at once), each over a connection of its
-/// own (`first` for the first); a folder is said to need an archive.
-fn send_plain(plan: &Plan, prepared: &Prepared, first: Link, teller: &Teller<'_>) {
+/// own (`first`, when the dialer opened one, for the first); a folder is said to need an
+/// archive, and a server sent nothing gets no connection that carries nothing.
+fn send_plain(plan: &Plan, prepared: &Prepared, first: Option<Link>, teller: &Teller<'_>) {
     let mut jobs: Vec<(usize, &Found)> = Vec::new();
     for (index, found) in prepared.found.iter().enumerate() {
         match found.entry.kind {
@@ -1193,7 +1196,7 @@ fn send_plain(plan: &Plan, prepared: &Prepared, first: Link, teller: &Teller<'_>
             _ => {}
         }
     }
-    let first = Mutex::new(Some(first));
+    let first = Mutex::new(first);
     let next = AtomicUsize::new(0);
     let workers = plan.parallel.clamp(1, jobs.len().max(1));
     std::thread::scope(|scope| {

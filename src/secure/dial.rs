@@ -320,18 +320,36 @@ impl<'a> Dialer<'a> {
     ///
     /// A [`DialError`]; in every case nothing of the file has been sent.
     pub fn dial(&mut self) -> Result<(Link, Option<Note>), DialError> {
+        match self.dial_lazily()? {
+            (Some(link), note) => Ok((link, note)),
+            (None, note) => Ok((Link::Plain(self.connect()?), note)),
+        }
+    }
+
+    /// Like [`Dialer::dial`], but a server found to be plain (its probe unanswered) is not
+    /// connected to again: `None`, for a caller that may have nothing to send it (each file
+    /// then goes over a connection of its own).
+    ///
+    /// # Errors
+    ///
+    /// As [`Dialer::dial`].
+    pub fn dial_lazily(&mut self) -> Result<(Option<Link>, Option<Note>), DialError> {
         let keys = match self.keys {
             Some(keys) if self.mode != Mode::Plain && !self.plain => keys,
-            _ => return Ok((Link::Plain(self.connect()?), None)),
+            _ => return Ok((Some(Link::Plain(self.connect()?)), None)),
         };
         let mut sock = self.connect()?;
         if self.pin.is_some() {
             // A pinned server answered the probe before: the handshake follows the probe
             // at once (one round trip less), and a missing answer is still an error.
-            return self.handshake(sock, keys, None);
+            let (link, note) = self.handshake(sock, keys, None)?;
+            return Ok((Some(link), note));
         }
         let why = match probe(&mut sock, self.timeout.min(PROBE_WAIT)) {
-            Ok(version) => return self.handshake(sock, keys, Some(version)),
+            Ok(version) => {
+                let (link, note) = self.handshake(sock, keys, Some(version))?;
+                return Ok((Some(link), note));
+            }
             Err(why) => why,
         };
         drop(sock);
@@ -346,7 +364,7 @@ impl<'a> Dialer<'a> {
             return Err(DialError::NotOffered(self.host.clone()));
         }
         self.plain = true;
-        Ok((Link::Plain(self.connect()?), Some(Note::Plain)))
+        Ok((None, Some(Note::Plain)))
     }
 
     fn connect(&self) -> io::Result<TcpStream> {
