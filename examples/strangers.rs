@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `manifests ADDR N`: N connections at once, each sending the largest manifest the limits
-//! allow (1,000,000 files of 56-byte names, 64 MiB), then waiting for the verdict; prints how
+//! allow (1,000,000 files of 64-byte names, 64 MiB), then waiting for the verdict; prints how
 //! each ended. `soak ADDR SECONDS DIR`: for SECONDS, four clients start batches of one large
 //! file (up to an eighth of DIR's free space), send a little of it and vanish, over and over,
 //! while one good client uploads 1 MiB files one after another; prints how many of each.
@@ -58,19 +58,21 @@ fn verdict(link: &mut impl Read) -> anyhow::Result<Option<String>> {
     let head = Frame::read_from(link)?.context("closed before a verdict")?;
     ensure!(head.kind == VERDICT, "not a verdict: {:#x}", head.kind);
     let body = frame::read_body(link, head.len, 1 << 20)?;
-    Ok((body.first() != Some(&0)).then(|| String::from_utf8_lossy(&body[1..]).into_owned()))
+    Ok(match frame::Verdict::decode(&body)? {
+        frame::Verdict::Accepted(..) => None,
+        frame::Verdict::Denied(_, why) => Some(fup::text::from_peer(&why)),
+    })
 }
 
-/// The largest manifest: 1,000,000 files of 56-byte names, written 1 MiB at a time, until
+/// The largest manifest: 1,000,000 files of 64-byte names, written 1 MiB at a time, until
 /// the server answers (it may refuse before the end).
 fn largest_manifest(link: &mut impl Conn, who: usize) -> std::io::Result<()> {
     const ENTRIES: usize = 1_000_000;
     let mut body = Vec::with_capacity(frame::MAX_MANIFEST_CHUNK);
     for i in 0..ENTRIES {
-        let name = format!("{who:0>6}-{i:0>49}");
-        let mut entry = vec![1];
-        entry.extend_from_slice(&0u64.to_le_bytes());
-        entry.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        let name = format!("{who:0>6}-{i:0>57}");
+        // An empty file, its time not known (0x80); its name's length fits in one byte.
+        let mut entry = vec![1 | 0x80, 0, name.len() as u8];
         entry.extend_from_slice(name.as_bytes());
         if body.len() + entry.len() > frame::MAX_MANIFEST_CHUNK {
             frame::send(link, MANIFEST, 0, false, &body)?;

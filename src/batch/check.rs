@@ -52,6 +52,14 @@ pub enum BatchProblem {
         /// The limit.
         max: usize,
     },
+    /// A path whose length, told before it, is past the limit: refused unread.
+    #[error("a path of {len} bytes is longer than {max} bytes")]
+    PathLength {
+        /// The length it was said to have.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
     /// Deeper than the limit.
     #[error("\"{path}\" is more than {max} levels deep")]
     TooDeep {

@@ -30,15 +30,18 @@
 //!   | <--------------------------------------------- |
 //! ```
 //!
-//! A manifest entry is `kind u8` (0 directory, 1 file, 2 executable file), `size u64` (0 for
-//! a directory), `mtime i64` (nanoseconds since the Unix epoch; `i64::MIN`: not known),
-//! `path_len u16`, then the path in UTF-8, its components joined by `/`.
+//! A manifest entry is `kind u8` (0 directory, 1 file, 2 executable file; `0x80` added when
+//! its time is not known), for a file its size, then (when known) its modification time as
+//! the difference in nanoseconds from the last time known before it in the manifest (0 before
+//! the first), zigzag-coded, then the path's length and the path in UTF-8, its components
+//! joined by `/`. Numbers are LEB128 (seven bits a byte, low first): a small file's entry takes
+//! a few bytes besides its path. See [`EntryCodec`].
 
 use std::io::{self, Read, Write};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 
-use super::manifest::{ENTRY_HEAD, Manifest};
+use super::manifest::Manifest;
 use super::{Entry, Kind, Mtime};
 use crate::wire::HEADER_LEN;
 
@@ -325,7 +328,7 @@ pub fn verifying() -> bool {
 
 /// Most bytes in one manifest message: the client cuts longer manifests into several.
 pub const MAX_MANIFEST_CHUNK: usize = 1024 * 1024;
-/// Most bytes of all the manifest's messages together (1,000,000 entries of 48-byte paths,
+/// Most bytes of all the manifest's messages together (1,000,000 entries of 60-byte paths,
 /// or 300,000 of 200), checked before they are read.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 /// Most bytes of a verdict or of a done message (whose items each carry a reason of at most
@@ -403,34 +406,17 @@ fn invalid(what: &str) -> io::Error {
 ///
 /// A write error, or a path longer than [`MAX_PATH`].
 pub fn write_manifest(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+    let mut codec = EntryCodec::default();
     let mut body = Vec::new();
+    let mut one = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let path = entry.path.join("/");
-        if path.len() > MAX_PATH {
-            return Err(invalid("a path longer than 4096 bytes"));
-        }
-        let (kind, size) = match entry.kind {
-            Kind::Dir => (0, 0),
-            Kind::File {
-                size,
-                executable: false,
-            } => (1, size),
-            Kind::File {
-                size,
-                executable: true,
-            } => (2, size),
-        };
-        let mut head = [0; ENTRY_HEAD];
-        head[0] = kind;
-        LE::write_u64(&mut head[1..9], size);
-        LE::write_i64(&mut head[9..17], Mtime::to_wire(entry.modified));
-        LE::write_u16(&mut head[17..19], path.len() as u16);
-        if body.len() + head.len() + path.len() > MAX_MANIFEST_CHUNK {
+        one.clear();
+        codec.encode(entry, &mut one)?;
+        if body.len() + one.len() > MAX_MANIFEST_CHUNK {
             send(w, MANIFEST, 0, false, &body)?;
             body.clear();
         }
-        body.extend_from_slice(&head);
-        body.extend_from_slice(path.as_bytes());
+        body.extend_from_slice(&one);
         if i + 1 == entries.len() {
             send(w, MANIFEST, 0, true, &body)?;
         }
@@ -483,52 +469,178 @@ pub struct RawEntry<'a> {
     pub modified: Option<Mtime>,
     /// Its path's bytes.
     pub path: &'a [u8],
+    /// Bytes it took on the wire.
+    pub wire: usize,
 }
 
-/// The first entry in `buf`, if a whole one is there, and how many bytes of `buf` it took.
-///
-/// # Errors
-///
-/// An unknown kind, or a directory with a size.
-pub fn decode_entry(buf: &[u8]) -> io::Result<Option<(RawEntry<'_>, usize)>> {
-    let Some(head) = buf.get(..ENTRY_HEAD) else {
-        return Ok(None);
-    };
-    let size = LE::read_u64(&head[1..9]);
-    let kind = match head[0] {
-        0 if size == 0 => Kind::Dir,
-        0 => return Err(invalid("a directory with a size")),
-        1 | 2 => Kind::File {
-            size,
-            executable: head[0] == 2,
-        },
-        _ => return Err(invalid("an unknown kind of manifest entry")),
-    };
-    let modified = Mtime::from_wire(LE::read_i64(&head[9..17]));
-    let end = ENTRY_HEAD + usize::from(LE::read_u16(&head[17..19]));
-    Ok(buf.get(ENTRY_HEAD..end).map(|path| {
+/// The most bytes an entry's head takes: its kind, then three numbers of at most 10 bytes.
+pub const MAX_ENTRY_HEAD: usize = 1 + 3 * 10;
+/// The kind byte's flag for a time not known.
+const TIME_UNKNOWN: u8 = 0x80;
+
+/// What both ends keep along one manifest: each entry's time goes as its difference from the
+/// last time known before it (files made together differ by little), so the state moves on
+/// entry by entry, across messages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryCodec {
+    /// The last time known, in nanoseconds since the Unix epoch (0 before the first).
+    last: i64,
+}
+
+impl EntryCodec {
+    /// Appends `entry`'s bytes to `out`.
+    ///
+    /// # Errors
+    ///
+    /// A path longer than [`MAX_PATH`].
+    pub fn encode(&mut self, entry: &Entry, out: &mut Vec<u8>) -> io::Result<()> {
+        let path = entry.path.join("/");
+        if path.len() > MAX_PATH {
+            return Err(invalid("a path longer than 4096 bytes"));
+        }
+        let time = entry.modified.map(|m| m.0).filter(|&ns| ns != i64::MIN);
+        let (kind, size) = match entry.kind {
+            Kind::Dir => (0, None),
+            Kind::File {
+                size,
+                executable: false,
+            } => (1, Some(size)),
+            Kind::File {
+                size,
+                executable: true,
+            } => (2, Some(size)),
+        };
+        out.push(kind | if time.is_none() { TIME_UNKNOWN } else { 0 });
+        if let Some(size) = size {
+            put_varint(out, size);
+        }
+        if let Some(ns) = time {
+            put_varint(out, zigzag(ns.wrapping_sub(self.last)));
+            self.last = ns;
+        }
+        put_varint(out, path.len() as u64);
+        out.extend_from_slice(path.as_bytes());
+        Ok(())
+    }
+
+    /// The first entry in `buf`, if a whole one is there, and how many bytes of `buf` it took;
+    /// the state moves on only past a whole entry.
+    ///
+    /// # Errors
+    ///
+    /// An unknown kind, a number longer than 10 bytes, a time out of range, or a path longer
+    /// than [`MAX_PATH`] (told from its length, before it is read).
+    pub fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(RawEntry<'a>, usize)>> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let mut at = 1;
+        let kind = match first & !TIME_UNKNOWN {
+            0 => Kind::Dir,
+            1 | 2 => {
+                let Some(size) = get_varint(buf, &mut at)? else {
+                    return Ok(None);
+                };
+                Kind::File {
+                    size,
+                    executable: first & !TIME_UNKNOWN == 2,
+                }
+            }
+            _ => return Err(invalid("an unknown kind of manifest entry")),
+        };
+        let time = match first & TIME_UNKNOWN {
+            0 => {
+                let Some(delta) = get_varint(buf, &mut at)? else {
+                    return Ok(None);
+                };
+                match self.last.wrapping_add(unzigzag(delta)) {
+                    i64::MIN => return Err(invalid("a time out of range")),
+                    ns => Some(ns),
+                }
+            }
+            _ => None,
+        };
+        let Some(len) = get_varint(buf, &mut at)? else {
+            return Ok(None);
+        };
+        if len > MAX_PATH as u64 {
+            // The batch rule's refusal, told from the length alone (with a reason).
+            let problem = super::BatchProblem::PathLength { len, max: MAX_PATH };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, problem));
+        }
+        let end = at + len as usize;
+        let Some(path) = buf.get(at..end) else {
+            return Ok(None);
+        };
+        if let Some(ns) = time {
+            self.last = ns;
+        }
         let entry = RawEntry {
             kind,
-            modified,
+            modified: time.map(Mtime),
             path,
+            wire: end,
         };
-        (entry, end)
-    }))
+        Ok(Some((entry, end)))
+    }
+}
+
+/// `n` as LEB128: seven bits a byte, the low ones first, the high bit set on all but the last.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The LEB128 number at `buf[*at..]`, moving `at` past it; `None` if it is cut short.
+fn get_varint(buf: &[u8], at: &mut usize) -> io::Result<Option<u64>> {
+    let mut n: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let Some(&byte) = buf.get(*at) else {
+            return Ok(None);
+        };
+        *at += 1;
+        // The tenth byte holds the last bit of 64; anything above it is out of range.
+        if shift == 63 && byte > 1 {
+            return Err(invalid("a number too large"));
+        }
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(Some(n));
+        }
+    }
+    Err(invalid("a number longer than 10 bytes"))
+}
+
+/// A signed difference as an unsigned number that is small when the difference is.
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 
 /// Reads the entries of one manifest message's body into `manifest`, each checked as it is
-/// added.
+/// added, `codec` carrying on from the messages before.
 ///
 /// # Errors
 ///
-/// A body that does not parse (a truncated entry, an unknown kind, a directory with a size),
-/// or an entry the batch rule refuses (its [`BatchProblem`](super::BatchProblem), as
+/// A body that does not parse (a truncated entry, an unknown kind, a number out of range), or
+/// an entry the batch rule refuses (its [`BatchProblem`](super::BatchProblem), as
 /// [`io::ErrorKind::InvalidData`]).
-pub fn parse_manifest(body: &[u8], manifest: &mut Manifest) -> io::Result<()> {
+pub fn parse_manifest(
+    body: &[u8],
+    codec: &mut EntryCodec,
+    manifest: &mut Manifest,
+) -> io::Result<()> {
     let mut rest = body;
     while !rest.is_empty() {
-        let (entry, used) =
-            decode_entry(rest)?.ok_or_else(|| invalid("a manifest entry cut short"))?;
+        let (entry, used) = codec
+            .decode(rest)?
+            .ok_or_else(|| invalid("a manifest entry cut short"))?;
         manifest
             .push(entry)
             .map_err(|problem| invalid(&problem.to_string()))?;
@@ -735,88 +847,183 @@ mod tests {
             entry(
                 "d/x",
                 Kind::File {
-                    size: 3,
+                    size: 300,
                     executable: true,
+                },
+            ),
+            entry(
+                "d/y",
+                Kind::File {
+                    size: 0,
+                    executable: false,
                 },
             ),
         ];
         entries[1].modified = Some(Mtime(0x0102));
+        entries[2].modified = Some(Mtime(0x0100));
         let mut out = Vec::new();
         write_manifest(&mut out, &entries).unwrap();
         #[rustfmt::skip]
         let golden: &[u8] = &[
-            0, 0, 0, 0, 0x11, 0, 0, 0, 42, 0, 0, 0, 0, 1, 0, 0, // header: manifest, 42 bytes, last
-            0,                                                  // directory
-            0, 0, 0, 0, 0, 0, 0, 0,                             //   size 0
-            0, 0, 0, 0, 0, 0, 0, 0x80,                          //   time not known
-            1, 0, b'd',                                         //   "d"
+            0, 0, 0, 0, 0x11, 0, 0, 0, 19, 0, 0, 0, 0, 1, 0, 0, // header: manifest, 19 bytes, last
+            0x80,                                               // directory, time not known
+            1, b'd',                                            //   "d"
             2,                                                  // executable file
-            3, 0, 0, 0, 0, 0, 0, 0,                             //   3 bytes
-            2, 1, 0, 0, 0, 0, 0, 0,                             //   changed 258 ns after 1970
-            3, 0, b'd', b'/', b'x',                             //   "d/x"
+            0xac, 0x02,                                         //   300 bytes
+            0x84, 0x04,                                         //   258 ns after 1970 (+258)
+            3, b'd', b'/', b'x',                                //   "d/x"
+            1,                                                  // file
+            0,                                                  //   empty
+            3,                                                  //   256 ns after 1970 (-2)
+            3, b'd', b'/', b'y',                                //   "d/y"
         ];
         assert_eq!(out, golden);
         let frame = Frame::read_from(&mut &out[..]).unwrap().unwrap();
-        assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 42, true));
+        assert_eq!((frame.kind, frame.len, frame.last), (MANIFEST, 19, true));
         let mut back = Manifest::new(crate::batch::Limits::DEFAULT);
-        parse_manifest(&out[16..], &mut back).unwrap();
+        parse_manifest(&out[16..], &mut EntryCodec::default(), &mut back).unwrap();
         let back: Vec<(&str, Kind, Option<Mtime>)> =
             back.iter().map(|e| (e.path, e.kind, e.modified)).collect();
         assert_eq!(
             back,
             [
                 ("d", entries[0].kind, None),
-                ("d/x", entries[1].kind, Some(Mtime(0x0102)))
+                ("d/x", entries[1].kind, Some(Mtime(0x0102))),
+                ("d/y", entries[2].kind, Some(Mtime(0x0100))),
             ]
         );
+        // Cut anywhere, an entry is not there yet, and the state has not moved.
+        let body = &out[16..];
+        let mut codec = EntryCodec::default();
+        for cut in 0..body.len() {
+            let mut at = 0;
+            let mut c = codec;
+            while let Some((_, used)) = c.decode(&body[at..cut]).unwrap() {
+                at += used;
+            }
+            assert!(at <= cut);
+        }
+        assert!(codec.decode(body).unwrap().is_some());
+    }
+
+    #[test]
+    fn numbers_and_times_at_their_edges() {
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, n);
+            let mut at = 0;
+            assert_eq!(get_varint(&out, &mut at).unwrap(), Some(n));
+            assert_eq!(at, out.len());
+            assert_eq!(get_varint(&out[..out.len() - 1], &mut 0).unwrap(), None);
+        }
+        let mut at = 0;
+        assert!(
+            get_varint(
+                &[0xff; 9].iter().chain(&[2]).copied().collect::<Vec<_>>(),
+                &mut at
+            )
+            .is_err()
+        );
+        assert!(get_varint(&[0x80; 11], &mut 0).is_err());
+        for n in [0, 1, -1, i64::MAX, i64::MIN + 1, 1_700_000_000_123_456_789] {
+            assert_eq!(unzigzag(zigzag(n)), n);
+        }
+        // Times a lifetime apart, in either order, and the edges of the range.
+        let times = [
+            i64::MAX,
+            i64::MIN + 1,
+            0,
+            -5,
+            1_700_000_000_123_456_789,
+            i64::MAX,
+        ];
+        let entries: Vec<Entry> = times
+            .iter()
+            .enumerate()
+            .map(|(i, &ns)| Entry {
+                modified: Some(Mtime(ns)),
+                ..entry(
+                    &format!("f{i}"),
+                    Kind::File {
+                        size: 1,
+                        executable: false,
+                    },
+                )
+            })
+            .collect();
+        let (mut encoder, mut decoder) = (EntryCodec::default(), EntryCodec::default());
+        for e in &entries {
+            let mut out = Vec::new();
+            encoder.encode(e, &mut out).unwrap();
+            let (raw, used) = decoder.decode(&out).unwrap().unwrap();
+            assert_eq!(
+                (raw.modified, used, raw.wire),
+                (e.modified, out.len(), out.len())
+            );
+        }
+        // A time that decodes to the value kept for "not known" is refused.
+        let mut out = vec![1, 1];
+        put_varint(&mut out, zigzag(i64::MIN));
+        out.extend_from_slice(&[1, b'a']);
+        assert!(EntryCodec::default().decode(&out).is_err());
     }
 
     #[test]
     fn long_manifests_are_cut_and_bad_ones_refused() {
         let mut entries = vec![entry("d", Kind::Dir)];
-        entries.extend((0..20_000).map(|i| entry(&format!("d/{i:0>100}"), Kind::Dir)));
+        entries.extend((0..20_000).map(|i| entry(&format!("d/{i:0>120}"), Kind::Dir)));
         let mut out = Vec::new();
         write_manifest(&mut out, &entries).unwrap();
         let mut r = &out[..];
         let mut back = Manifest::new(crate::batch::Limits::DEFAULT);
+        let mut codec = EntryCodec::default();
         let mut messages = 0;
         while let Some(frame) = Frame::read_from(&mut r).unwrap() {
             messages += 1;
             let body = read_body(&mut r, frame.len, MAX_MANIFEST_CHUNK as u64).unwrap();
-            parse_manifest(&body, &mut back).unwrap();
+            parse_manifest(&body, &mut codec, &mut back).unwrap();
             assert_eq!(frame.last, r.is_empty());
         }
-        assert_eq!(messages, 3, "2.3 MB in messages of at most 1 MiB");
+        assert_eq!(messages, 3, "2.5 MB in messages of at most 1 MiB");
         assert_eq!(back.len(), entries.len());
         assert!(
             back.iter()
                 .zip(&entries)
                 .all(|(a, b)| a.path == b.display_path())
         );
-        let head = |kind: u8, size: u8, len: u8| {
-            let mut head = vec![kind, size, 0, 0, 0, 0, 0, 0, 0];
-            head.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x80, len, 0]);
-            head
-        };
-        let bad: [(Vec<u8>, &str); 5] = [
-            (vec![1, 0, 0], "cut short"),
-            (head(9, 0, 0), "unknown kind"),
-            (head(0, 1, 0), "a directory with a size"),
-            ([head(1, 0, 5), b"a".to_vec()].concat(), "cut short"),
-            ([head(1, 0, 1), vec![0xff]].concat(), "neither UTF-8"),
+        let mut long = vec![0x80];
+        put_varint(&mut long, MAX_PATH as u64 + 1);
+        let bad: [(Vec<u8>, &str); 6] = [
+            (vec![1, 0], "cut short"),
+            (vec![9, 0], "unknown kind"),
+            (vec![0x83, 0], "unknown kind"),
+            ([&[0x80, 5][..], b"a"].concat(), "cut short"),
+            (vec![0x81, 1, 1, 0xff], "neither UTF-8"),
+            (long, "longer than 4096"),
         ];
         for (body, says) in bad {
             let mut manifest = Manifest::new(crate::batch::Limits::DEFAULT);
-            let err = parse_manifest(&body, &mut manifest).unwrap_err();
-            assert!(err.to_string().contains(says), "{err}");
+            let err = parse_manifest(&body, &mut EntryCodec::default(), &mut manifest).unwrap_err();
+            assert!(err.to_string().contains(says), "{says}: {err}");
         }
-        let one = [head(0, 0, 1), b"a".to_vec()].concat();
+        let one = vec![0x80, 1, b'a'];
         let two = [one.clone(), one].concat();
         let one = crate::batch::Limits {
             max_entries: 1,
             ..crate::batch::Limits::DEFAULT
         };
-        let err = parse_manifest(&two, &mut Manifest::new(one)).unwrap_err();
+        let err =
+            parse_manifest(&two, &mut EntryCodec::default(), &mut Manifest::new(one)).unwrap_err();
         assert!(err.to_string().contains("more than 1 entries"), "{err}");
         assert!(read_body(&mut &[0u8; 8][..], 9, 8).is_err());
     }

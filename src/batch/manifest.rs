@@ -10,13 +10,10 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::check::{BatchProblem, SHOWN_TOPS, Totals};
-use super::frame::{MAX_MANIFEST, MAX_PATH, RawEntry};
+use super::frame::{EntryCodec, MAX_MANIFEST, MAX_PATH, RawEntry};
 use super::{Entry, Kind, Limits, Mtime};
 use crate::server::names::{check_name, check_name_in_folder};
 use crate::text;
-
-/// Bytes of an entry's fixed part on the wire: `kind u8, size u64, mtime i64, path_len u16`.
-pub const ENTRY_HEAD: usize = 19;
 
 /// What an index key's scope is for a top item's own name (inner paths are scoped by the
 /// entry index of their top item, so that two top items of one name keep apart).
@@ -128,12 +125,23 @@ impl Manifest {
     /// The first entry that breaks the batch rule, or an empty batch.
     pub fn of(entries: &[Entry], limits: &Limits) -> Result<Manifest, BatchProblem> {
         let mut manifest = Manifest::new(*limits);
+        // Each entry's bytes as they will go, for the same bound on the whole as the server's.
+        let mut codec = EntryCodec::default();
+        let mut wire = Vec::new();
         for entry in entries {
             let path = entry.display_path();
+            wire.clear();
+            if codec.encode(entry, &mut wire).is_err() {
+                return Err(BatchProblem::PathTooLong {
+                    path: text::from_peer(&path),
+                    max: MAX_PATH,
+                });
+            }
             manifest.push(RawEntry {
                 kind: entry.kind,
                 modified: entry.modified,
                 path: path.as_bytes(),
+                wire: wire.len(),
             })?;
         }
         manifest.finish()?;
@@ -253,13 +261,14 @@ impl Manifest {
             kind,
             modified,
             path,
+            wire,
         } = entry;
         let index = self.recs.len();
         let shown = || text::from_peer(&String::from_utf8_lossy(path));
         if index >= self.limits.max_entries {
             return Err(BatchProblem::TooMany(self.limits.max_entries));
         }
-        let wire = self.wire + (ENTRY_HEAD + path.len()) as u64;
+        let wire = self.wire + wire as u64;
         if wire > MAX_MANIFEST {
             return Err(BatchProblem::ManifestTooLarge(MAX_MANIFEST));
         }
@@ -478,8 +487,12 @@ mod tests {
             kind,
             modified: None,
             path,
+            wire: TEST_HEAD + path.len(),
         })
     }
+
+    /// What an entry's head is taken to cost in these tests.
+    const TEST_HEAD: usize = 4;
 
     fn file(size: u64) -> Kind {
         Kind::File {
@@ -533,7 +546,7 @@ mod tests {
         let err = push(&mut m, name(12_345).as_bytes(), file(1)).unwrap_err();
         assert_eq!(err, BatchProblem::Duplicate(text::from_peer(&name(12_345))));
         // About what was sent: 252 bytes of path and 16 of record per entry, and the index.
-        let wire = 20_000 * (ENTRY_HEAD as u64 + 252);
+        let wire = 20_000 * (TEST_HEAD as u64 + 252);
         assert!(m.heap_bytes() < wire * 2, "{} for {wire}", m.heap_bytes());
     }
 
@@ -611,7 +624,7 @@ mod tests {
             ..Limits::DEFAULT
         };
         let mut m = Manifest::new(limits);
-        let per = (ENTRY_HEAD + 250) as u64;
+        let per = (TEST_HEAD + 250) as u64;
         let fit = MAX_MANIFEST / per;
         for i in 0..fit {
             push(&mut m, format!("{i:0>250}").as_bytes(), file(0)).unwrap();

@@ -21,15 +21,14 @@ use crate::batch::frame::{
     self, Code, DATA, DIGEST, Frame, ItemDone, MANIFEST, MAX_MANIFEST, PROOF, RESUME_AT, Refused,
     ResumePoint, VERDICT,
 };
-use crate::batch::manifest::ENTRY_HEAD;
 use crate::batch::{BatchProblem, EntryRef, Kind, Limits, Manifest, Mtime};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover};
 use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
 
-/// Bytes of a manifest read at a time: any one entry fits whole (its head and a path of up
-/// to 65,535 bytes, which the batch rule then refuses by its length).
-const MANIFEST_BUF: usize = ENTRY_HEAD + u16::MAX as usize + 1;
+/// Bytes of a manifest read at a time: any one entry fits whole (a longer path is refused
+/// from its length, before it is read).
+const MANIFEST_BUF: usize = frame::MAX_ENTRY_HEAD + frame::MAX_PATH;
 
 /// Why a manifest is refused before anyone is asked.
 enum Refusal {
@@ -706,6 +705,7 @@ impl Session<'_> {
         let deadline = Deadline::after(self.server.timeout);
         let mut manifest = Manifest::new(Limits::DEFAULT);
         let mut buf = vec![0; MANIFEST_BUF];
+        let mut codec = frame::EntryCodec::default();
         let mut frame = first;
         let mut read = 0u64;
         loop {
@@ -736,7 +736,19 @@ impl Session<'_> {
                 }
                 (have, left) = (have + n, left - n);
                 let mut at = 0;
-                while let Some((entry, used)) = frame::decode_entry(&buf[at..have])? {
+                loop {
+                    let (entry, used) = match codec.decode(&buf[at..have]) {
+                        Ok(Some(decoded)) => decoded,
+                        Ok(None) => break,
+                        // A path too long to read is refused as the batch rule says, with
+                        // its reason; anything else that does not parse ends the connection.
+                        Err(err) => match err.get_ref().and_then(|e| e.downcast_ref()) {
+                            Some(problem @ BatchProblem::PathLength { .. }) => {
+                                return Ok(Err(Refusal::Problem(problem.clone())));
+                            }
+                            _ => return Err(err.into()),
+                        },
+                    };
                     // Asked before anything is allocated: past the budget, nothing is.
                     let need = manifest.heap_bytes() + manifest.growth_for(entry.path.len());
                     if charge.at_least(need).is_err() {
