@@ -18,10 +18,9 @@ use fup::net::{Conn, Deadline};
 
 use crate::util::*;
 
-/// One manifest entry's bytes: `kind u8, size u64, mtime i64 (not known), path_len u16,
-/// path`.
+/// One manifest entry's bytes: its kind with the flag for a time not known (0x80), its size
+/// (files only) and its path's length in LEB128, then the path.
 fn entry_bytes(kind: u8, size: u64, path: &[u8]) -> Vec<u8> {
-    // Its time not known (0x80); numbers in LEB128.
     let mut out = vec![kind | 0x80];
     if kind != 0 {
         leb128(&mut out, size);

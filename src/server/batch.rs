@@ -26,9 +26,10 @@ use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover};
 use crate::wire::{FileRequest, Limit, MAX_DATA_LEN, MsgType, Verdict};
 
-/// Bytes of a manifest read at a time: any one entry fits whole (a longer path is refused
-/// from its length, before it is read).
-const MANIFEST_BUF: usize = frame::MAX_ENTRY_HEAD + frame::MAX_PATH;
+/// Bytes of a manifest read at a time: many entries a read, and any one entry whole (a longer
+/// path is refused from its length, before it is read).
+const MANIFEST_BUF: usize = 64 * 1024;
+const _: () = assert!(MANIFEST_BUF >= frame::MAX_ENTRY_HEAD + frame::MAX_PATH);
 
 /// Why a manifest is refused before anyone is asked.
 enum Refusal {
