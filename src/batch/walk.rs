@@ -192,7 +192,7 @@ pub fn walk(paths: &[PathBuf], limits: &Limits) -> Result<Walked, WalkError> {
 }
 
 /// A path given, if it can be sent: its name, what it is, its metadata.
-fn usable(path: &Path) -> Result<(String, Kind, Metadata), Unsendable> {
+pub fn usable(path: &Path) -> Result<(String, Kind, Metadata), Unsendable> {
     let meta = fs::metadata(path).map_err(|err| Unsendable::Unreadable(err.to_string()))?;
     let name = top_name(path).ok_or(Unsendable::NoName)?;
     check_name(name.as_bytes()).map_err(Unsendable::Name)?;

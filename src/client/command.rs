@@ -16,7 +16,7 @@ use super::batch::{BatchEvent, BatchOutcome, Resumed, send_batch};
 use super::{DEFAULT_CHUNK_SIZE, Delivery, Options, auto_chunk_size, upload_file};
 use crate::batch::frame::{Code, ItemDone, Refused};
 use crate::batch::walk::{
-    FileId, Found, SkipReason, Unsendable, Unusable, WalkError, Walked, walk,
+    FileId, Found, SkipReason, Unsendable, Unusable, WalkError, Walked, usable, walk,
 };
 use crate::batch::{Entry, Kind, Limits, Totals, check};
 use crate::error::Error;
@@ -404,8 +404,7 @@ pub fn run(
         sink,
         report: Mutex::new(Report::default()),
     };
-    let prepared = prepare(plan, &teller);
-    let mut dialer = match Dialer::new(
+    let dialer = Dialer::new(
         plan.host.clone(),
         plan.mode,
         keys,
@@ -413,7 +412,30 @@ pub fn run(
         plan.pin,
         plan.timeout,
         first_contact,
-    ) {
+    );
+    // A secure connection takes round trips: the folders are walked meanwhile, once the
+    // arguments themselves are known to hold something to send (so that no connection is
+    // opened for nothing). What the walk has to say is told once the dialing is done, never
+    // in the middle of a question the dialer may be asking.
+    let overlap = dialer.is_ok() && plan.mode != Mode::Plain && worth_dialing(plan);
+    let (dialer, prepared, early) = std::thread::scope(|scope| {
+        let walking = scope.spawn(|| prepare(plan));
+        let early = match dialer {
+            Ok(mut dialer) if overlap => {
+                let link = dial(&mut dialer, plan, &teller);
+                (Ok(dialer), Some(link))
+            }
+            other => (other, None),
+        };
+        let (prepared, events) = walking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for event in events {
+            teller.tell(event);
+        }
+        (early.0, prepared, early.1)
+    });
+    let mut dialer = match dialer {
         Ok(dialer) => dialer,
         Err(err) => {
             fail_all(
@@ -429,8 +451,8 @@ pub fn run(
     if prepared.found.is_empty() {
         return *lock(&teller.report);
     }
-    // Arguments checked: now the server.
-    let link = match dial(&mut dialer, plan, &teller) {
+    // Arguments checked: now the server (if it is not reached already).
+    let link = match early.unwrap_or_else(|| dial(&mut dialer, plan, &teller)) {
         Ok(link) => link,
         Err((cause, why)) => {
             fail_all(&teller, &prepared.found, cause, why, false);
@@ -461,9 +483,22 @@ struct Prepared {
     shown: Vec<PathBuf>,
 }
 
-/// Walks what the plan names (and spools nothing: standard input is spooled already); says
-/// at once what cannot be sent, and what is skipped inside folders.
-fn prepare(plan: &Plan, teller: &Teller<'_>) -> Prepared {
+/// Whether a path the plan names can be sent at all, by the look of the path itself (what is
+/// inside a folder is not read): a connection is then worth opening while the folders are
+/// walked.
+fn worth_dialing(plan: &Plan) -> bool {
+    plan.paths.iter().any(|path| match path.as_os_str() == "-" {
+        true => plan.stdin.is_some(),
+        false => usable(path).is_ok(),
+    })
+}
+
+/// Walks what the plan names (and spools nothing: standard input is spooled already); returns
+/// what to send, and the events that say what cannot be sent and what is skipped inside
+/// folders.
+fn prepare(plan: &Plan) -> (Prepared, Vec<Event>) {
+    let mut events = Vec::new();
+    let mut tell = |event| events.push(event);
     let mut prepared = Prepared::default();
     for path in &plan.paths {
         if path.as_os_str() == "-" {
@@ -498,7 +533,7 @@ fn prepare(plan: &Plan, teller: &Teller<'_>) -> Prepared {
             Ok(walked) => walked,
             Err(err) => {
                 let shown = path.to_string_lossy();
-                teller.tell(Event::File(FileResult::unsent(
+                tell(Event::File(FileResult::unsent(
                     path,
                     &shown,
                     Verdict::Error,
@@ -522,21 +557,21 @@ fn prepare(plan: &Plan, teller: &Teller<'_>) -> Prepared {
         });
         for (source, verdict, cause, why) in unsent.chain(skipped) {
             let name = name_at_server(path, &source);
-            teller.tell(Event::File(FileResult::unsent(
+            tell(Event::File(FileResult::unsent(
                 &source, &name, verdict, cause, why,
             )));
         }
         for found in walked.found {
             // A folder for a plain server is said before anything is sent.
             if plan.mode == Mode::Plain && found.entry.kind == Kind::Dir {
-                teller.tell(Event::File(not_for_plain(&found)));
+                tell(Event::File(not_for_plain(&found)));
                 continue;
             }
             prepared.shown.push(found.source.clone());
             prepared.found.push(found);
         }
     }
-    prepared
+    (prepared, events)
 }
 
 /// What `source`, given as `given` or found inside it, would be called at the server's end:
