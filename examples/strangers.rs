@@ -142,7 +142,7 @@ fn splitmix(seed: u64) -> u64 {
 }
 
 fn soak(to: SocketAddr, seconds: u64, dir: &Path) -> anyhow::Result<()> {
-    let free = fup::net::sys::free_space(dir).context("free space unknown")?;
+    let free = fup::sys::free_space(dir).context("free space unknown")?;
     let stop = Arc::new(AtomicBool::new(false));
     let cut = Arc::new(AtomicU64::new(0));
     let killers: Vec<_> = (0..4u8)

@@ -41,7 +41,7 @@
 //! # Ok::<(), fup::Error>(())
 //! ```
 #![warn(missing_docs)]
-// Every `unsafe` line lives in `net::sys`, which allows it for itself alone.
+// Every `unsafe` line lives in `sys`, whose platform modules allow it for themselves alone.
 #![deny(unsafe_code)]
 
 pub mod batch;
@@ -51,6 +51,7 @@ pub mod error;
 pub mod net;
 pub mod secure;
 pub mod server;
+pub mod sys;
 pub mod term;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

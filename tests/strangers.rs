@@ -327,7 +327,7 @@ fn a_cut_batch_reserves_at_most_the_partial_maximum() {
         Input::Text(""),
     );
     let port = server.addr.port();
-    let free = fup::net::sys::free_space(dir.path()).expect("free space");
+    let free = fup::sys::free_space(dir.path()).expect("free space");
     assert!(
         free > 200 << 20,
         "this test needs 200 MiB free, {free} bytes here"

@@ -6,9 +6,8 @@
 //! cannot be sent is said, and the rest goes on.
 
 use std::fmt;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Entry, Kind, Limits, Mtime};
@@ -25,12 +24,11 @@ pub struct Found {
     pub file: Option<FileId>,
 }
 
-/// A file as the file system knows it, whatever its path: its device and inode, and its
-/// size then.
+/// A file as the file system knows it, whatever its path: its device and inode (on Windows,
+/// its creation time), and its size then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileId {
-    dev: u64,
-    ino: u64,
+    key: (u64, u64),
     size: u64,
 }
 
@@ -38,8 +36,7 @@ impl FileId {
     /// The file `meta` describes.
     pub fn of(meta: &Metadata) -> FileId {
         FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
+            key: crate::sys::file_key(meta),
             size: meta.len(),
         }
     }
@@ -54,10 +51,7 @@ impl Found {
     ///
     /// If it cannot be opened, or is not the file the walk found.
     pub fn open(&self) -> io::Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.source)?;
+        let file = crate::sys::open_to_read(&self.source)?;
         let meta = file.metadata()?;
         if !meta.is_file() || self.file.is_some_and(|id| id != FileId::of(&meta)) {
             return Err(io::Error::new(
@@ -65,9 +59,6 @@ impl Found {
                 "not the file that was walked",
             ));
         }
-        // Reads of a plain file never block anyway; the flag goes all the same.
-        let flags = rustix::fs::fcntl_getfl(&file)? - rustix::fs::OFlags::NONBLOCK;
-        rustix::fs::fcntl_setfl(&file, flags)?;
         Ok(file)
     }
 }
@@ -218,16 +209,12 @@ fn kind_of(meta: &Metadata) -> Result<Kind, &'static str> {
     } else if kind.is_file() {
         Ok(Kind::File {
             size: meta.len(),
-            executable: meta.permissions().mode() & 0o111 != 0,
+            executable: crate::sys::is_executable(meta),
         })
     } else if kind.is_symlink() {
         Err("a symbolic link")
-    } else if kind.is_fifo() {
-        Err("a FIFO")
-    } else if kind.is_socket() {
-        Err("a socket")
     } else {
-        Err("a device")
+        Err(crate::sys::special_kind(kind))
     }
 }
 
@@ -345,10 +332,10 @@ impl Walker<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
     use std::process::Command;
 
     fn paths(walked: &Walked) -> Vec<String> {

@@ -131,7 +131,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    fup::net::sys::keep_freed_memory();
+    fup::sys::keep_freed_memory();
+    fup::sys::enable_escapes();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));

@@ -140,8 +140,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    fup::net::sys::keep_freed_memory();
-    fup::net::sys::few_heap_arenas();
+    fup::sys::keep_freed_memory();
+    fup::sys::enable_escapes();
+    fup::sys::few_heap_arenas();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
     match run(Args::parse()) {
@@ -171,7 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Started in the background (`fup-server DIR &`), it must not be stopped by its terminal:
     // it keeps serving, and questions wait for `fg` or their timeout.
     if io::stdin().is_terminal() || io::stderr().is_terminal() {
-        fup::net::sys::ignore_terminal_stops();
+        fup::sys::ignore_terminal_stops();
     }
     // On a terminal, log lines, live status lines and questions share the screen in order.
     let screen =
@@ -314,10 +315,7 @@ fn server(args: &Args, store: Store, screen: Option<Arc<Screen>>) -> anyhow::Res
         let stdin = io::BufReader::new(io::stdin());
         let approver = TerminalApprover::new(stdin, io::stderr(), Some(args.prompt_timeout.into()))
             .context("cannot read answers from standard input")?
-            .with_foreground(|| {
-                use std::os::fd::AsFd;
-                fup::net::sys::is_foreground(io::stdin().as_fd()).unwrap_or(true)
-            });
+            .with_foreground(|| fup::sys::stdin_in_foreground().unwrap_or(true));
         server = match screen {
             Some(screen) => server.with_operator(approver.with_screen(screen)),
             None => server.with_operator(approver),

@@ -1,24 +1,23 @@
 //! Everything that touches a socket or a descriptor: the [`Conn`] capabilities the protocol
-//! code needs, deadlines, moving file bytes, the accept loop, socket setup, and (in [`sys`])
-//! every `unsafe` line of the crate.
+//! code needs, deadlines, moving file bytes, the accept loop and socket setup (the system
+//! calls under them are in [`crate::sys`]).
 //!
 //! A new transport goes here: implement [`Conn`] for it, and the server's session and the
 //! client's upload run over it unchanged.
 
 pub mod deadline;
 pub mod listen;
-pub mod sys;
 pub mod transfer;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use crate::sys::{self, AsSock, Peeked, Sock};
 pub use deadline::Deadline;
 pub use listen::{Accepted, DEFAULT_MAX_CONNECTIONS, ListenEvent, serve_each};
-use sys::Peeked;
 pub use transfer::{Mover, Source, discard};
 
 /// A byte stream to a peer: `Read + Write`, plus read timeouts and, for sockets, the
@@ -33,7 +32,7 @@ pub trait Conn: Read + Write {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 
     /// The socket under this stream, if there is one.
-    fn socket(&self) -> Option<BorrowedFd<'_>> {
+    fn socket(&self) -> Option<Sock<'_>> {
         None
     }
 
@@ -87,8 +86,8 @@ macro_rules! socket_conn {
                 $base::set_read_timeout(self, timeout)
             }
 
-            fn socket(&self) -> Option<BorrowedFd<'_>> {
-                Some(self.as_fd())
+            fn socket(&self) -> Option<Sock<'_>> {
+                Some(self.as_sock())
             }
 
             fn shutdown_write(&self) -> io::Result<()> {
@@ -98,14 +97,16 @@ macro_rules! socket_conn {
     )*};
 }
 
-socket_conn!(TcpStream => TcpStream, &TcpStream => TcpStream, UnixStream => UnixStream, &UnixStream => UnixStream);
+socket_conn!(TcpStream => TcpStream, &TcpStream => TcpStream);
+#[cfg(unix)]
+socket_conn!(UnixStream => UnixStream, &UnixStream => UnixStream);
 
 impl<C: Conn + ?Sized> Conn for &mut C {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
     }
 
-    fn socket(&self) -> Option<BorrowedFd<'_>> {
+    fn socket(&self) -> Option<Sock<'_>> {
         (**self).socket()
     }
 

@@ -4,13 +4,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use super::Conn;
-use super::deadline::{Deadline, timed_out};
+use super::deadline::Deadline;
+#[cfg(target_os = "linux")]
+use super::deadline::timed_out;
 use crate::wire::HEADER_LEN;
 
 /// Size of the buffer (or pipe) a data body moves through: it bounds the memory per upload.
@@ -92,7 +93,9 @@ impl<'a> Source<'a> {
         let mut filled = 0;
         while filled < buf.len() {
             let n = match self {
-                Source::File { file, offset } => file.read_at(&mut buf[filled..], *offset),
+                Source::File { file, offset } => {
+                    crate::sys::read_at(file, &mut buf[filled..], *offset)
+                }
                 Source::Reader(reader) => reader.read(&mut buf[filled..]),
             };
             match n {
@@ -118,7 +121,7 @@ impl<'a> Source<'a> {
 pub struct Mover {
     buf: Vec<u8>,
     #[cfg(target_os = "linux")]
-    pipe: Option<super::sys::Pipe>,
+    pipe: Option<crate::sys::Pipe>,
     hasher: Option<Sha256>,
     /// BLAKE3 of the current file, for secure mode's end-to-end check.
     blake3: Option<Box<blake3::Hasher>>,
@@ -193,6 +196,7 @@ impl Mover {
     }
 
     /// Whether bytes must pass through memory to be hashed.
+    #[cfg(target_os = "linux")]
     fn hashes(&self) -> bool {
         self.hasher.is_some() || self.blake3.is_some()
     }
@@ -223,7 +227,10 @@ impl Mover {
         len: u64,
         deadline: Deadline,
     ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
         let mut left = len;
+        #[cfg(not(target_os = "linux"))]
+        let left = len;
         #[cfg(target_os = "linux")]
         if let (false, Some(sock)) = (self.hashes(), conn.socket()) {
             left = self.splice_in(&*conn, sock, file, len, deadline)?;
@@ -290,7 +297,7 @@ impl Mover {
         len: u64,
         deadline: Deadline,
     ) -> io::Result<u64> {
-        use super::sys::{Pipe, splice};
+        use crate::sys::{Pipe, splice};
         use std::os::fd::AsFd;
 
         if self.pipe.is_none() {
@@ -350,8 +357,10 @@ impl Mover {
         source: &mut Source<'_>,
         len: usize,
     ) -> io::Result<usize> {
-        let mut head = HEADER_LEN;
-        let mut sent = 0;
+        #[cfg(target_os = "linux")]
+        let (mut head, mut sent) = (HEADER_LEN, 0);
+        #[cfg(not(target_os = "linux"))]
+        let (head, sent) = (HEADER_LEN, 0);
         #[cfg(target_os = "linux")]
         if let (None, Some(sock), Source::File { file, offset }) =
             (self.hashes().then_some(()), conn.socket(), &mut *source)
@@ -415,7 +424,7 @@ fn sendfile_out(
     offset: &mut u64,
     len: usize,
 ) -> io::Result<Zero> {
-    use super::sys::{send, sendfile};
+    use crate::sys::{send, sendfile};
     use std::os::fd::AsFd;
 
     let mut head = &header[..];

@@ -191,7 +191,7 @@ impl Conn for Link {
         each!(self, s => s.set_read_timeout(timeout))
     }
 
-    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    fn socket(&self) -> Option<crate::sys::Sock<'_>> {
         each!(self, s => s.socket())
     }
 

@@ -5,7 +5,6 @@
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::id::{IdError, Identity};
@@ -15,12 +14,18 @@ pub const TRUSTED_CLIENTS: &str = "trusted_clients";
 /// The client's pinned servers' file, in the configuration directory.
 pub const KNOWN_HOSTS: &str = "known_hosts";
 
-/// The configuration directory: `$FUP_CONFIG_DIR`, else `$XDG_CONFIG_HOME/fup`, else
-/// `~/.config/fup`; `None` when none of those can be known. `var` reads the environment.
+/// The configuration directory: `$FUP_CONFIG_DIR`, else (on Windows) `%APPDATA%\\fup`, else
+/// `$XDG_CONFIG_HOME/fup`, else `~/.config/fup`; `None` when none of those can be known.
+/// `var` reads the environment.
 pub fn config_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let set = |name| var(name).filter(|v| !v.is_empty());
     if let Some(dir) = set("FUP_CONFIG_DIR") {
         return Some(dir.into());
+    }
+    if cfg!(windows)
+        && let Some(dir) = set("APPDATA")
+    {
+        return Some(Path::new(&dir).join("fup"));
     }
     if let Some(dir) = set("XDG_CONFIG_HOME") {
         return Some(Path::new(&dir).join("fup"));
@@ -35,12 +40,12 @@ pub fn config_dir(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// If the file cannot be read, or its group or others may read or write it: the message says
 /// which mode it has and how to mend it.
 pub fn check_private(path: &Path) -> io::Result<()> {
-    refuse_mode(
-        path,
-        fs::metadata(path)?.permissions().mode(),
-        0o077,
-        "read",
-    )
+    match crate::sys::mode(&fs::metadata(path)?) {
+        Some(mode) => refuse_mode(path, mode, 0o077, "read"),
+        // Windows: the configuration directory is in the user's profile, whose access list
+        // lets that user (and the system's administrators) in, no one else.
+        None => Ok(()),
+    }
 }
 
 /// Checks that a trust file can be changed by its owner only: whoever may write to it
@@ -51,7 +56,10 @@ pub fn check_private(path: &Path) -> io::Result<()> {
 /// If its group or others may write to it: the message says which mode it has and how to
 /// mend it.
 pub fn check_trust_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    refuse_mode(path, meta.permissions().mode(), 0o022, "changed")
+    match crate::sys::mode(meta) {
+        Some(mode) => refuse_mode(path, mode, 0o022, "changed"),
+        None => Ok(()),
+    }
 }
 
 /// Refuses `path` if its `mode` has any bit of `others` (who else may do `what` to it), with
@@ -91,11 +99,8 @@ fn read_trust_file(path: &Path) -> Result<Option<String>, FileError> {
 ///
 /// If the file exists or cannot be written.
 pub fn create_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file =
+        crate::sys::owner_only(OpenOptions::new().write(true).create_new(true)).open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
@@ -243,11 +248,7 @@ fn append(path: &Path, line: &str) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
+    let mut file = crate::sys::owner_only(OpenOptions::new().read(true).append(true).create(true))
         .open(path)?;
     check_trust_file(path, &file.metadata()?)?;
     file.lock()?;
@@ -284,9 +285,10 @@ fn file_error(path: &Path, line: usize, problem: String) -> FileError {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn id(seed: u8) -> Identity {
         Identity::of_public_key(&[seed; 44])

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, KeyPair, PKCS_ED25519, PublicKeyData};
@@ -77,11 +76,7 @@ impl Keys {
             let path = path.to_path_buf();
             move |error| KeyError::Io { path, error }
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_error(dir))?;
+        crate::sys::make_private_dir(dir).map_err(io_error(dir))?;
         let path = dir.join(KEY_FILE);
         let bad = |problem: String| KeyError::Bad {
             path: path.clone(),
@@ -165,7 +160,7 @@ pub(crate) fn test_keys() -> (tempfile::TempDir, Keys) {
     (dir, keys)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -905,9 +905,10 @@ impl Session<'_> {
                                         mover,
                                     )?;
                                     if executable {
-                                        make_executable(incoming.file())?;
+                                        crate::sys::make_executable(incoming.file())?;
                                     }
                                     set_time(incoming.file(), entry.modified)?;
+                                    crate::sys::flush_one(incoming.file())?;
                                     incoming
                                 }
                                 Some(_) => {
@@ -915,6 +916,7 @@ impl Session<'_> {
                                         stream, rx, index, size, executable, offset, mover,
                                     )?;
                                     set_time(&file, entry.modified)?;
+                                    crate::sys::flush_one(&file)?;
                                     let partial = rx
                                         .partial
                                         .as_ref()
@@ -944,6 +946,7 @@ impl Session<'_> {
                             let mut file = open.tree.create(inside, executable)?;
                             self.receive_file(stream, index, size, 0, &mut file, mover)?;
                             set_time(&file, entry.modified)?;
+                            crate::sys::flush_one(&file)?;
                         }
                         Kind::File { size, executable } => {
                             if index != start.next {
@@ -953,6 +956,7 @@ impl Session<'_> {
                                 stream, rx, index, size, executable, offset, mover,
                             )?;
                             set_time(&file, entry.modified)?;
+                            crate::sys::flush_one(&file)?;
                             drop(file);
                             let (Some(partial), Some(open)) = (&rx.partial, &rx.tree) else {
                                 return Err(Error::BatchOrder("its directory"));
@@ -1220,16 +1224,6 @@ fn set_time(file: &std::fs::File, modified: Option<Mtime>) -> std::io::Result<()
         Some(at) => file.set_modified(at.to_system_time()),
         None => Ok(()),
     }
-}
-
-/// Adds the execute bits where the read bits are, as a new program's mode would have them
-/// (the umask already took its share of the read bits).
-fn make_executable(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    file.set_permissions(std::fs::Permissions::from_mode(
-        mode | ((mode & 0o444) >> 2),
-    ))
 }
 
 #[cfg(test)]

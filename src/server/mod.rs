@@ -253,7 +253,7 @@ impl Server {
     where
         F: Fn(Event) + Send + Sync + 'static,
     {
-        net::sys::ignore_file_size_signal();
+        crate::sys::ignore_file_size_signal();
         let report = Arc::new(report);
         if let Some(partials) = self.partials.clone() {
             let report = Arc::clone(&report);

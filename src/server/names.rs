@@ -119,6 +119,9 @@ pub enum NameProblem {
     Device,
     /// The name ends in a dot or a space.
     TrailingDotOrSpace,
+    /// On a Windows server: the name contains a character Windows does not allow in names
+    /// (`<`, `>`, `"`, `|`, `?` or `*`).
+    NotOnWindows,
 }
 
 impl fmt::Display for NameProblem {
@@ -137,6 +140,9 @@ impl fmt::Display for NameProblem {
             NameProblem::Colon => "name contains a colon",
             NameProblem::Device => "name is a Windows device name",
             NameProblem::TrailingDotOrSpace => "name ends in a dot or a space",
+            NameProblem::NotOnWindows => {
+                "name contains a character Windows does not allow (< > \" | ? *)"
+            }
         })
     }
 }
@@ -160,7 +166,7 @@ impl fmt::Display for NameProblem {
 /// assert_eq!(check_name(b"../etc/passwd"), Err(NameProblem::Separator));
 /// ```
 pub fn check_name(raw: &[u8]) -> Result<&str, NameProblem> {
-    check(raw, false)
+    check(raw, false, cfg!(windows))
 }
 
 /// Like [`check_name`] for a name inside a folder of a batch, where a hidden name (a leading
@@ -182,10 +188,12 @@ pub fn check_name(raw: &[u8]) -> Result<&str, NameProblem> {
 /// assert_eq!(check_name_in_folder(b".\x1b[2J"), Err(NameProblem::Control));
 /// ```
 pub fn check_name_in_folder(raw: &[u8]) -> Result<&str, NameProblem> {
-    check(raw, true)
+    check(raw, true, cfg!(windows))
 }
 
-fn check(raw: &[u8], hidden_ok: bool) -> Result<&str, NameProblem> {
+/// The rule; `windows` adds the characters only Windows refuses (the rest of its rules hold
+/// everywhere, so that a name means the same on every common file system).
+fn check(raw: &[u8], hidden_ok: bool, windows: bool) -> Result<&str, NameProblem> {
     if raw.is_empty() {
         return Err(NameProblem::Empty);
     }
@@ -219,6 +227,9 @@ fn check(raw: &[u8], hidden_ok: bool) -> Result<&str, NameProblem> {
     }
     if is_device_name(name) {
         return Err(NameProblem::Device);
+    }
+    if windows && name.contains(['<', '>', '"', '|', '?', '*']) {
+        return Err(NameProblem::NotOnWindows);
     }
     Ok(name)
 }
@@ -277,6 +288,24 @@ pub fn candidate_name(name: &str, n: u32) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_windows_server_refuses_what_windows_cannot_store() {
+        for name in ["a?b.txt", "x*", "<x>", "say \"hi\"", "a|b", "what?"] {
+            assert_eq!(
+                check(name.as_bytes(), false, true),
+                Err(NameProblem::NotOnWindows),
+                "{name}"
+            );
+            // Elsewhere they are plain names.
+            assert_eq!(check(name.as_bytes(), false, false), Ok(name));
+        }
+        // Windows' other reserved names are refused on every platform.
+        for name in ["CON", "nul.txt", "COM1", "a:b", "end.", "end "] {
+            assert!(check(name.as_bytes(), false, false).is_err(), "{name}");
+        }
+        assert_eq!(check("사진.jpg".as_bytes(), false, true), Ok("사진.jpg"));
+    }
 
     #[test]
     fn accepts_odd_but_harmless_names() {

@@ -28,12 +28,10 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::OFlags;
 use serde_json::{Value, json};
 
 use super::handle;
@@ -42,6 +40,7 @@ use super::tree::IncomingTree;
 use crate::batch::Kind;
 use crate::batch::frame::ItemDone;
 use crate::secure::Identity;
+use crate::sys::{Dir, EntryKind, Open};
 
 /// The directory partials live in, inside the upload directory. Hidden: uploads never get a
 /// name starting with `.`, so none can collide with it.
@@ -233,9 +232,9 @@ type Ledger = HashMap<Key, Slot>;
 #[derive(Clone, Debug)]
 pub struct Partials {
     /// The upload directory, opened.
-    upload: Arc<OwnedFd>,
+    upload: Arc<Dir>,
     /// The directory of partials, opened once it is there and passed the checks.
-    root: Arc<Mutex<Option<Arc<OwnedFd>>>>,
+    root: Arc<Mutex<Option<Arc<Dir>>>>,
     path: PathBuf,
     keep: Duration,
     max_bytes: u64,
@@ -292,41 +291,23 @@ fn seconds(at: i64) -> SystemTime {
 /// Opens the directory of partials beneath `upload` (making it first, 0700, when `make`),
 /// and checks that it is the server's own: a directory, not a symlink, owned by this user,
 /// closed to group and others. `Ok(None)`: it is not there.
-fn open_root(upload: BorrowedFd<'_>, make: bool) -> Result<Option<OwnedFd>, String> {
+fn open_root(upload: &Dir, make: bool) -> Result<Option<Dir>, String> {
     if make {
         handle::make_dir_at(upload, PARTIAL_DIR, 0o700)
             .map_err(|err| format!("cannot be made: {err}"))?;
     }
-    let root = match handle::open_dir_at(upload, PARTIAL_DIR) {
+    let root = match upload.open_dir(PARTIAL_DIR) {
         Ok(root) => root,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => {
-            let what =
-                rustix::fs::statat(upload, PARTIAL_DIR, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode));
-            return Err(match what {
-                Ok(rustix::fs::FileType::Symlink) => {
-                    "is a symbolic link, not the server's directory".into()
-                }
-                Ok(rustix::fs::FileType::Directory) | Err(_) => err.to_string(),
-                Ok(_) => "is not a directory".into(),
+            return Err(match upload.stat(PARTIAL_DIR).map(|stat| stat.kind) {
+                Ok(EntryKind::Link) => "is a symbolic link, not the server's directory".into(),
+                Ok(EntryKind::Dir) | Err(_) => err.to_string(),
+                Ok(EntryKind::File(_) | EntryKind::Other) => "is not a directory".into(),
             });
         }
     };
-    let stat = rustix::fs::fstat(&root).map_err(|err| err.to_string())?;
-    let me = rustix::process::geteuid().as_raw();
-    if stat.st_uid != me {
-        return Err(format!(
-            "belongs to user {}, not to this server's user {me}",
-            stat.st_uid
-        ));
-    }
-    let mode = stat.st_mode & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "may be used by others (mode {mode:03o}): run chmod 700 on it"
-        ));
-    }
+    root.check_private()?;
     Ok(Some(root))
 }
 
@@ -346,8 +327,8 @@ impl Partials {
             path: path.clone(),
             why,
         };
-        let upload = handle::open_dir(dir).map_err(|err| fail(err.to_string()))?;
-        let root = open_root(upload.as_fd(), false).map_err(fail)?;
+        let upload = Dir::open(dir).map_err(|err| fail(err.to_string()))?;
+        let root = open_root(&upload, false).map_err(fail)?;
         let partials = Partials {
             upload: Arc::new(upload),
             root: Arc::new(Mutex::new(root.map(Arc::new))),
@@ -358,13 +339,13 @@ impl Partials {
             refused: Arc::default(),
         };
         if let Some(root) = partials.root() {
-            let names = handle::names(root.as_fd()).map_err(|err| fail(err.to_string()))?;
+            let names = root.names().map_err(|err| fail(err.to_string()))?;
             let mut ledger = Ledger::new();
             for name in names {
                 let Some(key) = name.to_str().and_then(Key::from_hex) else {
                     continue;
                 };
-                ledger.insert(key, look(root.as_fd(), key));
+                ledger.insert(key, look(&root, key));
             }
             *lock(&partials.ledger) = ledger;
         }
@@ -372,17 +353,17 @@ impl Partials {
     }
 
     /// The directory of partials, if it is there.
-    fn root(&self) -> Option<Arc<OwnedFd>> {
+    fn root(&self) -> Option<Arc<Dir>> {
         lock(&self.root).clone()
     }
 
     /// The directory of partials, made if it is not there yet.
-    fn made_root(&self) -> io::Result<Arc<OwnedFd>> {
+    fn made_root(&self) -> io::Result<Arc<Dir>> {
         let mut root = lock(&self.root);
         if let Some(root) = &*root {
             return Ok(Arc::clone(root));
         }
-        match open_root(self.upload.as_fd(), true) {
+        match open_root(&self.upload, true) {
             Ok(Some(opened)) => Ok(Arc::clone(root.insert(Arc::new(opened)))),
             Ok(None) => Err(io::ErrorKind::NotFound.into()),
             Err(why) => Err(io::Error::new(
@@ -402,7 +383,7 @@ impl Partials {
         if lock(&self.root).is_some() {
             return None;
         }
-        let why = open_root(self.upload.as_fd(), false).err()?;
+        let why = open_root(&self.upload, false).err()?;
         (!self.refused.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| PartialsError {
             path: self.path.clone(),
             why,
@@ -440,17 +421,16 @@ impl Partials {
             (None, false) => return Ok(Opened::Absent),
         };
         if make {
-            handle::make_dir_at(root.as_fd(), &name, 0o700)?;
+            handle::make_dir_at(&root, &name, 0o700)?;
         }
-        let dir = match handle::open_dir_at(root.as_fd(), &name) {
+        let dir = match root.open_dir(&name) {
             Ok(dir) => dir,
             Err(err) if err.kind() == io::ErrorKind::NotFound && !make => {
                 return Ok(Opened::Absent);
             }
             Err(err) => return Err(err),
         };
-        let flags = OFlags::CREATE | OFlags::WRONLY;
-        let lock_file = handle::open_file_at(dir.as_fd(), LOCK, flags, 0o600)?;
+        let lock_file = dir.open_file(LOCK, Open::WriteOrCreate, 0o600)?;
         match lock_file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(Opened::InUse),
@@ -458,7 +438,7 @@ impl Partials {
         }
         let slot = match lock(&self.ledger).get(&key) {
             Some(slot) => *slot,
-            None => look(root.as_fd(), key),
+            None => look(&root, key),
         };
         let mut partial = Partial {
             key,
@@ -470,7 +450,7 @@ impl Partials {
         };
         let client = client.to_string();
         let fresh = slot.modified.elapsed().unwrap_or_default() <= self.keep;
-        match read_state(partial.dir.as_fd())? {
+        match read_state(&partial.dir)? {
             Some(state) if state.client == client && fresh => partial.state = state,
             // Another client's, expired, new, or unreadable: nothing in it can be used.
             _ => partial.clear()?,
@@ -496,12 +476,14 @@ impl Partials {
             return None;
         }
         // A server of another process may hold it: its lock says.
-        let dir = handle::open_dir_at(root.as_fd(), &name).ok();
+        let dir = root.open_dir(&name).ok();
         let free = dir
             .as_ref()
-            .and_then(|dir| handle::open_file_at(dir.as_fd(), LOCK, OFlags::WRONLY, 0).ok())
+            .and_then(|dir| dir.open_file(LOCK, Open::Write, 0).ok())
             .is_none_or(|lock| lock.try_lock().is_ok());
-        if !free || handle::remove_all_at(root.as_fd(), &name).is_err() {
+        // Windows cannot remove what is open: the handles go first.
+        drop(dir);
+        if !free || handle::remove_all_at(&root, &name).is_err() {
             return None;
         }
         lock(&self.ledger).remove(&key);
@@ -572,8 +554,8 @@ impl Partials {
     }
 }
 
-fn read_state(dir: BorrowedFd<'_>) -> io::Result<Option<State>> {
-    let file = match handle::open_file_at(dir, STATE, OFlags::RDONLY, 0) {
+fn read_state(dir: &Dir) -> io::Result<Option<State>> {
+    let file = match dir.open_file(STATE, Open::Read, 0) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         // Not a plain file: not the server's.
@@ -588,12 +570,13 @@ fn read_state(dir: BorrowedFd<'_>) -> io::Result<Option<State>> {
 }
 
 /// What partial `key` holds, as the disk says.
-fn look(root: BorrowedFd<'_>, key: Key) -> Slot {
+fn look(root: &Dir, key: Key) -> Slot {
     let name = key.hex();
     let (bytes, modified) = handle::measure_at(root, OsStr::new(&name));
-    let state = handle::open_dir_at(root, &name)
+    let state = root
+        .open_dir(&name)
         .ok()
-        .and_then(|dir| read_state(dir.as_fd()).ok().flatten());
+        .and_then(|dir| read_state(&dir).ok().flatten());
     Slot {
         total: state.as_ref().map_or(0, |state| state.total),
         kept: state.as_ref().map_or(0, |state| state.kept),
@@ -609,10 +592,10 @@ fn look(root: BorrowedFd<'_>, key: Key) -> Slot {
 pub struct Partial {
     key: Key,
     /// Its directory, opened beneath the directory of partials.
-    dir: OwnedFd,
+    dir: Dir,
     _lock: File,
     /// The directory of partials.
-    root: Arc<OwnedFd>,
+    root: Arc<Dir>,
     partials: Partials,
     /// What it records.
     pub state: State,
@@ -628,8 +611,8 @@ impl Drop for Partial {
 
 impl Partial {
     /// Its directory.
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+    pub fn dir(&self) -> &Dir {
+        &self.dir
     }
 
     /// Empties it: a fresh start for the batch.
@@ -654,15 +637,14 @@ impl Partial {
     /// If it cannot be written.
     pub fn save(&self, durable: bool) -> io::Result<()> {
         let temp = "state.new";
-        let flags = OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY;
-        let mut file = handle::open_file_at(self.dir(), temp, flags, 0o600)?;
+        let mut file = self.dir.open_file(temp, Open::Truncate, 0o600)?;
         file.write_all(self.state.to_json().to_string().as_bytes())?;
         if durable {
             file.sync_all()?;
         }
-        rustix::fs::renameat(self.dir(), temp, self.dir(), STATE)?;
+        self.dir.rename(temp, &self.dir, STATE)?;
         if durable {
-            rustix::fs::fsync(self.dir())?;
+            self.dir.sync()?;
         }
         // What it takes on disk is measured when it is let go (see `bytes`), not at every
         // checkpoint: a walk of a large tree each time would cost more than the checkpoint.
@@ -688,8 +670,8 @@ impl Partial {
     pub fn create_data(&self, index: u32, executable: bool) -> io::Result<File> {
         self.remove_data_except(None)?;
         let mode = if executable { 0o777 } else { 0o666 };
-        let flags = OFlags::CREATE | OFlags::TRUNC | OFlags::RDWR;
-        handle::open_file_at(self.dir(), &Partial::data_name(index), flags, mode)
+        self.dir
+            .open_file(&Partial::data_name(index), Open::ReadWriteTruncate, mode)
     }
 
     /// Entry `index`'s data file as an earlier try left it, if there is one, for reading and
@@ -701,7 +683,7 @@ impl Partial {
     pub fn open_data(&self, index: u32) -> io::Result<Option<File>> {
         self.remove_data_except(Some(index))?;
         let name = Partial::data_name(index);
-        match handle::open_file_at(self.dir(), &name, OFlags::RDWR, 0) {
+        match self.dir.open_file(&name, Open::ReadWrite, 0) {
             Ok(file) => Ok(Some(file)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(_) => {
@@ -713,7 +695,7 @@ impl Partial {
 
     fn remove_data_except(&self, keep: Option<u32>) -> io::Result<()> {
         let keep = keep.map(Partial::data_name);
-        for name in handle::names(self.dir())? {
+        for name in self.dir.names()? {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(DATA_PREFIX) && Some(name) != keep.as_deref() {
                 handle::remove_all_at(self.dir(), name)?;
@@ -735,7 +717,7 @@ impl Partial {
 
     /// Whether it holds a tree being received.
     pub fn has_tree(&self) -> bool {
-        handle::open_dir_at(self.dir(), TREE).is_ok()
+        self.dir.open_dir(TREE).is_ok()
     }
 
     /// Removes the tree being received, if any.
@@ -753,14 +735,14 @@ impl Partial {
     ///
     /// If the flush fails.
     pub fn flush(&self) -> io::Result<()> {
-        Ok(rustix::fs::syncfs(self.dir())?)
+        self.dir.sync_fs()
     }
 
     /// Bytes it holds on disk, measured now (a walk of what is in it), and so recorded for
     /// the bound on all partials.
     pub fn bytes(&self) -> u64 {
         let name = self.key.hex();
-        let bytes = handle::measure_at(self.root.as_fd(), OsStr::new(&name)).0;
+        let bytes = handle::measure_at(&self.root, OsStr::new(&name)).0;
         if let Some(slot) = lock(&self.partials.ledger).get_mut(&self.key) {
             slot.bytes = bytes;
         }
@@ -773,8 +755,18 @@ impl Partial {
     ///
     /// If it cannot be removed.
     pub fn remove(self) -> io::Result<()> {
-        handle::remove_all_at(self.root.as_fd(), &self.key.hex())?;
-        lock(&self.partials.ledger).remove(&self.key);
+        let (key, root, partials) = (self.key, Arc::clone(&self.root), self.partials.clone());
+        // Removed while its lock is held: no other session can take it meanwhile. Windows
+        // cannot remove a file or directory that is open, so there everything but the lock
+        // goes first, then the handles, then the rest.
+        #[cfg(windows)]
+        {
+            handle::empty_dir(&self.dir, &[LOCK])?;
+            lock(&partials.ledger).remove(&key);
+            drop(self);
+        }
+        handle::remove_all_at(&root, &key.hex())?;
+        lock(&partials.ledger).remove(&key);
         Ok(())
     }
 }

@@ -2,17 +2,15 @@
 //! name only once it is complete, so nothing is ever overwritten and no partial file is left.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::fd::BorrowedFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::NamedTempFile;
 
 use super::names::{MAX_RENAMES, candidate_name};
-use crate::net::sys;
+use crate::sys::{self, Dir, EntryKind};
 
 /// Prefix of the temp files uploads are received into. Names starting with `.` are refused,
 /// so no upload can collide with one of these.
@@ -77,6 +75,7 @@ impl Store {
     /// If the directory cannot be listed.
     pub fn sweep_stale(&self) -> io::Result<usize> {
         let mut removed = 0;
+        let here = Dir::open(&self.dir)?;
         for entry in fs::read_dir(&self.dir)? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
@@ -85,14 +84,12 @@ impl Store {
                 && name.ends_with(super::tree::TREE_SUFFIX)
                 && entry.file_type().is_ok_and(|t| t.is_dir())
             {
-                let opened = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
-                    .open(entry.path());
-                // remove_dir_all never follows a link inside.
-                if opened.is_ok_and(|dir| dir.try_lock().is_ok())
-                    && fs::remove_dir_all(entry.path()).is_ok()
-                {
+                // A tree's directory is locked while it is received (on Windows, open: it
+                // cannot be removed then). Removal never follows a link inside.
+                let free = here
+                    .open_dir(&entry.file_name())
+                    .and_then(|dir| dir.try_lock());
+                if free.is_ok() && super::handle::remove_all_at(&here, name).is_ok() {
                     removed += 1;
                 }
                 continue;
@@ -101,15 +98,11 @@ impl Store {
                 continue;
             }
             // Only plain files: never follow a link, never open (and block on) a FIFO.
-            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            if !matches!(here.stat(name).map(|s| s.kind), Ok(EntryKind::File(_))) {
                 continue;
             }
-            let opened = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(entry.path());
-            if opened.is_ok_and(|file| file.try_lock().is_ok())
-                && fs::remove_file(entry.path()).is_ok()
+            let opened = here.open_file(name, sys::Open::Read, 0);
+            if opened.is_ok_and(|file| file.try_lock().is_ok()) && here.remove(name, false).is_ok()
             {
                 removed += 1;
             }
@@ -135,12 +128,15 @@ impl Store {
     ///
     /// If the temp file cannot be created or locked.
     pub fn incoming(&self) -> io::Result<Incoming> {
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(TEMP_SUFFIX)
-            // Published files get the usual mode of a new file (umask applies), not 0600.
-            .permissions(fs::Permissions::from_mode(0o666))
-            .tempfile_in(&self.dir)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
+        // Published files get the usual mode of a new file (umask applies), not 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder.tempfile_in(&self.dir)?;
         self.track(temp)
     }
 
@@ -167,21 +163,15 @@ impl Store {
     /// # Errors
     ///
     /// If it cannot be moved or locked.
-    pub fn adopt(&self, file: File, from_dir: BorrowedFd<'_>, from: &str) -> io::Result<Incoming> {
+    pub fn adopt(&self, file: File, from_dir: &Dir, from: &str) -> io::Result<Incoming> {
         let mut file = Some(file);
-        let here = File::open(&self.dir)?;
+        let here = Dir::open(&self.dir)?;
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
             .make_in(&self.dir, |path| {
                 let name = path.file_name().unwrap_or_default();
-                rustix::fs::renameat_with(
-                    from_dir,
-                    from,
-                    &here,
-                    name,
-                    rustix::fs::RenameFlags::NOREPLACE,
-                )?;
+                from_dir.rename_noreplace(from, &here, name)?;
                 file.take().ok_or_else(|| io::Error::other("moved twice"))
             })?;
         self.track(temp)
@@ -194,8 +184,7 @@ impl Store {
     ///
     /// If the flush fails.
     pub fn flush_all(&self) -> io::Result<()> {
-        rustix::fs::syncfs(File::open(&self.dir)?)?;
-        Ok(())
+        Dir::open(&self.dir)?.sync_fs()
     }
 
     /// Makes the upload directory's entries durable (after files were published into it).
@@ -204,7 +193,7 @@ impl Store {
     ///
     /// If the flush fails.
     pub fn flush_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        sys::sync_dir(&self.dir)
     }
 
     /// Removes the temp files of every upload in flight, for a server that is about to exit on
@@ -261,7 +250,7 @@ impl Incoming {
         self.temp.as_file().sync_all()?;
         let path = self.publish_flushed(name)?;
         // Make the new directory entry itself durable.
-        File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
+        sys::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
         Ok(path)
     }
 
@@ -295,10 +284,11 @@ impl Incoming {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 pub(crate) mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn publish_never_clobbers() {

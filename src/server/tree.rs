@@ -4,17 +4,16 @@
 //! one go and published whole by one no-replace rename of its top directory, never half.
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
 use tempfile::TempDir;
 
 use super::names::MAX_RENAMES;
 use super::store::{Store, TEMP_PREFIX};
 use crate::batch::Mtime;
+use crate::sys::{Dir, Open};
 
 /// Suffix of the temp directories trees are received into (see [`TEMP_PREFIX`]).
 pub const TREE_SUFFIX: &str = ".tree";
@@ -31,12 +30,12 @@ pub struct IncomingTree {
     /// Its name in the directory it is in.
     name: OsString,
     /// The directory it is in, opened: the upload directory, or a partial's.
-    parent: File,
+    parent: Dir,
     /// It, opened: everything is made beneath this handle. Locked, so that a server sweeping
     /// stale temp directories leaves it alone.
-    root: File,
+    root: Dir,
     /// The upload directory, opened.
-    upload: File,
+    upload: Dir,
     /// Its path.
     upload_dir: PathBuf,
 }
@@ -49,18 +48,21 @@ impl Store {
     ///
     /// If it cannot be made, opened or locked.
     pub fn incoming_tree(&self) -> io::Result<IncomingTree> {
-        use std::os::unix::fs::PermissionsExt;
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(TREE_SUFFIX)
-            .permissions(fs::Permissions::from_mode(0o777))
-            .tempdir_in(self.dir())?;
-        let root = File::open(temp.path())?;
-        root.try_lock().map_err(io::Error::from)?;
-        let upload = File::open(self.dir())?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX).suffix(TREE_SUFFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o777));
+        }
+        let temp = builder.tempdir_in(self.dir())?;
+        let upload = Dir::open(self.dir())?;
+        let name = temp.path().file_name().unwrap_or_default().to_os_string();
+        let root = upload.open_dir(&name)?;
+        root.try_lock()?;
         Ok(IncomingTree {
             path: temp.path().to_path_buf(),
-            name: temp.path().file_name().unwrap_or_default().to_os_string(),
+            name,
             temp: Some(temp),
             parent: upload.try_clone()?,
             root,
@@ -79,30 +81,25 @@ impl Store {
     /// If it cannot be made or opened, or (not `fresh`) is not there.
     pub fn resumable_tree(
         &self,
-        parent: BorrowedFd<'_>,
+        parent: &Dir,
         name: &str,
         fresh: bool,
     ) -> io::Result<IncomingTree> {
         if fresh {
             super::handle::remove_all_at(parent, name)?;
-            rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777))?;
+            parent.make_dir(name, 0o777)?;
         }
-        let root = super::handle::open_dir_at(parent, name)?;
+        let root = parent.open_dir(name)?;
         Ok(IncomingTree {
             temp: None,
             path: PathBuf::from(name),
             name: name.into(),
-            parent: File::from(parent.try_clone_to_owned()?),
-            root: File::from(root),
-            upload: File::open(self.dir())?,
+            parent: parent.try_clone()?,
+            root,
+            upload: Dir::open(self.dir())?,
             upload_dir: self.dir().to_path_buf(),
         })
     }
-}
-
-/// Flags for opening a directory on the way to an entry: no symlink anywhere, never above.
-fn beneath() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS
 }
 
 impl IncomingTree {
@@ -113,30 +110,15 @@ impl IncomingTree {
 
     /// The directory that holds `path`'s last component, opened beneath the root. `path`'s
     /// components passed the name rule (no `..`, no separator), and none of them may be a
-    /// symlink: `openat2` refuses to follow one, or to leave the root. Returns it (`None`
-    /// for the root itself) and the last component.
-    fn parent<'p>(&self, path: &'p str) -> io::Result<(Option<OwnedFd>, &'p str)> {
+    /// symlink: [`Dir::open_beneath`] refuses to follow one, or to leave the root. Returns it
+    /// (`None` for the root itself) and the last component.
+    fn parent<'p>(&self, path: &'p str) -> io::Result<(Option<Dir>, &'p str)> {
         if path.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty path"));
         }
-        let Some((dirs, name)) = path.rsplit_once('/') else {
-            return Ok((None, path));
-        };
-        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        match rustix::fs::openat2(&self.root, dirs, flags, Mode::empty(), beneath()) {
-            Ok(fd) => Ok((Some(fd), name)),
-            // Before Linux 5.6: the same rule one component at a time.
-            Err(rustix::io::Errno::NOSYS) => {
-                let mut fd = rustix::fs::openat(&self.root, ".", flags, Mode::empty())?;
-                for dir in dirs.split('/') {
-                    if dir.is_empty() || dir == "." || dir == ".." {
-                        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a name"));
-                    }
-                    fd = rustix::fs::openat(&fd, dir, flags, Mode::empty())?;
-                }
-                Ok((Some(fd), name))
-            }
-            Err(err) => Err(err.into()),
+        match path.rsplit_once('/') {
+            None => Ok((None, path)),
+            Some((dirs, name)) => Ok((Some(self.root.open_beneath(dirs)?), name)),
         }
     }
 
@@ -148,9 +130,7 @@ impl IncomingTree {
     /// If it exists, its parent does not (or is not a directory), or a symlink is in the way.
     pub fn mkdir(&self, path: &str) -> io::Result<()> {
         let (parent, name) = self.parent(path)?;
-        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o777))?;
-        Ok(())
+        parent.as_ref().unwrap_or(&self.root).make_dir(name, 0o777)
     }
 
     /// Creates the file `path` (new: never an existing one, never through a symlink) for
@@ -161,12 +141,11 @@ impl IncomingTree {
     /// If it exists, its directory does not, or a symlink is in the way.
     pub fn create(&self, path: &str, executable: bool) -> io::Result<File> {
         let (parent, name) = self.parent(path)?;
-        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = if executable { 0o777 } else { 0o666 };
-        let fd = rustix::fs::openat(at, name, flags, Mode::from_raw_mode(mode))?;
-        Ok(File::from(fd))
+        parent
+            .as_ref()
+            .unwrap_or(&self.root)
+            .open_file(name, Open::CreateNew, mode)
     }
 
     /// Removes the file or the (empty) directory `path`, if it is there, through no symlink:
@@ -181,14 +160,9 @@ impl IncomingTree {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(err),
         };
-        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        let flags = match dir {
-            true => rustix::fs::AtFlags::REMOVEDIR,
-            false => rustix::fs::AtFlags::empty(),
-        };
-        match rustix::fs::unlinkat(at, name, flags) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-            Err(err) => Err(err.into()),
+        match parent.as_ref().unwrap_or(&self.root).remove(name, dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
         }
     }
 
@@ -198,8 +172,7 @@ impl IncomingTree {
     ///
     /// If the flush fails.
     pub fn flush(&self) -> io::Result<()> {
-        rustix::fs::syncfs(&self.root)?;
-        Ok(())
+        self.root.sync_fs()
     }
 
     /// Moves the complete file `from` in the directory `from_dir` (in the same file
@@ -208,11 +181,9 @@ impl IncomingTree {
     /// # Errors
     ///
     /// If something is there, its directory is not, or a symlink is in the way.
-    pub fn adopt(&self, path: &str, from_dir: BorrowedFd<'_>, from: &str) -> io::Result<()> {
+    pub fn adopt(&self, path: &str, from_dir: &Dir, from: &str) -> io::Result<()> {
         let (parent, name) = self.parent(path)?;
-        let at = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-        rustix::fs::renameat_with(from_dir, from, at, name, RenameFlags::NOREPLACE)?;
-        Ok(())
+        from_dir.rename_noreplace(from, parent.as_ref().unwrap_or(&self.root), name)
     }
 
     /// Makes everything received durable with one flush of the file system (not one per
@@ -229,36 +200,40 @@ impl IncomingTree {
         // changes its time); the top's once it has its name (`""` stands for it).
         for (inside, at) in times.iter().rev().filter(|(inside, _)| !inside.is_empty()) {
             let (parent, name) = self.parent(inside)?;
-            let at_dir = parent.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
-            set_time_at(at_dir, name, *at)?;
+            parent
+                .as_ref()
+                .unwrap_or(&self.root)
+                .set_modified(name, at.0)?;
         }
-        rustix::fs::syncfs(&self.root)?;
-        let temp_name = self.name.clone();
+        self.root.sync_fs()?;
         let dir = self.upload_dir.clone();
+        // Windows cannot move a directory that is open: this handle goes first.
+        let IncomingTree {
+            temp,
+            name: temp_name,
+            parent,
+            root,
+            upload,
+            ..
+        } = self;
+        drop(root);
         for n in 0..MAX_RENAMES {
             let name = match n {
                 0 => top.to_string(),
                 n => format!("{top} ({n})"),
             };
-            let renamed = rustix::fs::renameat_with(
-                &self.parent,
-                temp_name.as_os_str(),
-                &self.upload,
-                name.as_str(),
-                RenameFlags::NOREPLACE,
-            );
-            match renamed {
+            match parent.rename_noreplace(&temp_name, &upload, name.as_str()) {
                 Ok(()) => {
                     if let Some((_, at)) = times.iter().find(|(inside, _)| inside.is_empty()) {
-                        set_time_at(self.upload.as_fd(), &name, *at)?;
+                        upload.set_modified(name.as_str(), at.0)?;
                     }
-                    rustix::fs::fsync(&self.upload)?;
+                    upload.sync()?;
                     // Published: nothing to remove any more.
-                    let _ = self.temp.map(TempDir::keep);
+                    let _ = temp.map(TempDir::keep);
                     return Ok(dir.join(name));
                 }
-                Err(rustix::io::Errno::EXIST) => {}
-                Err(err) => return Err(err.into()),
+                Err(err) if crate::sys::is_taken(&err) => {}
+                Err(err) => return Err(err),
             }
         }
         Err(io::Error::new(
@@ -268,27 +243,10 @@ impl IncomingTree {
     }
 }
 
-/// Sets the modification time of `name` in the directory `at` (never through a symlink),
-/// its access time to now.
-fn set_time_at(at: BorrowedFd<'_>, name: &str, modified: Mtime) -> io::Result<()> {
-    let nanos = modified.0;
-    let when = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_NOW,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: nanos.div_euclid(1_000_000_000),
-            tv_nsec: nanos.rem_euclid(1_000_000_000),
-        },
-    };
-    rustix::fs::utimensat(at, name, &when, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
-}
-
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::fs;
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 

@@ -91,24 +91,19 @@ struct Read {
 /// Enough of a file's metadata to see that it changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
-    dev: u64,
-    ino: u64,
+    key: (u64, u64),
     len: u64,
     modified: Option<std::time::SystemTime>,
-    changed: i64,
-    changed_ns: i64,
+    changed: Option<i128>,
 }
 
 fn stamp(file: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).ok()?;
     Some(Stamp {
-        dev: meta.dev(),
-        ino: meta.ino(),
+        key: crate::sys::file_key(&meta),
         len: meta.len(),
         modified: meta.modified().ok(),
-        changed: meta.ctime(),
-        changed_ns: meta.ctime_nsec(),
+        changed: crate::sys::changed_nanos(&meta),
     })
 }
 

@@ -94,7 +94,7 @@ impl<W: Write + Send> TerminalApprover<W> {
                     match input.read_line(&mut line) {
                         // A background job's read of its terminal fails with EIO (SIGTTIN is
                         // ignored): wait to be brought to the foreground.
-                        Err(err) if err.raw_os_error() == Some(libc::EIO) => {
+                        Err(err) if crate::sys::is_background_read(&err) => {
                             thread::sleep(POLL);
                         }
                         // End of input, or an unreadable one, both end the answers.

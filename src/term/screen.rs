@@ -90,8 +90,7 @@ impl Terminal for Stderr {
     }
 
     fn foreground(&self) -> bool {
-        use std::os::fd::AsFd;
-        crate::net::sys::is_foreground(std::io::stderr().as_fd()).unwrap_or(true)
+        crate::sys::stderr_in_foreground().unwrap_or(true)
     }
 }
 

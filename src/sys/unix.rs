@@ -1,5 +1,6 @@
-//! Every `unsafe` line of the crate, audited here: thin, safe wrappers over the system calls
-//! that std does not offer (hang-up peeks, pipes, splice, sendfile, statvfs, a signal).
+//! Unix: thin, safe wrappers over the system calls that std does not offer (hang-up peeks,
+//! pipes, splice, sendfile, statvfs, signals), and what std offers only on unix (modes,
+//! inodes), each audited here.
 //!
 //! Each wrapper takes borrowed descriptors (so none can be used after it is closed), retries
 //! `EINTR`, and returns the raw `io::Error` otherwise: what an error *means* (a timeout, a file
@@ -9,9 +10,13 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use super::Peeked;
 
 /// Runs a system call until it is not interrupted; a negative return is the thread's `errno`.
 fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
@@ -25,17 +30,6 @@ fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
             return Err(err);
         }
     }
-}
-
-/// What a peek at a socket's receive queue found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Peeked {
-    /// Data is waiting to be read.
-    Data,
-    /// The peer's end of stream, or an error such as a reset: it is gone.
-    Closed,
-    /// Nothing yet (or the wait ran out).
-    Nothing,
 }
 
 /// Peeks at one byte without consuming it: at once, or (`wait`) blocking for as long as the
@@ -127,7 +121,7 @@ pub fn few_heap_arenas() {
 
 /// Whether this process is in the foreground of the terminal `tty` (its process group is the
 /// terminal's foreground group); `None` when `tty` is not a terminal.
-pub fn is_foreground(tty: BorrowedFd<'_>) -> Option<bool> {
+fn is_foreground(tty: BorrowedFd<'_>) -> Option<bool> {
     // SAFETY: tcgetpgrp reads a borrowed descriptor; getpgrp cannot fail.
     let (foreground, own) = unsafe { (libc::tcgetpgrp(tty.as_raw_fd()), libc::getpgrp()) };
     (foreground >= 0).then_some(foreground == own)
@@ -235,6 +229,162 @@ pub fn sendfile(
     *offset += n as u64;
     Ok(n)
 }
+
+/// Flushes the file or directory `fd` through the drive's own cache where the system offers
+/// it (`F_FULLFSYNC` on macOS), else with `fsync`.
+#[cfg(not(target_os = "linux"))]
+pub fn full_fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        // SAFETY: `fd` is open for the duration of the borrow; F_FULLFSYNC takes no argument.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_FULLFSYNC) } == 0 {
+            return Ok(());
+        }
+    }
+    Ok(rustix::fs::fsync(fd)?)
+}
+
+/// A file as the file system knows it, whatever its path: its device and inode.
+pub fn file_key(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// When a file's metadata last changed (its inode: a rename over it, a new mode), in
+/// nanoseconds; `None` where the system does not say.
+pub fn changed_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+    use std::os::unix::fs::MetadataExt;
+    Some(i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()))
+}
+
+/// A file's permission bits, where the system has them.
+pub fn mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(meta.permissions().mode() & 0o7777)
+}
+
+/// Whether a file's mode lets someone run it.
+pub fn is_executable(meta: &std::fs::Metadata) -> bool {
+    mode(meta).is_some_and(|mode| mode & 0o111 != 0)
+}
+
+/// What a file that is neither a plain file, a directory nor a symlink is.
+pub fn special_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    }
+}
+
+/// `options` make a file readable and writable by its owner only (`mode` 0600).
+pub fn owner_only(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(0o600)
+}
+
+/// Makes the directory `dir` and its parents; the last one usable by its owner only (0700).
+///
+/// # Errors
+///
+/// If it cannot be made.
+pub fn make_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Opens the file at `path` for reading without blocking on a FIFO: only a plain file is
+/// read on.
+///
+/// # Errors
+///
+/// If it cannot be opened.
+pub fn open_to_read(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        // Reads of a plain file never block anyway; the flag goes all the same.
+        let flags = rustix::fs::fcntl_getfl(&file)? - rustix::fs::OFlags::NONBLOCK;
+        rustix::fs::fcntl_setfl(&file, flags)?;
+    }
+    Ok(file)
+}
+
+/// Reads into `buf` from `file` at `offset`, without moving its position.
+///
+/// # Errors
+///
+/// If the read fails.
+pub fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    file.read_at(buf, offset)
+}
+
+/// Adds the execute bits where the read bits are, as a new program's mode would have them
+/// (the umask already took its share of the read bits).
+///
+/// # Errors
+///
+/// If the mode cannot be read or set.
+pub fn make_executable(file: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    file.set_permissions(std::fs::Permissions::from_mode(
+        mode | ((mode & 0o444) >> 2),
+    ))
+}
+
+/// Whether the process is in its terminal's foreground, looking at standard error (`None`:
+/// not a terminal).
+pub fn stderr_in_foreground() -> Option<bool> {
+    use std::os::fd::AsFd;
+    is_foreground(io::stderr().as_fd())
+}
+
+/// Whether the process is in its terminal's foreground, looking at standard input (`None`:
+/// not a terminal).
+pub fn stdin_in_foreground() -> Option<bool> {
+    use std::os::fd::AsFd;
+    is_foreground(io::stdin().as_fd())
+}
+
+/// Where a file system cannot be flushed all at once, flushes `file` now; on unix nothing
+/// (one [`super::Dir::sync_fs`] later covers every file written).
+///
+/// # Errors
+///
+/// None on unix.
+pub fn flush_one(_file: &std::fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Makes the directory `dir`'s own entries durable (a new name in it).
+///
+/// # Errors
+///
+/// If it cannot be opened or flushed.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Whether a failed read of the terminal means the process is in the background (`EIO`, with
+/// SIGTTIN ignored): it should wait to be brought to the foreground.
+pub fn is_background_read(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EIO)
+}
+
+/// Lets the console show the escape sequences of bars and status lines: nothing to do on
+/// unix.
+pub fn enable_escapes() {}
 
 #[cfg(test)]
 mod tests {
