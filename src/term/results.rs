@@ -41,9 +41,10 @@ pub enum Stream {
     Err,
 }
 
-/// `path` as a terminal may show it.
+/// `path` (one of this machine's) as a terminal may show it: control and invisible
+/// characters written out, backslashes (Windows' separators) as they are.
 pub fn shown(path: &Path) -> String {
-    text::escape(&path.to_string_lossy())
+    text::visible(&path.to_string_lossy())
 }
 
 /// One file's line for people, and where it goes; none for a stored file with `quiet`.
@@ -401,8 +402,8 @@ mod tests {
                 "sent \"a\\nb.txt\" 2.0 KiB in 2.00 s (1.0 KiB/s): stored as \"a\\nb (1).txt\", secure, verified",
                 "fup-client: \"a\\nb.txt\" 2.0 KiB: denied by server (larger than --max-size 1.0 KiB), secure",
                 "fup-client: \"a\\nb.txt\" 2.0 KiB: connection lost: \\u{1b}[2J",
-                "fup-client: warning: skipped dir/a\\nb.txt: a symbolic link (never followed)",
-                "fup-client: dir/a\\nb.txt: cannot open file: denied",
+                "fup-client: warning: skipped dir/a\\u{a}b.txt: a symbolic link (never followed)",
+                "fup-client: dir/a\\u{a}b.txt: cannot open file: denied",
             ]
         );
         assert_eq!(file_line(&stored, false, false).unwrap().1, Stream::Out);

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# fup on every platform this Linux machine can run, as a matrix: each build talks to another
+# over 127.0.0.1 and every stored file is compared byte for byte.
+#
+#   scripts/cross-test.sh                # builds what it needs, then prints the matrix
+#   SEED_PY=path/to/seed-py              # the original Python programs (default ../shared/seed-py)
+#
+# Rows: the static x86_64 build (musl) to itself; the static aarch64 build under qemu-user to
+# the x86_64 server; the Windows build under wine (its server receiving from the Linux client,
+# secure, plain and a tree with a Hangul name, and asking its operator on standard input; its
+# client sending to the Linux server and to the Python server; its echo-server answering the
+# Linux echo-client). The macOS builds are linked (cargo zigbuild) but cannot run here.
+# Installs what it needs (rustup targets, apt packages, zig, cargo-zigbuild) and says so.
+# Exit status 1 if any row failed.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+seed=${SEED_PY:-$here/../shared/seed-py}
+cd "$here" || exit 2
+. scripts/platforms.sh
+ensure_tools linux-musl aarch64 windows macos run-windows run-aarch64 || exit 2
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building: native, x86_64 and aarch64 static (musl), Windows, macOS (link only)"
+build_all || exit 2
+native=$here/target/release
+musl=$here/target/x86_64-unknown-linux-musl/release
+arm=$here/target/aarch64-unknown-linux-musl/release
+win=$here/target/x86_64-pc-windows-gnu/release
+export WINEPREFIX=${WINEPREFIX:-/var/tmp/fup-wine} WINEDEBUG=-all
+wine=/usr/lib/wine/wine64
+
+rows=()
+failed=0
+row() { # name result detail
+  rows+=("$(printf '%-62s %-4s %s' "$1" "$2" "$3")")
+  [ "$2" = ok ] || failed=1
+}
+
+# start NAME CMD...: runs a server with its output in $work/NAME.log, waits (at most 30 s)
+# for its "listening on" line, and sets $port.
+start() {
+  local name=$1; shift
+  "$@" > "$work/$name.log" 2>&1 &
+  pids+=($!)
+  port=
+  for _ in $(seq 300); do
+    port=$(grep -aom1 'listening on [^ ]*' "$work/$name.log" | sed 's/.*://' | tr -d '\r')
+    [ -n "$port" ] && return 0
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$name did not start: $(tail -n 3 "$work/$name.log")"
+  return 1
+}
+
+# The files every row sends: small, 5 MiB, and a tree with a Hangul name.
+src=$work/src
+mkdir -p "$src/사진 2026/sub"
+printf 'hello from fup\n' > "$src/small.txt"
+head -c 5242880 /dev/urandom > "$src/five.bin"
+head -c 100000 /dev/urandom > "$src/사진 2026/sub/p1.jpg"
+printf '한글\n' > "$src/사진 2026/메모.txt"
+
+# same DIR: every file of $src that DIR should hold is there, byte for byte.
+same() {
+  local dir=$1; shift
+  for f in "$@"; do cmp -s "$src/$f" "$dir/$f" || { echo "$f differs or is missing"; return 1; }; done
+}
+
+# A: the static x86_64 build to itself.
+mkdir -p "$work/a-in"
+if start a env FUP_CONFIG_DIR="$work/a-s" "$musl/fup-server" --yes --bind 127.0.0.1 --port 0 "$work/a-in"; then
+  out=$(FUP_CONFIG_DIR="$work/a-c" timeout 60 "$musl/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" "$src/five.bin" "$src/사진 2026" 2>&1)
+  why=$(same "$work/a-in" small.txt five.bin "사진 2026/sub/p1.jpg" "사진 2026/메모.txt") && r=ok || r=FAIL
+  row "x86_64 static (musl) client -> its own server, secure" "$r" "$why$out"
+fi
+
+# B: the aarch64 build under qemu to the x86_64 server (the native build).
+mkdir -p "$work/b-in"
+if start b env FUP_CONFIG_DIR="$work/b-s" "$native/fup-server" --yes --bind 127.0.0.1 --port 0 "$work/b-in"; then
+  out=$(FUP_CONFIG_DIR="$work/b-c" timeout 120 qemu-aarch64-static "$arm/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" "$src/five.bin" "$src/사진 2026" 2>&1)
+  why=$(same "$work/b-in" small.txt five.bin "사진 2026/sub/p1.jpg" "사진 2026/메모.txt") && r=ok || r=FAIL
+  row "aarch64 static client (qemu) -> x86_64 server, secure" "$r" "$why$out"
+  out=$(FUP_CONFIG_DIR="$work/b-c" timeout 120 qemu-aarch64-static "$arm/fup-client" -q --plain --port "$port" 127.0.0.1 "$src/small.txt" 2>&1)
+  cmp -s "$src/small.txt" "$work/b-in/small (1).txt" && r=ok || r=FAIL
+  row "aarch64 static client (qemu) -> x86_64 server, plain" "$r" "$out"
+fi
+
+# C: the Windows server under wine, receiving from the Linux client.
+mkdir -p "$work/c-in"
+winpath() { echo "Z:${1//\//\\}"; }
+if start c env FUP_CONFIG_DIR="$(winpath "$work/c-s")" "$wine" "$win/fup-server.exe" --yes --bind 127.0.0.1 --port 0 "$(winpath "$work/c-in")"; then
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" "$src/five.bin" 2>&1)
+  why=$(same "$work/c-in" small.txt five.bin) && r=ok || r=FAIL
+  row "Linux client -> Windows server (wine), secure" "$r" "$why$out"
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/사진 2026" 2>&1)
+  why=$(same "$work/c-in" "사진 2026/sub/p1.jpg" "사진 2026/메모.txt") && r=ok || r=FAIL
+  row "Linux client -> Windows server (wine), a tree with a Hangul name" "$r" "$why$out"
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" -q --plain --port "$port" 127.0.0.1 "$src/five.bin" 2>&1)
+  cmp -s "$src/five.bin" "$work/c-in/five (1).bin" && r=ok || r=FAIL
+  row "Linux client -> Windows server (wine), plain" "$r" "$out"
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" "$src/small.txt" 2>&1)
+  [ -f "$work/c-in/small (1).txt" ] && [ -f "$work/c-in/small (2).txt" ] && r=ok || r=FAIL
+  row "Linux client -> Windows server (wine), no name replaced" "$r" "$out"
+fi
+
+# D: the Windows server asks its operator; the answers come on standard input.
+mkdir -p "$work/d-in"
+if start d sh -c "printf 'n\ny\n' | FUP_CONFIG_DIR='$(winpath "$work/d-s")' exec '$wine' '$win/fup-server.exe' --bind 127.0.0.1 --port 0 '$(winpath "$work/d-in")'"; then
+  FUP_CONFIG_DIR="$work/d-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" > /dev/null 2>&1
+  denied=$?
+  FUP_CONFIG_DIR="$work/d-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/five.bin" > /dev/null 2>&1
+  accepted=$?
+  if [ "$denied" != 0 ] && [ "$accepted" = 0 ] && [ ! -e "$work/d-in/small.txt" ] && cmp -s "$src/five.bin" "$work/d-in/five.bin"; then r=ok; else r=FAIL; fi
+  row "Windows server (wine) asks its operator: n, then y on stdin" "$r" "$([ $r = ok ] || tail -n 3 "$work/d.log")"
+fi
+
+# E: the Windows client sending to the Linux server, and to the Python server.
+mkdir -p "$work/e-in"
+if start e env FUP_CONFIG_DIR="$work/e-s" "$native/fup-server" --yes --bind 127.0.0.1 --port 0 "$work/e-in"; then
+  out=$(FUP_CONFIG_DIR="$(winpath "$work/e-c")" timeout 60 "$wine" "$win/fup-client.exe" -q --port "$port" 127.0.0.1 "$(winpath "$src/five.bin")" "$(winpath "$src/사진 2026")" 2>&1)
+  why=$(same "$work/e-in" five.bin "사진 2026/sub/p1.jpg" "사진 2026/메모.txt") && r=ok || r=FAIL
+  row "Windows client (wine) -> Linux server, secure, a file and a tree" "$r" "$why$out"
+fi
+if [ -f "$seed/fup_server.py" ]; then
+  mkdir -p "$work/f-in"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  (cd "$seed" && FUP_PORT=$port FUP_AUTO_ANSWER=yes exec python3 fup_server.py "$work/f-in") > "$work/f.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do ss -ltnH "sport = :$port" | grep -q . && break; sleep 0.05; done
+  out=$(FUP_CONFIG_DIR="$(winpath "$work/f-c")" timeout 60 "$wine" "$win/fup-client.exe" -q --port "$port" 127.0.0.1 "$(winpath "$src/five.bin")" 2>&1)
+  cmp -s "$src/five.bin" "$work/f-in/five.bin" && r=ok || r=FAIL
+  row "Windows client (wine) -> the Python server (plain)" "$r" "$out"
+else
+  row "Windows client (wine) -> the Python server (plain)" skip "no $seed"
+fi
+
+# G: the Windows echo-server answering the Linux echo-client.
+if start g "$wine" "$win/echo-server.exe" --port 0 127.0.0.1; then
+  out=$(timeout 60 "$native/echo-client" --port "$port" --count 2 --interval 0.1 127.0.0.1 '안녕 echo' 2>&1) && r=ok || r=FAIL
+  row "Linux echo-client -> Windows echo-server (wine)" "$r" "$([ $r = ok ] || echo "$out")"
+fi
+
+# H: macOS, linked only.
+for t in aarch64-apple-darwin x86_64-apple-darwin; do
+  f=$here/target/$t/release/fup-server
+  if file -b "$f" 2>/dev/null | grep -q Mach-O; then r=ok; else r=FAIL; fi
+  row "macOS $t: built and linked (cannot run here)" "$r" "$(file -b "$f" 2>/dev/null | cut -d, -f1)"
+done
+
+echo
+printf '%-62s %s\n' "matrix" "result"
+for r in "${rows[@]}"; do echo "$r"; done
+exit $failed
