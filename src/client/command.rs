@@ -1515,6 +1515,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn mixed_outcomes_are_told_file_by_file_what_cannot_go_before_connecting() {
         let ends = Ends::new();
         let a = ends.file("a.txt", 10);

@@ -121,7 +121,7 @@ impl<C: Conn + ?Sized> Read for DeadlineReader<'_, C> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::io::Write;

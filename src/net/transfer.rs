@@ -446,7 +446,7 @@ fn sendfile_out(
     Ok(Zero::Sent(sent))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::testing::Duplex;

@@ -278,7 +278,7 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::secure::tls::{client_config, server_config};

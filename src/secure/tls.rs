@@ -291,7 +291,7 @@ pub fn client_config(
     Ok((Arc::new(config), seen))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use rustls::{ClientConnection, ServerConnection, StreamOwned};

@@ -323,7 +323,7 @@ mod tests {
             "console.log",
             "nul_not",
         ] {
-            assert_eq!(check_name(name.as_bytes()), Ok(name), "{name:?}");
+            assert_eq!(check(name.as_bytes(), false, false), Ok(name), "{name:?}");
         }
     }
 

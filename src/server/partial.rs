@@ -192,7 +192,7 @@ impl State {
 
 /// Why partials cannot be kept: the directory for them is not one the server can trust.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {why}", crate::text::escape(&.path.to_string_lossy()))]
+#[error("{}: {why}", crate::text::visible(&.path.to_string_lossy()))]
 pub struct PartialsError {
     /// The directory of partials.
     pub path: PathBuf,
@@ -771,7 +771,7 @@ impl Partial {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::fs;

@@ -248,7 +248,7 @@ impl Summary {
                     format!(
                         "{}  {}",
                         text::hex(digest),
-                        text::escape(&path.to_string_lossy())
+                        text::visible(&path.to_string_lossy())
                     )
                 })
                 .collect();
@@ -258,7 +258,7 @@ impl Summary {
             (End::Stored(path), Some(sha256)) => Some(format!(
                 "{}  {}",
                 text::hex(&sha256),
-                text::escape(&path.to_string_lossy())
+                text::visible(&path.to_string_lossy())
             )),
             _ => None,
         }

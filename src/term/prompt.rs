@@ -433,7 +433,7 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
         text.push_str(&format!("  name {}\n", notes.join("; ")));
     }
     let path = ask.store.dir().join(save_as);
-    text.push_str(&format!("  to {}", text::escape(&path.to_string_lossy())));
+    text.push_str(&format!("  to {}", text::visible(&path.to_string_lossy())));
     if save_as != name.stored {
         text.push_str(" (exists, keeping both)");
     }
@@ -652,7 +652,7 @@ mod tests {
         assert!(
             screen
                 .text()
-                .contains("/a (1).txt (exists, keeping both); 2.0 KiB free\naccept? [y/N] "),
+                .contains("a (1).txt (exists, keeping both); 2.0 KiB free\naccept? [y/N] "),
             "{}",
             screen.text()
         );
@@ -786,15 +786,17 @@ mod tests {
     fn question_says_who_what_where_and_how_many_wait() {
         let a = ask("a.txt", "a.txt", &never);
         let text = question(&a, "a (1).txt", 2);
-        let dir = store().dir().display();
+        let to = store().dir().join("a (1).txt");
         assert_eq!(
             text,
             format!(
-                "127.0.0.1:4000 wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  to {dir}/a (1).txt (exists, keeping both); 2.0 KiB free; 2 more waiting\n"
+                "127.0.0.1:4000 wants to send \"a.txt\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  to {} (exists, keeping both); 2.0 KiB free; 2 more waiting\n",
+                to.display()
             )
         );
         let plain = Ask { free: None, ..a };
-        assert!(question(&plain, "a.txt", 0).ends_with("/a.txt\n"));
+        let to = format!("{}\n", store().dir().join("a.txt").display());
+        assert!(question(&plain, "a.txt", 0).ends_with(&to));
         // A secure client: its identity, and whether (and as whom) it is trusted.
         let id = crate::secure::Identity::of_public_key(b"k");
         for (trusted, says) in [
@@ -848,8 +850,8 @@ mod tests {
         let text = question(&path, "f.bin", 0);
         assert!(
             text.starts_with(&format!(
-                "127.0.0.1:4000 wants to send \"C:\\\\Users\\\\u\\\\f.bin\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  name a path: stored under its last part \"f.bin\"\n  to {}/f.bin;",
-                store().dir().display()
+                "127.0.0.1:4000 wants to send \"C:\\\\Users\\\\u\\\\f.bin\" (1.5 KiB, 1536 bytes)\n  plain: unencrypted, unauthenticated (the address proves nothing)\n  name a path: stored under its last part \"f.bin\"\n  to {};",
+                store().dir().join("f.bin").display()
             )),
             "{text}"
         );
