@@ -110,6 +110,25 @@ if start c env FUP_CONFIG_DIR="$(winpath "$work/c-s")" "$wine" "$win/fup-server.
   out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" "$src/small.txt" 2>&1)
   [ -f "$work/c-in/small (1).txt" ] && [ -f "$work/c-in/small (2).txt" ] && r=ok || r=FAIL
   row "Linux client -> Windows server (wine), no name replaced" "$r" "$out"
+  # A name Windows cannot store is refused by the Windows server's name rule, never written.
+  cp "$src/small.txt" "$work/what?.txt"
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" --plain --port "$port" 127.0.0.1 "$work/what?.txt" 2>&1)
+  if [ ! -e "$work/c-in/what?.txt" ] && grep -q 'denied' <<<"$out"; then r=ok; else r=FAIL; fi
+  row "Linux client -> Windows server (wine): \"what?.txt\" refused" "$r" "$(tail -n 1 <<<"$out")"
+  # A cut secure upload resumes: the client is killed once the server holds part of it.
+  head -c 314572800 /dev/urandom > "$work/big.bin"
+  FUP_CONFIG_DIR="$work/c-c" "$native/fup-client" -q --port "$port" 127.0.0.1 "$work/big.bin" > /dev/null 2>&1 &
+  client=$!
+  held=0
+  for _ in $(seq 600); do
+    held=$(find "$work/c-in/.fup-partial" -type f -name 'data-*' -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+    [ "${held:-0}" -gt 20000000 ] && break
+    sleep 0.05
+  done
+  kill -9 "$client" 2>/dev/null; wait "$client" 2>/dev/null
+  out=$(FUP_CONFIG_DIR="$work/c-c" timeout 120 "$native/fup-client" --port "$port" 127.0.0.1 "$work/big.bin" 2>&1)
+  if [ "${held:-0}" -gt 0 ] && grep -q 'resuming at' <<<"$out" && cmp -s "$work/big.bin" "$work/c-in/big.bin"; then r=ok; else r=FAIL; fi
+  row "Linux client -> Windows server (wine): a cut upload resumes" "$r" "$(grep -o 'resuming at [^)]*)' <<<"$out" | head -1)"
 fi
 
 # D: the Windows server asks its operator; the answers come on standard input.
