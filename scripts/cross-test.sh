@@ -23,6 +23,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  # Wine runs each program as a process of its own: end everything in this prefix.
+  WINEPREFIX=${WINEPREFIX:-/var/tmp/fup-wine} /usr/lib/wine/wineserver -k 2>/dev/null
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -39,8 +41,10 @@ wine=/usr/lib/wine/wine64
 
 rows=()
 failed=0
-row() { # name result detail
-  rows+=("$(printf '%-62s %-4s %s' "$1" "$2" "$3")")
+row() { # name result detail (its first line, first-contact notes left out)
+  local detail
+  detail=$(grep -v 'first contact with' <<<"$3" | head -n 1)
+  rows+=("$(printf '%-66s %-4s %s' "$1" "$2" "$detail")")
   [ "$2" = ok ] || failed=1
 }
 
@@ -142,6 +146,16 @@ if start d sh -c "printf 'n\ny\n' | FUP_CONFIG_DIR='$(winpath "$work/d-s")' exec
   row "Windows server (wine) asks its operator: n, then y on stdin" "$r" "$([ $r = ok ] || tail -n 3 "$work/d.log")"
 fi
 
+# D2: Ctrl-C (wine turns SIGINT into the console's Ctrl-C event) ends the Windows server as
+# SIGINT does elsewhere: what was waiting is denied, exit status 130.
+mkdir -p "$work/k-in"
+( FUP_CONFIG_DIR="$(winpath "$work/k-s")" "$wine" "$win/fup-server.exe" --yes --bind 127.0.0.1 --port 0 "$(winpath "$work/k-in")" > "$work/k.log" 2>&1; echo "exit $?" >> "$work/k.log" ) &
+for _ in $(seq 300); do grep -q 'listening on' "$work/k.log" && break; sleep 0.1; done
+pkill -INT -f "fup-server.exe .*$(basename "$work")\\\\k-in"
+for _ in $(seq 100); do grep -q '^exit' "$work/k.log" && break; sleep 0.1; done
+if grep -q 'interrupted' "$work/k.log" && grep -q '^exit 130' "$work/k.log"; then r=ok; else r=FAIL; fi
+row "Windows server (wine): Ctrl-C ends it with status 130" "$r" "$(grep -m1 interrupted "$work/k.log")"
+
 # E: the Windows client sending to the Linux server, and to the Python server.
 mkdir -p "$work/e-in"
 if start e env FUP_CONFIG_DIR="$work/e-s" "$native/fup-server" --yes --bind 127.0.0.1 --port 0 "$work/e-in"; then
@@ -188,6 +202,6 @@ for t in aarch64-apple-darwin x86_64-apple-darwin; do
 done
 
 echo
-printf '%-62s %s\n' "matrix" "result"
+printf '%-66s %s\n' "matrix" "result"
 for r in "${rows[@]}"; do echo "$r"; done
 exit $failed
