@@ -62,6 +62,39 @@ pub enum Peeked {
     Nothing,
 }
 
+impl Peeked {
+    /// What a peek's result says: a byte, the end of the stream, nothing yet (no data within
+    /// the wait), or an error (the peer is gone).
+    fn of(peeked: io::Result<usize>) -> Peeked {
+        match peeked {
+            Ok(0) => Peeked::Closed,
+            Ok(_) => Peeked::Data,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Peeked::Nothing
+            }
+            Err(_) => Peeked::Closed,
+        }
+    }
+}
+
+/// The directory at `path` (components joined by `/`, each a plain name) beneath `dir`,
+/// opened one component at a time, none through a symlink.
+fn open_each(dir: &Dir, path: &str) -> io::Result<Dir> {
+    let mut dir = dir.try_clone()?;
+    for name in path.split('/') {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a name"));
+        }
+        dir = dir.open_dir(name)?;
+    }
+    Ok(dir)
+}
+
 /// What an entry beneath a [`Dir`] is, never following a symlink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {

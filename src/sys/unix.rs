@@ -49,19 +49,7 @@ pub fn peek(sock: BorrowedFd<'_>, wait: bool) -> Peeked {
             )
         }
     });
-    match n {
-        Ok(0) => Peeked::Closed,
-        Ok(_) => Peeked::Data,
-        Err(err)
-            if matches!(
-                err.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Peeked::Nothing
-        }
-        Err(_) => Peeked::Closed,
-    }
+    Peeked::of(n)
 }
 
 /// Free space for an unprivileged writer on the file system holding `path`, if it says.

@@ -77,14 +77,7 @@ impl Dir {
                 Err(err) => return Err(err.into()),
             }
         }
-        let mut dir = self.try_clone()?;
-        for name in path.split('/') {
-            if name.is_empty() || name == "." || name == ".." {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a name"));
-            }
-            dir = dir.open_dir(name)?;
-        }
-        Ok(dir)
+        super::open_each(self, path)
     }
 
     /// Makes the directory `name` beneath it with `mode` (the umask applies).

@@ -30,19 +30,7 @@ pub fn peek(sock: Sock<'_>, wait: bool) -> Peeked {
     if !wait {
         let _ = sock.set_nonblocking(false);
     }
-    match n {
-        Ok(0) => Peeked::Closed,
-        Ok(_) => Peeked::Data,
-        Err(err)
-            if matches!(
-                err.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Peeked::Nothing
-        }
-        Err(_) => Peeked::Closed,
-    }
+    Peeked::of(n)
 }
 
 /// Bytes an unprivileged writer may still write in the file system of `path`.
@@ -260,14 +248,7 @@ impl Dir {
     ///
     /// If a component is missing, a reparse point, not a directory or not a plain name.
     pub fn open_beneath(&self, path: &str) -> io::Result<Dir> {
-        let mut dir = self.try_clone()?;
-        for name in path.split('/') {
-            if name.is_empty() || name == "." || name == ".." {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a name"));
-            }
-            dir = dir.open_dir(name)?;
-        }
-        Ok(dir)
+        super::open_each(self, path)
     }
 
     /// Makes the directory `name` beneath it (`mode` has no meaning here).
