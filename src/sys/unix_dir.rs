@@ -110,7 +110,17 @@ impl Dir {
             Open::ReadWriteTruncate => OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC,
             Open::CreateNew => OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
         };
-        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if how == Open::CreateNew {
+            // Made here and now: a plain file, nothing to check (one call a file of a tree).
+            return Ok(File::from(rustix::fs::openat(
+                &self.0,
+                arg(name),
+                flags,
+                raw_mode(mode),
+            )?));
+        }
+        let flags = flags | OFlags::NONBLOCK;
         let fd = rustix::fs::openat(&self.0, arg(name), flags, raw_mode(mode))?;
         if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
             return Err(io::Error::new(
