@@ -44,7 +44,7 @@ failed=0
 row() { # name result detail (its first line, first-contact notes left out)
   local detail
   detail=$(grep -v 'first contact with' <<<"$3" | head -n 1)
-  rows+=("$(printf '%-66s %-4s %s' "$1" "$2" "$detail")")
+  rows+=("$(printf '%-68s %-4s %s' "$1" "$2" "$detail")")
   [ "$2" = ok ] || failed=1
 }
 
@@ -135,15 +135,20 @@ if start c env FUP_CONFIG_DIR="$(winpath "$work/c-s")" "$wine" "$win/fup-server.
   row "Linux client -> Windows server (wine): a cut upload resumes" "$r" "$(grep -o 'resuming at [^)]*)' <<<"$out" | head -1)"
 fi
 
-# D: the Windows server asks its operator; the answers come on standard input.
+# D: the Windows server asks its operator; the answers come on standard input: n, y, then
+# a (always: the client's identity goes into the server's trusted_clients), after which the
+# same client is let in without a question (the answers have run out by then).
 mkdir -p "$work/d-in"
-if start d sh -c "printf 'n\ny\n' | FUP_CONFIG_DIR='$(winpath "$work/d-s")' exec '$wine' '$win/fup-server.exe' --bind 127.0.0.1 --port 0 '$(winpath "$work/d-in")'"; then
-  FUP_CONFIG_DIR="$work/d-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/small.txt" > /dev/null 2>&1
-  denied=$?
-  FUP_CONFIG_DIR="$work/d-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$src/five.bin" > /dev/null 2>&1
-  accepted=$?
+if start d sh -c "printf 'n\ny\na\n' | FUP_CONFIG_DIR='$(winpath "$work/d-s")' exec '$wine' '$win/fup-server.exe' --bind 127.0.0.1 --port 0 '$(winpath "$work/d-in")'"; then
+  up() { FUP_CONFIG_DIR="$work/d-c" timeout 60 "$native/fup-client" -q --port "$port" 127.0.0.1 "$@" > /dev/null 2>&1; }
+  up "$src/small.txt"; denied=$?
+  up "$src/five.bin"; accepted=$?
   if [ "$denied" != 0 ] && [ "$accepted" = 0 ] && [ ! -e "$work/d-in/small.txt" ] && cmp -s "$src/five.bin" "$work/d-in/five.bin"; then r=ok; else r=FAIL; fi
   row "Windows server (wine) asks its operator: n, then y on stdin" "$r" "$([ $r = ok ] || tail -n 3 "$work/d.log")"
+  up "$src/small.txt"; always=$?
+  up "$src/사진 2026"; trusted=$?
+  why=$(same "$work/d-in" small.txt "사진 2026/메모.txt") && [ "$always" = 0 ] && [ "$trusted" = 0 ] && grep -q . "$work/d-s/trusted_clients" && r=ok || r=FAIL
+  row "Windows server (wine): a, then the trusted client needs no question" "$r" "$why"
 fi
 
 # D2: Ctrl-C (wine turns SIGINT into the console's Ctrl-C event) ends the Windows server as
@@ -162,6 +167,9 @@ if start e env FUP_CONFIG_DIR="$work/e-s" "$native/fup-server" --yes --bind 127.
   out=$(FUP_CONFIG_DIR="$(winpath "$work/e-c")" timeout 60 "$wine" "$win/fup-client.exe" -q --port "$port" 127.0.0.1 "$(winpath "$src/five.bin")" "$(winpath "$src/사진 2026")" 2>&1)
   why=$(same "$work/e-in" five.bin "사진 2026/sub/p1.jpg" "사진 2026/메모.txt") && r=ok || r=FAIL
   row "Windows client (wine) -> Linux server, secure, a file and a tree" "$r" "$why$out"
+  out=$(FUP_CONFIG_DIR="$(winpath "$work/e-c")" timeout 60 "$wine" "$win/fup-client.exe" --json --port "$port" 127.0.0.1 "$(winpath "$src/small.txt")" 2>/dev/null | tr -d '\r')
+  if python3 -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["verdict"]=="stored" and o["secure"] and o["size"]==15 else 1)' "$out" 2>/dev/null; then r=ok; else r=FAIL; fi
+  row "Windows client (wine) --json: one object, stored" "$r" "$([ $r = ok ] || echo "$out")"
 fi
 if [ -f "$seed/fup_server.py" ]; then
   mkdir -p "$work/f-in"
@@ -202,6 +210,6 @@ for t in aarch64-apple-darwin x86_64-apple-darwin; do
 done
 
 echo
-printf '%-66s %s\n' "matrix" "result"
+printf '%-68s %s\n' "matrix" "result"
 for r in "${rows[@]}"; do echo "$r"; done
 exit $failed
