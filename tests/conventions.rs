@@ -136,6 +136,12 @@ fn a_server_on_every_interface_says_which_addresses_clients_can_use() {
     server.identity();
     // Not 0.0.0.0, not loopback: the one address a client elsewhere could use.
     assert_eq!(server.raw_line(), format!("reachable at 192.0.2.9:{port}"));
+    // The warning names the port it got, not the 0 it was asked for.
+    let warning = server.err_line_containing("--yes accepts every upload");
+    assert!(
+        warning.ends_with(&format!("on all interfaces (port {port}); consider --bind")),
+        "{warning}"
+    );
     let Some(server) = server_in_namespace("--json -b ::", dir.path()) else {
         return;
     };

@@ -165,7 +165,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = fup::net::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let warning = policy(&args).open_door(SocketAddr::new(args.bind, args.port));
+    // The port it got (with --port 0, the system picks one).
+    let bound = listener.local_addr().unwrap_or(addr);
+    let warning = policy(&args).open_door(bound);
     if let Some(warning) = warning {
         eprintln!("fup-server: warning: {warning}");
     }
