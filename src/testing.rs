@@ -1,5 +1,5 @@
 //! Fixtures shared by the unit tests and the fuzz targets (feature `testing`): the golden
-//! vectors and an in-memory duplex stream.
+//! vectors, an in-memory duplex stream, and a connected pair of sockets on every platform.
 
 use std::io::{self, Cursor, Read, Write};
 use std::time::Duration;
@@ -7,6 +7,19 @@ use std::time::Duration;
 use crate::net::Conn;
 
 pub use crate::wire::golden::*;
+
+/// Two ends of one TCP connection over loopback: a socket pair on every platform.
+///
+/// # Panics
+///
+/// If loopback cannot be used.
+pub fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let a = std::net::TcpStream::connect(listener.local_addr().expect("its address"))
+        .expect("a loopback connection");
+    let (b, _) = listener.accept().expect("the connection accepted");
+    (a, b)
+}
 
 /// A stream whose reads come from a fixed script of bytes and whose writes are kept.
 #[derive(Debug, Default)]

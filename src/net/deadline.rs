@@ -121,15 +121,14 @@ impl<C: Conn + ?Sized> Read for DeadlineReader<'_, C> {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
 
     #[test]
     fn deadline_bounds_a_silent_peer() {
-        let (mut a, _b) = UnixStream::pair().unwrap();
+        let (mut a, _b) = crate::testing::socket_pair();
         let started = Instant::now();
         let err = Deadline::after(Duration::from_millis(50))
             .reader(&mut a)
@@ -141,7 +140,7 @@ mod tests {
 
     #[test]
     fn deadline_passes_data_through() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = crate::testing::socket_pair();
         b.write_all(b"abc").unwrap();
         let mut buf = [0; 3];
         Deadline::after(Duration::from_secs(5))
@@ -158,7 +157,7 @@ mod tests {
 
     #[test]
     fn read_message_names_what_it_waited_for() {
-        let (mut a, b) = UnixStream::pair().unwrap();
+        let (mut a, b) = crate::testing::socket_pair();
         let deadline = Deadline::after(Duration::from_millis(50));
         let err = deadline
             .read_message(&mut a, MsgType::Response)

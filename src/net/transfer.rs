@@ -446,13 +446,12 @@ fn sendfile_out(
     Ok(Zero::Sent(sent))
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::Duplex;
     use std::io::Seek;
     use std::net::{TcpListener, TcpStream};
-    use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
     fn pattern(len: usize) -> Vec<u8> {
@@ -472,7 +471,7 @@ mod tests {
     fn receive_moves_exact_bytes_and_honours_the_deadline() {
         let data = pattern(1_000_003);
         for hash in [false, true] {
-            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let (mut a, mut b) = crate::testing::socket_pair();
             let sender = {
                 let data = data.clone();
                 std::thread::spawn(move || {
@@ -586,7 +585,7 @@ mod tests {
         let rest = discard(&mut duplex, 70_000, deadline, idle);
         assert_eq!(rest, 30_000, "then its end");
         // A quiet peer: the deadline, or a pause, ends it.
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = crate::testing::socket_pair();
         let started = std::time::Instant::now();
         let soon = Deadline::after(Duration::from_millis(50));
         assert_eq!(discard(&mut a, u64::MAX, soon, idle), 0);
@@ -601,7 +600,7 @@ mod tests {
     fn send_reports_a_source_that_ends_early() {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&[1; 5000]).unwrap();
-        let (mut a, _b) = UnixStream::pair().unwrap();
+        let (mut a, _b) = crate::testing::socket_pair();
         let mut mover = Mover::default();
         let header = [0; HEADER_LEN];
         let mut source = Source::file(&file);

@@ -278,11 +278,10 @@ where
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::secure::tls::{client_config, server_config};
-    use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
     use crate::secure::keys::test_keys as keys;
@@ -291,7 +290,7 @@ mod tests {
     fn a_megabyte_each_way_and_each_side_knows_the_other() {
         let (_s, server_keys) = keys();
         let (_c, client_keys) = keys();
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = crate::testing::socket_pair();
         let config = server_config(&server_keys).unwrap();
         let deadline = Deadline::after(Duration::from_secs(10));
         let server = std::thread::spawn(move || {
@@ -320,7 +319,7 @@ mod tests {
         let (_s, server_keys) = keys();
         let config = server_config(&server_keys).unwrap();
         // Silent: the deadline ends it.
-        let (a, _b) = UnixStream::pair().unwrap();
+        let (a, _b) = crate::testing::socket_pair();
         let started = std::time::Instant::now();
         let err = accept(
             a,
@@ -335,7 +334,7 @@ mod tests {
             &b"GET / HTTP/1.1\r\n\r\n"[..],
             &[22, 3, 1, 0xff, 0xff, 1, 2, 3],
         ] {
-            let (a, mut b) = UnixStream::pair().unwrap();
+            let (a, mut b) = crate::testing::socket_pair();
             b.write_all(junk).unwrap();
             let err = accept(
                 a,

@@ -291,12 +291,11 @@ pub fn client_config(
     Ok((Arc::new(config), seen))
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use rustls::{ClientConnection, ServerConnection, StreamOwned};
     use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
 
     use crate::secure::keys::test_keys as keys;
 
@@ -304,7 +303,10 @@ mod tests {
     type Seen = Result<(Option<Identity>, Vec<u8>), Error>;
 
     /// A server on one end of a socket pair: reads five bytes, answers, reports what it saw.
-    fn serve(config: Arc<ServerConfig>, sock: UnixStream) -> std::thread::JoinHandle<Seen> {
+    fn serve(
+        config: Arc<ServerConfig>,
+        sock: std::net::TcpStream,
+    ) -> std::thread::JoinHandle<Seen> {
         std::thread::spawn(move || {
             let mut tls = StreamOwned::new(ServerConnection::new(config)?, sock);
             let mut got = vec![0; 5];
@@ -319,7 +321,7 @@ mod tests {
 
     fn client(
         config: Arc<ClientConfig>,
-        sock: UnixStream,
+        sock: std::net::TcpStream,
     ) -> std::io::Result<(Option<Identity>, Vec<u8>, String)> {
         let name = ServerName::try_from(SERVER_NAME).unwrap();
         let mut tls = StreamOwned::new(ClientConnection::new(config, name).unwrap(), sock);
@@ -335,7 +337,7 @@ mod tests {
         let (_sd, server_keys) = keys();
         let (_cd, client_keys) = keys();
         for pinned in [None, Some(server_keys.identity())] {
-            let (a, b) = UnixStream::pair().unwrap();
+            let (a, b) = crate::testing::socket_pair();
             let server = serve(server_config(&server_keys).unwrap(), a);
             let (seen_server, reply, suite) =
                 client(client_config(&client_keys, pinned).unwrap().0, b).unwrap();
@@ -353,7 +355,7 @@ mod tests {
         let (_sd, impostor) = keys();
         let (_cd, client_keys) = keys();
         let (_pd, pinned) = keys();
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = crate::testing::socket_pair();
         let server = serve(server_config(&impostor).unwrap(), a);
         let (config, seen) = client_config(&client_keys, Some(pinned.identity())).unwrap();
         let err = client(config, b).unwrap_err();
@@ -366,7 +368,7 @@ mod tests {
     #[test]
     fn a_client_without_a_certificate_is_refused() {
         let (_sd, server_keys) = keys();
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = crate::testing::socket_pair();
         let server = serve(server_config(&server_keys).unwrap(), a);
         let anonymous = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
