@@ -404,7 +404,7 @@ pub fn run(
         sink,
         report: Mutex::new(Report::default()),
     };
-    let dialer = Dialer::new(
+    let mut dialer = Dialer::new(
         plan.host.clone(),
         plan.mode,
         keys,
@@ -418,14 +418,11 @@ pub fn run(
     // opened for nothing). What the walk has to say is told once the dialing is done, never
     // in the middle of a question the dialer may be asking.
     let overlap = dialer.is_ok() && plan.mode != Mode::Plain && worth_dialing(plan);
-    let (dialer, prepared, early) = std::thread::scope(|scope| {
+    let (prepared, early) = std::thread::scope(|scope| {
         let walking = scope.spawn(|| prepare(plan));
-        let early = match dialer {
-            Ok(mut dialer) if overlap => {
-                let link = dial(&mut dialer, plan, &teller);
-                (Ok(dialer), Some(link))
-            }
-            other => (other, None),
+        let early = match &mut dialer {
+            Ok(dialer) if overlap => Some(dial(dialer, plan, &teller)),
+            _ => None,
         };
         let (prepared, events) = walking
             .join()
@@ -433,7 +430,7 @@ pub fn run(
         for event in events {
             teller.tell(event);
         }
-        (early.0, prepared, early.1)
+        (prepared, early)
     });
     let mut dialer = match dialer {
         Ok(dialer) => dialer,

@@ -762,7 +762,6 @@ impl Partial {
         #[cfg(windows)]
         {
             handle::empty_dir(&self.dir, &[LOCK])?;
-            lock(&partials.ledger).remove(&key);
             drop(self);
         }
         handle::remove_all_at(&root, &key.hex())?;

@@ -76,34 +76,24 @@ impl Store {
     pub fn sweep_stale(&self) -> io::Result<usize> {
         let mut removed = 0;
         let here = Dir::open(&self.dir)?;
-        for entry in fs::read_dir(&self.dir)? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
+        for name in here.names()? {
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(TEMP_PREFIX)
-                && name.ends_with(super::tree::TREE_SUFFIX)
-                && entry.file_type().is_ok_and(|t| t.is_dir())
-            {
+            if !name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let free = match here.stat(name).map(|stat| stat.kind) {
                 // A tree's directory is locked while it is received (on Windows, open: it
                 // cannot be removed then). Removal never follows a link inside.
-                let free = here
-                    .open_dir(&entry.file_name())
-                    .and_then(|dir| dir.try_lock());
-                if free.is_ok() && super::handle::remove_all_at(&here, name).is_ok() {
-                    removed += 1;
+                Ok(EntryKind::Dir) if name.ends_with(super::tree::TREE_SUFFIX) => {
+                    here.open_dir(name).and_then(|dir| dir.try_lock()).is_ok()
                 }
-                continue;
-            }
-            if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
-                continue;
-            }
-            // Only plain files: never follow a link, never open (and block on) a FIFO.
-            if !matches!(here.stat(name).map(|s| s.kind), Ok(EntryKind::File(_))) {
-                continue;
-            }
-            let opened = here.open_file(name, sys::Open::Read, 0);
-            if opened.is_ok_and(|file| file.try_lock().is_ok()) && here.remove(name, false).is_ok()
-            {
+                // Only plain files: never a link, never a FIFO (opening refuses either).
+                Ok(EntryKind::File(_)) if name.ends_with(TEMP_SUFFIX) => here
+                    .open_file(name, sys::Open::Read, 0)
+                    .is_ok_and(|file| file.try_lock().is_ok()),
+                _ => false,
+            };
+            if free && super::handle::remove_all_at(&here, name).is_ok() {
                 removed += 1;
             }
         }
@@ -128,15 +118,11 @@ impl Store {
     ///
     /// If the temp file cannot be created or locked.
     pub fn incoming(&self) -> io::Result<Incoming> {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
         // Published files get the usual mode of a new file (umask applies), not 0600.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(fs::Permissions::from_mode(0o666));
-        }
-        let temp = builder.tempfile_in(&self.dir)?;
+        let temp = sys::usual_mode(&mut tempfile::Builder::new(), 0o666)
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(&self.dir)?;
         self.track(temp)
     }
 

@@ -48,14 +48,10 @@ impl Store {
     ///
     /// If it cannot be made, opened or locked.
     pub fn incoming_tree(&self) -> io::Result<IncomingTree> {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(TEMP_PREFIX).suffix(TREE_SUFFIX);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o777));
-        }
-        let temp = builder.tempdir_in(self.dir())?;
+        let temp = crate::sys::usual_mode(&mut tempfile::Builder::new(), 0o777)
+            .prefix(TEMP_PREFIX)
+            .suffix(TREE_SUFFIX)
+            .tempdir_in(self.dir())?;
         let upload = Dir::open(self.dir())?;
         let name = temp.path().file_name().unwrap_or_default().to_os_string();
         let root = upload.open_dir(&name)?;
@@ -207,7 +203,6 @@ impl IncomingTree {
         }
         self.root.sync_fs()?;
         let dir = self.upload_dir.clone();
-        // Windows cannot move a directory that is open: this handle goes first.
         let IncomingTree {
             temp,
             name: temp_name,
@@ -216,7 +211,12 @@ impl IncomingTree {
             upload,
             ..
         } = self;
+        // Its lock keeps sweeping servers away until it is published; but Windows cannot
+        // move a directory that is open (nor sweep one), so there the handle goes first.
+        #[cfg(windows)]
         drop(root);
+        #[cfg(not(windows))]
+        let _locked = root;
         for n in 0..MAX_RENAMES {
             let name = match n {
                 0 => top.to_string(),

@@ -7,7 +7,6 @@
 //! (or, on Windows, a junction or any other reparse point): the server's store, partials and
 //! trees are built on it.
 
-use std::fs::Metadata;
 use std::io;
 
 #[cfg(unix)]
@@ -140,12 +139,4 @@ pub enum Open {
 /// directory meets).
 pub fn is_taken(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::AlreadyExists
-}
-
-/// Seconds since the Unix epoch of `meta`'s last modification (0 if unknown).
-pub fn modified_secs(meta: &Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

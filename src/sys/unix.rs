@@ -370,6 +370,16 @@ pub fn is_background_read(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::EIO)
 }
 
+/// `builder` makes its files and directories with `mode` (the umask applies), as a new
+/// entry would get: tempfile's own default is private (0600, 0700).
+pub fn usual_mode<'x, 'a, 'b>(
+    builder: &'x mut tempfile::Builder<'a, 'b>,
+    mode: u32,
+) -> &'x mut tempfile::Builder<'a, 'b> {
+    use std::os::unix::fs::PermissionsExt;
+    builder.permissions(std::fs::Permissions::from_mode(mode))
+}
+
 /// Lets the console show the escape sequences of bars and status lines: nothing to do on
 /// unix.
 pub fn enable_escapes() {}

@@ -193,6 +193,14 @@ pub fn enable_escapes() {
     }
 }
 
+/// `builder` as it is: entries inherit their directory's access list on Windows.
+pub fn usual_mode<'x, 'a, 'b>(
+    builder: &'x mut tempfile::Builder<'a, 'b>,
+    _mode: u32,
+) -> &'x mut tempfile::Builder<'a, 'b> {
+    builder
+}
+
 /// A directory opened once; everything beneath it is reached by name, never through a
 /// symlink, a junction or another reparse point.
 #[derive(Debug)]
