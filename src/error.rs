@@ -14,6 +14,9 @@ pub enum Error {
     /// The underlying stream or file failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// A browser's request to the upload page could not be read or served.
+    #[error(transparent)]
+    Http(#[from] crate::server::web::http::HttpError),
     /// The stream ended part-way through a message.
     #[error("connection closed in the middle of a message")]
     Truncated,

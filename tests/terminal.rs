@@ -165,7 +165,7 @@ fn trickle(port: &str, name: &str, chunks: u16) -> thread::JoinHandle<Vec<u8>> {
 #[test]
 fn status_lines_fit_a_narrow_terminal_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let mut pty = Pty::run(&fup_server("--yes", dir.path()), "xterm");
+    let mut pty = Pty::run(&fup_server("--yes --no-web", dir.path()), "xterm");
     let port = pty.port();
     let name = "a file with a long name, longer than the terminal is wide.bin";
     let upload = trickle(&port, name, 12);

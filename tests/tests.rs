@@ -13,4 +13,5 @@ mod secure;
 mod strangers;
 mod terminal;
 mod util;
+mod web;
 mod wire;

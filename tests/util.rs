@@ -95,6 +95,8 @@ pub struct Running {
     pub ready: String,
     /// The `identity: ID` line that follows it (fup-server), once read.
     identity: RefCell<Option<String>>,
+    /// The lines about the page, once read.
+    web: RefCell<Vec<String>>,
 }
 
 /// What the operator's standard input holds.
@@ -201,6 +203,7 @@ impl Running {
             addr: ([0, 0, 0, 0], 0).into(),
             ready: String::new(),
             identity: RefCell::new(None),
+            web: RefCell::new(Vec::new()),
         };
         let first = running.next_line();
         // `listening on ADDR`, or `{"listening":"ADDR","identity":ID}` with --json.
@@ -252,10 +255,35 @@ impl Running {
         line
     }
 
+    /// The next line on standard output; fup-server's lines about its page (`web: URL`, its
+    /// certificate) are kept aside for [`Running::web`].
     fn next_line(&self) -> String {
-        self.stdout
-            .recv_timeout(TIMEOUT)
-            .expect("a line on the server's stdout in time")
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(TIMEOUT)
+                .expect("a line on the server's stdout in time");
+            if line.starts_with("web: ") || line.starts_with("web certificate") {
+                self.web.borrow_mut().push(line);
+                continue;
+            }
+            return line;
+        }
+    }
+
+    /// The next line on standard output within `wait`, if one comes (timestamp removed).
+    pub fn try_line(&self, wait: Duration) -> Option<String> {
+        let line = self.stdout.recv_timeout(wait).ok()?;
+        Some(match stamp_len(&line) {
+            Some(len) => line[len..].to_string(),
+            None => line,
+        })
+    }
+
+    /// fup-server's lines about its page, read so far (after `identity:`, once a later
+    /// line was read).
+    pub fn web(&self) -> Vec<String> {
+        self.web.borrow().clone()
     }
 
     /// The identity fup-server printed after `listening on`.

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use fup::ResponseByte;
+use fup::secure::web_cert::WebCert;
 use fup::secure::{Identity, files, keys, tls};
 use fup::server::policy::Cidr;
+use fup::server::web::Web;
 use fup::server::{
-    Budget, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Event, Partials, Policy, SHUTDOWN_GRACE,
+    Budget, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, End, Event, Partials, Policy, SHUTDOWN_GRACE,
     SecureMode, Server, Store, TrustedClients, budget,
 };
 use fup::term::args::{Seconds, at_least_one, response_byte, seconds, size, size_or_zero};
@@ -131,6 +133,9 @@ struct Args {
     /// `a` (always) at the prompt adds the client to it
     #[arg(long, value_name = "FILE", env = "FUP_TRUSTED_CLIENTS")]
     trusted_clients: Option<PathBuf>,
+    /// Do not serve the upload page (browsers, over http:// and https://, on the same port)
+    #[arg(long)]
+    no_web: bool,
     /// Print this installation's identity (the hash of its public key, made on first use in
     /// $FUP_CONFIG_DIR, else $XDG_CONFIG_HOME/fup, else ~/.config/fup) and exit
     #[arg(long)]
@@ -181,6 +186,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         (io::stdout().is_terminal() && io::stderr().is_terminal()).then(|| Arc::new(Screen::new()));
     let (secure, identity) = secure_mode(&args)?;
     let mut server = server(&args, store, screen.clone())?.with_secure(secure);
+    if !args.no_web {
+        server = server.with_web(web_page());
+    }
     if args.max_partial > 0 {
         match Partials::in_dir(&args.dir, args.keep_partial.into(), args.max_partial) {
             Ok(partials) => {
@@ -221,21 +229,49 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     // Bound to every interface, the address says nothing a client could use: these do.
     let reachable = fup::net::reachable_at(bound);
+    let pages: Vec<String> = match server.web() {
+        None => Vec::new(),
+        Some(_) if bound.ip().is_unspecified() => reachable
+            .iter()
+            .map(|addr| format!("http://{addr}/"))
+            .collect(),
+        Some(_) => vec![format!("http://{bound}/")],
+    };
+    let fingerprint = server.web().and_then(|web| web.fingerprint());
     let ready = match args.json {
         true => serde_json::json!({
             "listening": bound.to_string(),
             "identity": identity.to_string(),
             "reachable": reachable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "web": pages,
+            "web_fingerprint": fingerprint,
         })
         .to_string(),
-        false if bound.ip().is_unspecified() => {
-            let list: Vec<String> = reachable.iter().map(ToString::to_string).collect();
-            format!(
-                "listening on {bound}\nidentity: {identity}\nreachable at {}",
-                list.join(", ")
-            )
+        false => {
+            let mut lines = vec![
+                format!("listening on {bound}"),
+                format!("identity: {identity}"),
+            ];
+            if bound.ip().is_unspecified() {
+                let list: Vec<String> = reachable.iter().map(ToString::to_string).collect();
+                lines.push(format!("reachable at {}", list.join(", ")));
+            }
+            lines.extend(pages.iter().map(|page| format!("web: {page}")));
+            if let Some(fingerprint) = fingerprint {
+                lines.push(format!(
+                    "web certificate (https:// on the same port): SHA-256 {fingerprint}"
+                ));
+            }
+            // A phone scans the first address rather than typing it.
+            if let Some(code) = pages
+                .first()
+                .filter(|_| io::stdout().is_terminal())
+                .and_then(|page| fup::term::qr::code(page))
+            {
+                lines.push(code);
+            }
+            lines.join("\n")
         }
-        false => format!("listening on {bound}\nidentity: {identity}"),
     };
     // One write, and not println!: a reader that closes stdout after the first line (or at
     // any time) must not make the server panic; its log lines are dropped the same way.
@@ -282,6 +318,23 @@ fn secure_mode(args: &Args) -> anyhow::Result<(SecureMode, Identity)> {
     };
     let trusted = TrustedClients::load(&file).context("cannot read the trusted clients")?;
     Ok((SecureMode { config, trusted }, keys.identity()))
+}
+
+/// The upload page: over HTTPS too with the certificate kept in the configuration directory
+/// (made on first use); over plain HTTP only, with a warning, when it cannot be.
+fn web_page() -> Web {
+    let var = |name: &str| std::env::var(name).ok();
+    let made = files::config_dir(var)
+        .ok_or_else(|| "no configuration directory".to_string())
+        .and_then(|dir| WebCert::load_or_create(&dir).map_err(|err| err.to_string()))
+        .and_then(|cert| Web::with_https(&cert).map_err(|err| err.to_string()));
+    match made {
+        Ok(web) => web,
+        Err(err) => {
+            eprintln!("fup-server: warning: the page is served over plain http only: {err}");
+            Web::new()
+        }
+    }
 }
 
 /// The rules the arguments set, that decide without asking.
@@ -341,11 +394,12 @@ impl Log {
                 }
                 return;
             }
-            Event::Finished(summary) => {
+            Event::Finished(summary) | Event::Upload(summary) => {
                 if let Some(screen) = screen {
                     screen.set_status(&mut io::stderr().lock(), summary.connection, None);
                 }
-                if self.quiet && !summary.is_failed() {
+                // A browser's connection: its uploads had their own lines.
+                if matches!(summary.end, End::Web(_)) || self.quiet && !summary.is_failed() {
                     return;
                 }
                 if self.json {

@@ -131,6 +131,89 @@ impl<C: Conn + ?Sized> Conn for &mut C {
     }
 }
 
+/// A [`Conn`] whose first bytes were already read (to tell the protocol apart): they are
+/// read again first, then the connection's own.
+#[derive(Debug)]
+pub struct Prefixed<C> {
+    first: Vec<u8>,
+    at: usize,
+    inner: C,
+}
+
+impl<C> Prefixed<C> {
+    /// `inner`, with `first` read again before anything of its own.
+    pub fn new(first: &[u8], inner: C) -> Prefixed<C> {
+        Prefixed {
+            first: first.to_vec(),
+            at: 0,
+            inner,
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.first.len() - self.at
+    }
+}
+
+impl<C: Read> Read for Prefixed<C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.waiting() == 0 {
+            return self.inner.read(buf);
+        }
+        let n = buf.len().min(self.waiting());
+        buf[..n].copy_from_slice(&self.first[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl<C: Write> Write for Prefixed<C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<C: Conn> Conn for Prefixed<C> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    fn socket(&self) -> Option<Sock<'_>> {
+        // Bytes read from the socket through it must not skip those waiting here.
+        match self.waiting() {
+            0 => self.inner.socket(),
+            _ => None,
+        }
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.waiting() == 0 && self.inner.peer_closed()
+    }
+
+    fn has_input(&self) -> bool {
+        self.waiting() > 0 || self.inner.has_input()
+    }
+
+    fn unacknowledged(&self) -> u64 {
+        self.inner.unacknowledged()
+    }
+
+    fn closes_within(&self, wait: Duration) -> Option<bool> {
+        match self.waiting() {
+            0 => self.inner.closes_within(wait),
+            _ => Some(false),
+        }
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
+    }
+}
+
 /// Sets up a fresh TCP connection for FUP, on either side: no Nagle delay (small control
 /// messages go at once) and writes limited to `write_timeout`, so a peer that stops reading
 /// cannot hold a thread forever.

@@ -148,7 +148,7 @@ impl Link {
     pub fn server_id(&self) -> Option<Identity> {
         match self {
             Link::Plain(_) => None,
-            Link::Secure(tls, _) => Some(tls.peer()),
+            Link::Secure(tls, _) => tls.peer(),
         }
     }
 
@@ -423,7 +423,13 @@ impl<'a> Dialer<'a> {
                 });
             }
         };
-        let id = tls.peer();
+        // `connect` fails a server that shows no certificate: this is always there.
+        let Some(id) = tls.peer() else {
+            return Err(DialError::Handshake {
+                host: self.host.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, "no server certificate"),
+            });
+        };
         let link = Link::Secure(Box::new(tls), version);
         if self.pin.is_some() {
             return Ok((link, None));

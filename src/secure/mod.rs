@@ -13,6 +13,7 @@ pub mod keys;
 pub mod probe;
 pub mod stream;
 pub mod tls;
+pub mod web_cert;
 
 pub use id::{IdError, Identity};
 pub use keys::{KeyError, Keys};

@@ -87,11 +87,11 @@ impl<S: Write> Write for ReadAhead<S> {
 pub type BeforeHandshake<'a, S> = &'a mut dyn FnMut(&mut S) -> io::Result<()>;
 
 /// A TLS connection over `S`: a [`Conn`] whose bytes are encrypted and authenticated, and
-/// whose peer proved the [`Identity`] returned by [`Tls::peer`].
+/// whose peer proved the [`Identity`] returned by [`Tls::peer`] (a browser proves none).
 pub struct Tls<C, S> {
     conn: C,
     sock: ReadAhead<S>,
-    peer: Identity,
+    peer: Option<Identity>,
 }
 
 /// The server's end of a secure connection.
@@ -108,8 +108,9 @@ impl<C, S> fmt::Debug for Tls<C, S> {
 }
 
 impl<C, S> Tls<C, S> {
-    /// The identity the peer proved in the handshake.
-    pub fn peer(&self) -> Identity {
+    /// The identity the peer proved in the handshake: always there for fup's own ends
+    /// ([`accept`], [`connect`]), never for a browser's ([`accept_browser`]).
+    pub fn peer(&self) -> Option<Identity> {
         self.peer
     }
 
@@ -125,7 +126,8 @@ where
     D: SideData,
     S: Conn,
 {
-    /// Runs the handshake to its end by `deadline`, then checks that the peer showed a key.
+    /// Runs the handshake to its end by `deadline`, then checks that the peer showed a key
+    /// when `need_peer`.
     /// With `first_flight`, our first handshake message is sent at once, and `first_flight`
     /// then reads what comes before the peer's (the probe's answer) straight from `sock`.
     fn handshake(
@@ -133,6 +135,7 @@ where
         sock: S,
         deadline: Deadline,
         first_flight: Option<BeforeHandshake<'_, S>>,
+        need_peer: bool,
     ) -> io::Result<Tls<C, S>> {
         conn.set_buffer_limit(Some(SEND_BUFFER));
         let mut sock = ReadAhead::new(sock);
@@ -153,10 +156,26 @@ where
         while conn.wants_write() {
             conn.write_tls(&mut sock)?;
         }
-        let peer = peer_identity(&conn).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "the peer showed no certificate")
-        })?;
+        let peer = peer_identity(&conn);
+        if need_peer && peer.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer showed no certificate",
+            ));
+        }
         Ok(Tls { conn, sock, peer })
+    }
+
+    /// Ends the session with TLS's `close_notify`, best effort: the peer then knows nothing
+    /// was cut.
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                break;
+            }
+        }
+        let _ = self.sock.flush();
     }
 
     fn stream(&mut self) -> Stream<'_, C, ReadAhead<S>> {
@@ -176,7 +195,22 @@ pub fn accept<S: Conn>(
     deadline: Deadline,
 ) -> io::Result<ServerTls<S>> {
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-    Tls::handshake(conn, sock, deadline, None)
+    Tls::handshake(conn, sock, deadline, None, true)
+}
+
+/// Accepts a browser's connection on `sock` with `config`
+/// ([`browser_config`](super::tls::browser_config)): no client certificate.
+///
+/// # Errors
+///
+/// If the handshake fails, or the deadline passes ([`io::ErrorKind::TimedOut`]).
+pub fn accept_browser<S: Conn>(
+    sock: S,
+    config: Arc<ServerConfig>,
+    deadline: Deadline,
+) -> io::Result<ServerTls<S>> {
+    let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+    Tls::handshake(conn, sock, deadline, None, false)
 }
 
 /// Opens a secure connection on `sock`, whose server just answered the probe.
@@ -208,7 +242,7 @@ pub fn connect_pipelined<S: Conn>(
 ) -> io::Result<ClientTls<S>> {
     let name = ServerName::try_from(SERVER_NAME).map_err(io::Error::other)?;
     let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
-    Tls::handshake(conn, sock, deadline, answer)
+    Tls::handshake(conn, sock, deadline, answer, true)
 }
 
 impl<C, D, S> Read for Tls<C, S>
@@ -299,11 +333,11 @@ mod tests {
             tls.read_exact(&mut got).unwrap();
             tls.write_all(&got).unwrap();
             tls.flush().unwrap();
-            tls.peer()
+            tls.peer().unwrap()
         });
         let (config, _) = client_config(&client_keys, None).unwrap();
         let mut tls = connect(b, config, deadline).unwrap();
-        assert_eq!(tls.peer(), server_keys.identity());
+        assert_eq!(tls.peer(), Some(server_keys.identity()));
         let sent: Vec<u8> = (0..1 << 20).map(|i: u32| ((i * 31) >> 3) as u8).collect();
         tls.write_all(&sent).unwrap();
         tls.flush().unwrap();

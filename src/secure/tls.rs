@@ -261,6 +261,28 @@ pub fn server_config(keys: &Keys) -> Result<Arc<ServerConfig>, ConfigError> {
     Ok(Arc::new(config))
 }
 
+/// A configuration for browsers on the page's HTTPS: TLS 1.3 only, `cert` (ECDSA: browsers
+/// take no Ed25519 certificate), no client certificate asked for, HTTP/1.1.
+///
+/// # Errors
+///
+/// If rustls refuses the key or the settings.
+pub fn browser_config(
+    cert: CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(ConfigError)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(ConfigError)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
 /// A client's configuration: TLS 1.3 only, its own certificate for the server, and the
 /// server's identity checked against `pinned` when there is one (the handshake fails
 /// otherwise); without, any server identity is let through for the caller to decide on.

@@ -565,7 +565,7 @@ impl Session<'_> {
         let id = self.summary.client.id()?;
         let deadline = Deadline::after(self.server.timeout);
         loop {
-            match partials.open(key, &id, make) {
+            match partials.open(key, &id.to_string(), make) {
                 Ok(Opened::Partial(mut partial)) => {
                     partial.state.total = total;
                     return Some(*partial);

@@ -17,6 +17,7 @@ pub mod store;
 pub mod summary;
 pub mod tree;
 pub mod trust;
+pub mod web;
 
 use std::fmt;
 use std::io;
@@ -71,6 +72,9 @@ pub enum Event {
     Progress(Progress),
     /// A connection ended.
     Finished(Box<Summary>),
+    /// One browser upload ended (a file, a folder, or a selection denied); its connection
+    /// may go on.
+    Upload(Box<Summary>),
     /// The accept loop gave up on a connection, or on accepting one; the server goes on.
     Listen(ListenEvent),
     /// Partials of cut uploads expired and were removed.
@@ -97,6 +101,7 @@ pub struct Server {
     partials: Option<Partials>,
     budget: Budget,
     per_address: usize,
+    web: Option<web::Web>,
     stopping: AtomicBool,
 }
 
@@ -127,6 +132,7 @@ impl Server {
             partials: None,
             budget: Budget::default(),
             per_address: budget::DEFAULT_PER_ADDRESS,
+            web: None,
             stopping: AtomicBool::new(false),
         }
     }
@@ -175,6 +181,19 @@ impl Server {
     pub fn with_partials(mut self, partials: Partials) -> Server {
         self.partials = Some(partials);
         self
+    }
+
+    /// Serves the upload page on the same port (see [`web`]): a connection that opens with
+    /// an HTTP request or a TLS ClientHello is a browser's. Without it, those are closed as
+    /// any bytes that are not FUP.
+    pub fn with_web(mut self, web: web::Web) -> Server {
+        self.web = Some(web);
+        self
+    }
+
+    /// The upload page, if served.
+    pub fn web(&self) -> Option<&web::Web> {
+        self.web.as_ref()
     }
 
     /// Where cut batches are kept, if they are.

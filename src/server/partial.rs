@@ -102,6 +102,21 @@ impl Key {
         )
     }
 
+    /// The key of one file a browser page offered: the page's own random key (kept in the
+    /// browser), the file's path in the selection, its size and its modification time.
+    pub fn of_browser_file(page: &[u8; 16], path: &str, size: u64, modified: Option<i64>) -> Key {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"fup browser partial key 1\0");
+        hasher.update(page);
+        hasher.update(&size.to_le_bytes());
+        hasher.update(&modified.unwrap_or(i64::MIN).to_le_bytes());
+        hasher.update(&(path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        let mut key = [0; 16];
+        key.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        Key(key)
+    }
+
     /// The key a partial's directory is named by, if `name` is one.
     fn from_hex(name: &str) -> Option<Key> {
         crate::text::unhex(name).map(Key)
@@ -405,15 +420,16 @@ impl Partials {
         self.max_bytes
     }
 
-    /// Opens the partial of `key` for `client`, locked: the one an earlier try left, or
-    /// (with `make`) a new one, made with the directory of partials if need be. One that
-    /// belongs to another client, cannot be read or has expired is emptied first.
+    /// Opens the partial of `key` for `client` (a secure client's identity, or a browser
+    /// page's key, as text), locked: the one an earlier try left, or (with `make`) a new
+    /// one, made with the directory of partials if need be. One that belongs to another
+    /// client, cannot be read or has expired is emptied first.
     ///
     /// # Errors
     ///
     /// If its directory or files cannot be made or read, or something that is not the
     /// server's own (a symlink, another user's directory of partials) is in their place.
-    pub fn open(&self, key: Key, client: &Identity, make: bool) -> io::Result<Opened> {
+    pub fn open(&self, key: Key, client: &str, make: bool) -> io::Result<Opened> {
         let name = key.hex();
         let root = match (self.root(), make) {
             (Some(root), _) => root,
@@ -793,7 +809,7 @@ mod tests {
     }
 
     fn open(partials: &Partials, key: Key, client: &Identity) -> Partial {
-        match partials.open(key, client, true).unwrap() {
+        match partials.open(key, &client.to_string(), true).unwrap() {
             Opened::Partial(partial) => *partial,
             other => panic!("{other:?}"),
         }
@@ -828,7 +844,7 @@ mod tests {
         assert_eq!(partial.state.next, 0);
         // In use while held.
         assert!(matches!(
-            partials.open(key, &id(1), false).unwrap(),
+            partials.open(key, &id(1).to_string(), false).unwrap(),
             Opened::InUse
         ));
         let mut data = partial.create_data(0, false).unwrap();
@@ -955,7 +971,7 @@ mod tests {
         let key = key(&id(1), &[("a", 1)]);
         // Nothing is made before it is needed.
         assert!(matches!(
-            partials.open(key, &id(1), false).unwrap(),
+            partials.open(key, &id(1).to_string(), false).unwrap(),
             Opened::Absent
         ));
         assert!(!partials.path().exists());
@@ -963,8 +979,8 @@ mod tests {
         assert!(partials.path().is_dir());
         fs::remove_dir_all(path(&partials, key)).unwrap();
         std::os::unix::fs::symlink(victim.path(), path(&partials, key)).unwrap();
-        assert!(partials.open(key, &id(1), false).is_err());
-        assert!(partials.open(key, &id(1), true).is_err());
+        assert!(partials.open(key, &id(1).to_string(), false).is_err());
+        assert!(partials.open(key, &id(1).to_string(), true).is_err());
         assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 1);
         // Links planted inside a partial are removed as links, never followed.
         fs::remove_file(path(&partials, key)).unwrap();

@@ -56,6 +56,8 @@ pub enum Reason {
     ManifestMemory(u64),
     /// The client speaks an older version of secure mode than this server (this one).
     OldClient(u16),
+    /// So many browser uploads are open already (the limit, in all or from one address).
+    BrowsersBusy(usize),
 }
 
 impl fmt::Display for Reason {
@@ -99,6 +101,10 @@ impl fmt::Display for Reason {
                 "the server is busy: the lists of batches in flight hold all of the {} they may (--manifest-memory); try again later",
                 text::bytes(*limit)
             ),
+            Reason::BrowsersBusy(max) => write!(
+                f,
+                "the server is busy: {max} browser uploads are open already; try again later"
+            ),
             Reason::OldClient(version) => write!(
                 f,
                 "the client speaks secure mode {version}, this server {}: fup-client 2.0 or later is needed",
@@ -129,7 +135,8 @@ impl Reason {
             Reason::ShuttingDown => Code::ShuttingDown,
             Reason::TooManyQuestions(_)
             | Reason::TooManyClientQuestions(_)
-            | Reason::ManifestMemory(_) => Code::Busy,
+            | Reason::ManifestMemory(_)
+            | Reason::BrowsersBusy(_) => Code::Busy,
             Reason::OldClient(_) => Code::Refused,
             Reason::Yes
             | Reason::AcceptFrom(_)

@@ -124,9 +124,29 @@ impl<'a> Session<'a> {
         // A stranger holds a slot until it says something: seconds, not the timeout.
         let hello = self.server.budget.hello_timeout.min(self.server.timeout);
         let deadline = Deadline::after(hello);
-        let first = match deadline.read_message(stream, MsgType::Request) {
-            Err(Error::Closed(_)) => return Ok(End::NoRequest),
-            other => other?,
+        // A header's worth first: enough to tell a browser from FUP (an HTTP request line is
+        // at least 16 bytes, a ClientHello more).
+        let mut head = [0; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match deadline.reader(stream).read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if got == 0 && err.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(err) => return Err(deadline.error(err, MsgType::Request)),
+            }
+        }
+        if let (Some(web), Some(kind), HEADER_LEN) =
+            (&self.server.web, super::web::kind_of(&head), got)
+        {
+            return self.web(web, stream, &head, kind, deadline);
+        }
+        let first = match Message::read_from((&head[..got]).chain(deadline.reader(stream))) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Ok(End::NoRequest),
+            Err(Error::Io(err)) => return Err(deadline.error(err, MsgType::Request)),
+            Err(err) => return Err(err),
         };
         let Some(secure) = self
             .server
@@ -143,7 +163,13 @@ impl<'a> Session<'a> {
         // The handshake must end by the same first deadline.
         let mut tls = tls::accept(&mut *stream, Arc::clone(&secure.config), deadline)
             .map_err(Error::Handshake)?;
-        let id = tls.peer();
+        // `accept` fails a client that shows no certificate: this is always there.
+        let id = tls.peer().ok_or_else(|| {
+            Error::Handshake(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer showed no certificate",
+            ))
+        })?;
         self.authenticated(&mut tls, id, version)
     }
 

@@ -240,6 +240,31 @@ impl Incoming {
         Ok(path)
     }
 
+    /// Moves the complete file to `path` in `tree` (a tree received file by file), where
+    /// nothing may be yet; it is published with the tree.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be moved; it is removed then.
+    pub fn move_into(self, tree: &super::tree::IncomingTree, path: &str) -> io::Result<()> {
+        let Incoming { temp, _registered } = self;
+        let here = temp
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let name = temp
+            .path()
+            .file_name()
+            .and_then(|name| name.to_str())
+            .ok_or_else(|| io::Error::other("a temp file without a name"))?
+            .to_string();
+        tree.adopt(path, &Dir::open(&here)?, &name)?;
+        // Moved: nothing is left under the temp name to remove.
+        let _ = temp.into_temp_path().keep();
+        Ok(())
+    }
+
     /// Like [`Incoming::publish`] for a file already made durable with others
     /// ([`Store::flush_all`]); the directory is flushed by the caller, once for all
     /// ([`Store::flush_dir`]).

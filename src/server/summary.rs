@@ -36,6 +36,9 @@ pub enum End {
     TurnedAway,
     /// The exchange failed; nothing was stored.
     Failed(Error),
+    /// A browser's connection to the upload page ended after this many requests; each
+    /// upload on it was reported on its own.
+    Web(u32),
 }
 
 /// What happened on one connection, for the server's log.
@@ -120,7 +123,7 @@ impl Summary {
     }
 
     /// What the connection came to, in one word: `stored`, `refused`, `denied`, `dropped`,
-    /// `failed` or `no request`.
+    /// `failed`, `no request` or `page` (a browser's, its uploads reported on their own).
     pub fn verdict(&self) -> &'static str {
         match self.end {
             End::Stored(_) | End::Batch(_) => "stored",
@@ -129,6 +132,7 @@ impl Summary {
             End::Abandoned => "dropped",
             End::Failed(_) => "failed",
             End::NoRequest => "no request",
+            End::Web(_) => "page",
         }
     }
 
@@ -338,8 +342,8 @@ impl Summary {
                 reason("accepted: "),
             ),
             End::Denied => match &self.reason {
-                Some(why) => format!("denied {what} from {peer}: {why}"),
-                None => format!("denied {what} from {peer}"),
+                Some(why) => format!("denied {what} from {peer}: {why}{refused}"),
+                None => format!("denied {what} from {peer}{refused}"),
             },
             End::Abandoned => {
                 format!("dropped {what} from {peer}: client hung up while waiting")
@@ -369,11 +373,17 @@ impl fmt::Display for Summary {
         }
         let Some(req) = &self.request else {
             return match &self.end {
+                End::Failed(err) if matches!(self.client, Client::Browser { .. }) => {
+                    write!(f, "{}, {}: {err}", self.peer, self.client)
+                }
                 End::Failed(err) => write!(
                     f,
                     "{}: connection failed before a request: {err}",
                     self.peer
                 ),
+                End::Web(requests) => {
+                    write!(f, "{}, {}: {requests} request(s)", self.peer, self.client)
+                }
                 _ => write!(f, "{}: connection closed without a request", self.peer),
             };
         };
@@ -445,6 +455,7 @@ impl fmt::Display for Summary {
                 self.kept(),
             ),
             End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
+            End::Web(requests) => write!(f, "{}: {requests} page request(s)", self.peer),
             End::Batch(_) | End::BatchRefused(_) => Ok(()),
         }
     }

@@ -25,18 +25,29 @@ pub enum Client {
         /// Whether it is in the trusted clients' file, and under which label if any.
         trusted: Option<Option<String>>,
     },
+    /// A browser on the upload page: over HTTPS (encrypted; nothing proves who it is) or
+    /// plain HTTP (like [`Client::Plain`]).
+    Browser {
+        /// Whether the page was reached over HTTPS.
+        https: bool,
+        /// The user agent it named, defused and cut ([`text::defuse`](crate::text::defuse)).
+        agent: String,
+    },
 }
 
 impl Client {
-    /// Whether the connection is secure.
+    /// Whether the connection is encrypted: secure mode, or a browser over HTTPS.
     pub fn is_secure(&self) -> bool {
-        matches!(self, Client::Secure { .. })
+        matches!(
+            self,
+            Client::Secure { .. } | Client::Browser { https: true, .. }
+        )
     }
 
     /// The client's identity, on a secure connection.
     pub fn id(&self) -> Option<Identity> {
         match self {
-            Client::Plain => None,
+            Client::Plain | Client::Browser { .. } => None,
             Client::Secure { id, .. } => Some(*id),
         }
     }
@@ -54,10 +65,18 @@ impl Client {
 }
 
 impl fmt::Display for Client {
-    /// `plain`, or `secure, client ID "label"`.
+    /// `plain`, `secure, client ID "label"`, or `browser over https "user agent"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Client::Plain => f.write_str("plain"),
+            Client::Browser { https, agent } => {
+                let over = if *https { "https" } else { "http" };
+                write!(f, "browser over {over}")?;
+                match agent.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, " \"{}\"", crate::text::from_peer(agent)),
+                }
+            }
             Client::Secure { id, .. } => {
                 write!(f, "secure, client {id}")?;
                 match self.label() {

@@ -9,6 +9,7 @@ pub mod args;
 pub mod bar;
 pub mod generate;
 pub mod prompt;
+pub mod qr;
 pub mod results;
 pub mod screen;
 pub mod signals;

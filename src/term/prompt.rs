@@ -229,7 +229,8 @@ impl<W: Write + Send> TerminalApprover<W> {
                 ),
             );
         }
-        let secure = ask.client.is_secure();
+        // Only a client that proved an identity can be trusted from now on.
+        let secure = ask.client.id().is_some();
         let prompt = if secure { PROMPT_ALWAYS } else { PROMPT };
         for tries in 1..=MAX_TRIES {
             self.screen.show_prompt(out, prompt);
@@ -393,6 +394,14 @@ pub fn question(ask: &Ask<'_>, save_as: &str, waiting: usize) -> String {
         Client::Plain => {
             text.push_str("  plain: unencrypted, unauthenticated (the address proves nothing)\n");
         }
+        Client::Browser { https: false, agent } => text.push_str(&format!(
+            "  a browser over plain http: unencrypted, unauthenticated (the address proves nothing)\n  \"{}\"\n",
+            text::from_peer(agent)
+        )),
+        Client::Browser { https: true, agent } => text.push_str(&format!(
+            "  a browser over https: encrypted, but nothing proves who it is\n  \"{}\"\n",
+            text::from_peer(agent)
+        )),
         Client::Secure { id, trusted } => {
             text.push_str(&format!("  secure, client {id}"));
             match trusted {
