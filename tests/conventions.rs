@@ -136,8 +136,9 @@ fn a_server_on_every_interface_says_which_addresses_clients_can_use() {
     server.identity();
     // Not 0.0.0.0, not loopback: the one address a client elsewhere could use.
     assert_eq!(server.raw_line(), format!("reachable at 192.0.2.9:{port}"));
-    // The warning names the port it got, not the 0 it was asked for.
     let warning = server.err_line_containing("--yes accepts every upload");
+    assert_eq!(server.web()[0], format!("web: http://192.0.2.9:{port}/"));
+    // The warning names the port it got, not the 0 it was asked for.
     assert!(
         warning.ends_with(&format!("on all interfaces (port {port}); consider --bind")),
         "{warning}"
@@ -152,6 +153,12 @@ fn a_server_on_every_interface_says_which_addresses_clients_can_use() {
     assert_eq!(
         json["reachable"],
         serde_json::json!([format!("192.0.2.9:{port}")]),
+        "{json}"
+    );
+    // And the page at that address, the one a phone on the network can open.
+    assert_eq!(
+        json["web"],
+        serde_json::json!([format!("http://192.0.2.9:{port}/")]),
         "{json}"
     );
 }

@@ -353,3 +353,29 @@ fn in_the_background_it_keeps_serving_and_questions_time_out_saying_why() {
     pty.expect("no answer within 1 s: fup-server runs in the background (fg brings it back)");
     signal(pid.parse().unwrap(), "TERM");
 }
+
+// On a terminal, the page's address comes with a QR code a phone can scan.
+#[test]
+fn the_page_address_comes_with_a_qr_code_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pty = Pty::run(&fup_server("--yes", dir.path()), "xterm");
+    let port = pty.port();
+    pty.expect(&format!("web: http://127.0.0.1:{port}/"));
+    // The pty's text comes byte by byte: the code's last row (upper half blocks), as bytes.
+    let as_bytes = |text: &str| -> String { text.bytes().map(char::from).collect() };
+    pty.expect(&as_bytes(&format!("{}\r\n", "\u{2580}".repeat(25 + 8))));
+    let printed = String::from_utf8(pty.bytes()).unwrap();
+    let blocks = |c: char| matches!(c, ' ' | '\u{2580}' | '\u{2584}' | '\u{2588}');
+    let rows: Vec<&str> = printed
+        .split("\r\n")
+        .filter(|row| !row.is_empty() && row.chars().all(blocks))
+        .collect();
+    // A version-2 code with its quiet zone, two modules per row.
+    assert_eq!(rows.len(), (25_usize + 8).div_ceil(2), "{printed}");
+    assert!(
+        rows.iter().all(|row| row.chars().count() == 25 + 8),
+        "{printed}"
+    );
+    // Scanners read dark on light: the quiet zone (light) is drawn as full blocks.
+    assert!(rows[0].chars().all(|c| c == '\u{2588}'), "{printed}");
+}

@@ -97,6 +97,8 @@ pub struct Running {
     identity: RefCell<Option<String>>,
     /// The lines about the page, once read.
     web: RefCell<Vec<String>>,
+    /// Lines read while looking for those, still to be returned.
+    pending: RefCell<std::collections::VecDeque<String>>,
 }
 
 /// What the operator's standard input holds.
@@ -204,6 +206,7 @@ impl Running {
             ready: String::new(),
             identity: RefCell::new(None),
             web: RefCell::new(Vec::new()),
+            pending: RefCell::default(),
         };
         let first = running.next_line();
         // `listening on ADDR`, or `{"listening":"ADDR","identity":ID}` with --json.
@@ -258,6 +261,9 @@ impl Running {
     /// The next line on standard output; fup-server's lines about its page (`web: URL`, its
     /// certificate) are kept aside for [`Running::web`].
     fn next_line(&self) -> String {
+        if let Some(line) = self.pending.borrow_mut().pop_front() {
+            return line;
+        }
         loop {
             let line = self
                 .stdout
@@ -280,9 +286,29 @@ impl Running {
         })
     }
 
-    /// fup-server's lines about its page, read so far (after `identity:`, once a later
-    /// line was read).
+    /// fup-server's lines about its page seen so far, without waiting for more.
+    pub fn web_seen(&self) -> Vec<String> {
+        self.web.borrow().clone()
+    }
+
+    /// fup-server's lines about its page (`web: URL`…, then its certificate's), read up to
+    /// the certificate's; lines that come between are kept for [`Running::line`].
     pub fn web(&self) -> Vec<String> {
+        while !self
+            .web
+            .borrow()
+            .iter()
+            .any(|l| l.starts_with("web certificate"))
+        {
+            let line = self
+                .stdout
+                .recv_timeout(TIMEOUT)
+                .expect("the page's lines on the server's stdout in time");
+            match line.starts_with("web: ") || line.starts_with("web certificate") {
+                true => self.web.borrow_mut().push(line),
+                false => self.pending.borrow_mut().push_back(line),
+            }
+        }
         self.web.borrow().clone()
     }
 

@@ -202,14 +202,24 @@ fn the_operator_is_asked_once_and_a_denial_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Running::fup_server(dir.path(), &[], Input::Pipe);
     let page = Page::http(&server);
+    let addr = server.addr;
     let asking = std::thread::spawn({
-        let base = page.base.clone();
         move || {
-            let page = Page {
-                agent: agent(),
-                base,
-            };
-            page.offer(&[("a.txt", 3), ("photos/b.jpg", 5)])
+            // A user agent that would reorder the operator's line if printed raw.
+            let body = json!({"key": KEY, "files": [
+                {"name": "a.txt", "size": 3}, {"name": "photos/b.jpg", "size": 5}]});
+            let body = body.to_string();
+            let request = format!(
+                "POST /offer HTTP/1.1\r\nHost: x\r\nUser-Agent: Evil\u{202e}txt.exe\r\n\
+                 Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let answer = String::from_utf8(read_until_closed(&mut stream)).unwrap();
+            let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+            serde_json::from_str::<Value>(json).unwrap()
         }
     });
     let question = server.err_line_containing("wants to send");
@@ -220,6 +230,8 @@ fn the_operator_is_asked_once_and_a_denial_stores_nothing() {
         how.contains("a browser over plain http: unencrypted"),
         "{how}"
     );
+    let agent_line = server.err_line_containing("Evil");
+    assert!(agent_line.contains(r"Evil\u{202e}txt.exe"), "{agent_line}");
     server.answer("n");
     let answer = asking.join().unwrap();
     assert_eq!(answer["verdict"], "denied", "{answer}");
@@ -232,6 +244,10 @@ fn the_operator_is_asked_once_and_a_denial_stores_nothing() {
     let line = server.line();
     assert!(
         line.starts_with("denied batch of 2 files, 1 folder, 8 B"),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#"browser over http "Evil\u{202e}txt.exe""#),
         "{line}"
     );
     assert!(entries(dir.path()).is_empty());
@@ -688,7 +704,8 @@ fn no_web_turns_the_page_off_and_json_lists_it() {
     assert!(answer.is_empty(), "{answer}");
     let line = server.line();
     assert!(line.contains("unknown message type"), "{line}");
-    assert!(server.web().is_empty());
+    // Every line before that one was read: none was about a page.
+    assert!(server.web_seen().is_empty(), "{:?}", server.web_seen());
     drop(server);
     let server = Running::fup_server(dir.path(), &["--yes", "--json"], Input::Text(""));
     let ready: Value = serde_json::from_str(&server.ready).unwrap();
@@ -700,4 +717,43 @@ fn no_web_turns_the_page_off_and_json_lists_it() {
     let object: Value = serde_json::from_str(&server.line()).unwrap();
     assert_eq!(object["verdict"], "stored");
     assert_eq!(object["name"], "j.txt");
+}
+
+#[test]
+fn offers_count_against_the_memory_of_lists_in_flight_and_quiet_connections_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(
+        dir.path(),
+        &["--yes", "--manifest-memory", "4K", "--timeout", "1"],
+        Input::Text(""),
+    );
+    let page = Page::http(&server);
+    // A small offer fits; one whose JSON could take more than the budget is turned away.
+    assert_eq!(page.offer(&[("a", 1)])["verdict"], "accepted");
+    let names: Vec<String> = (0..40).map(|i| format!("file-number-{i}.txt")).collect();
+    let many: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    let (status, answer) = page.offer_as(KEY, &many);
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("--manifest-memory"),
+        "{answer}"
+    );
+    // A connection that stays quiet after its request is closed after the timeout.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(!answer.ends_with(b"</html>\n"), "HEAD has no body");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -28,7 +28,10 @@ use fup::term::{DEFAULT_PROMPT_TIMEOUT, Screen, TerminalApprover, signals, statu
 /// then one line per connection. Secure mode (TLS 1.3, both sides identified by key) is
 /// offered to fup clients on the same port, and a fup client's files and folders come as one
 /// batch with one question; plain clients (the Python and C# programs, `fup-client --plain`)
-/// are served as before. Answers are read from standard input, one line per question:
+/// are served as before. Any browser can send files too, from a page on the same port (over
+/// http:// and https://, whose certificate's fingerprint is printed; `web:` lines say where,
+/// with a QR code on a terminal), with the same questions and policies; --no-web turns it
+/// off. Answers are read from standard input, one line per question:
 /// `y`/`yes` accepts, `n`/`no` or Enter denies, `a`/`always` accepts a secure client and
 /// trusts it from then on, anything else asks again (3 times, then denies). Once standard
 /// input is closed, what would need a question is denied without one (said once; the log has
@@ -80,7 +83,8 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
     /// Print one JSON object per line on stdout instead of text: `{"listening": ADDR}` once
-    /// ready, then one per connection (time, connection, peer, verdict, name, size, received,
+    /// ready (with `identity`, `reachable`, `web` and `web_fingerprint`), then one per
+    /// connection or browser upload (time, connection, peer, verdict, name, size, received,
     /// stored, seconds, rate, reason, sha256, error: those that apply)
     #[arg(long)]
     json: bool,

@@ -30,7 +30,8 @@ pub enum Client {
     Browser {
         /// Whether the page was reached over HTTPS.
         https: bool,
-        /// The user agent it named, defused and cut ([`text::defuse`](crate::text::defuse)).
+        /// The user agent it named, cut; it came from the peer, so it is escaped wherever it
+        /// is shown ([`text::from_peer`](crate::text::from_peer)).
         agent: String,
     },
 }

@@ -828,6 +828,29 @@ mod tests {
             assert!(text.contains(&says), "{text}");
             assert!(!text.contains("plain"), "{text}");
         }
+        // A browser: which way it came, and its user agent, escaped.
+        for (https, says) in [
+            (
+                false,
+                "  a browser over plain http: unencrypted, unauthenticated",
+            ),
+            (
+                true,
+                "  a browser over https: encrypted, but nothing proves who it is",
+            ),
+        ] {
+            let client = Client::Browser {
+                https,
+                agent: "Phone\u{1b}[2J".into(),
+            };
+            let browser = Ask {
+                client: &client,
+                ..a
+            };
+            let text = question(&browser, "a.txt", 0);
+            assert!(text.contains(says), "{text}");
+            assert!(text.contains(r#"  "Phone\u{1b}[2J""#), "{text}");
+        }
     }
 
     #[test]

@@ -442,5 +442,15 @@ mod tests {
             Err(Reason::BrowsersBusy(MAX_OFFERS))
         );
         assert_eq!(offers.len(), MAX_OFFERS);
+        // Idle offers go when room is needed; one whose file is being received stays.
+        let long_ago = Instant::now().checked_sub(OFFER_IDLE + Duration::from_secs(1));
+        let Some(long_ago) = long_ago else { return };
+        for offer in lock(&offers.map).values() {
+            lock(offer).touched = long_ago;
+        }
+        let busy = lock(&offers.map).values().next().cloned().unwrap();
+        lock(&busy).states.push(ItemState::Receiving);
+        offers.room_for("10.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(offers.len(), 1);
     }
 }
