@@ -215,7 +215,7 @@ def main():
         huge = make(os.path.join(src, "big.bin"), 200 << 20, 7)
         rates = {"browser, http": [], "browser, https": [], "fup-client (secure)": [],
                  "fup-client --plain": []}
-        for run in range(3):
+        for run in range(5):
             for scheme in ("http", "https"):
                 inbox = os.path.join(WORK, f"yes-{scheme}-{run}")
                 server = Server(inbox, "--yes", "--max-partial", "0")
@@ -235,8 +235,8 @@ def main():
                                timeout=300)
                 rates[name].append((200 << 20) / (time.time() - started))
                 server.stop()
-        row("a 200 MiB file through the page, 3 times each way", all(results))
-        print("\n200 MiB over loopback, median of 3 (from submit to stored; the client's whole run):")
+        row("a 200 MiB file through the page, 5 times each way", all(results))
+        print("\n200 MiB over loopback, median of 5 (from submit to stored; the client's whole run):")
         for name, values in rates.items():
             print(f"  {name:<22} {statistics.median(values) / (1 << 20):8.1f} MiB/s"
                   f"   (runs: {', '.join(f'{v / (1 << 20):.0f}' for v in values)})")

@@ -140,7 +140,8 @@ impl Summary {
     /// and as far as they are known `name` (as sent, decoded; `cp949` when it was), `size`,
     /// `received`, `stored` (the path), `seconds` and `rate` (bytes per second) of the
     /// transfer, `reason`, `sha256`, `error`; for a batch `batch` (files, folders, bytes) and
-    /// `refused` (files, reason) when its policy refused some.
+    /// `refused` (files, reason) when its policy refused some; for a browser's upload
+    /// `browser` (https, and its user agent, defused).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         let mut object = json!({
@@ -231,6 +232,12 @@ impl Summary {
         }
         if let Some(label) = self.client.label() {
             set("client_label", json!(label));
+        }
+        if let Client::Browser { https, agent } = &self.client {
+            set(
+                "browser",
+                json!({"https": https, "agent": text::defuse(agent)}),
+            );
         }
         match &self.trusted_now {
             Some(Ok(file)) => set("trusted_now", json!(file.to_string_lossy())),
