@@ -718,7 +718,12 @@ fn no_web_turns_the_page_off_and_json_lists_it() {
     assert_eq!(object["verdict"], "stored");
     assert_eq!(object["name"], "j.txt");
     assert_eq!(object["browser"]["https"], false);
-    assert!(object["browser"]["agent"].as_str().unwrap().starts_with("ureq/"));
+    assert!(
+        object["browser"]["agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("ureq/")
+    );
 }
 
 #[test]

@@ -87,6 +87,22 @@ impl Session<'_> {
         summary
     }
 
+    /// A log line's summary for one file of a page's upload: its name as the page sent it
+    /// (a path inside a folder), stored under its last part.
+    fn web_file_summary(&self, file: &OfferedFile) -> Summary {
+        let mut summary = self.web_upload_summary();
+        summary.request = Some(FileRequest {
+            size: file.size,
+            name: file.path.as_bytes().to_vec(),
+        });
+        summary.name = Some(RequestName {
+            sent: file.path.clone(),
+            stored: file.name().to_string(),
+            cp949: false,
+        });
+        summary
+    }
+
     fn web_report_upload(&self, summary: Summary) {
         if let Some(report) = self.report {
             report(Event::Upload(Box::new(summary)));
@@ -435,16 +451,7 @@ impl Session<'_> {
         let started = Instant::now();
         let mut mover = Mover::new(self.server.checksum && from == 0);
         let moved = self.web_receive_body(conn, buf, &mut target, &mut mover, file, from, len);
-        let mut summary = self.web_upload_summary();
-        summary.request = Some(FileRequest {
-            size: file.size,
-            name: file.path.as_bytes().to_vec(),
-        });
-        summary.name = Some(RequestName {
-            sent: file.path.clone(),
-            stored: file.name().to_string(),
-            cp949: false,
-        });
+        let mut summary = self.web_file_summary(file);
         summary.transfer = started.elapsed();
         summary.sha256 = mover.sha256();
         match moved {
@@ -623,19 +630,10 @@ impl Session<'_> {
         if let Some(at) = file.modified.and_then(system_time) {
             let _ = target.file().set_modified(at);
         }
-        let mut summary = self.web_upload_summary();
-        summary.reason = reason;
-        summary.resumed = (from > 0).then_some(from);
         if !file.in_folder() {
-            summary.request = Some(FileRequest {
-                size: file.size,
-                name: file.path.as_bytes().to_vec(),
-            });
-            summary.name = Some(RequestName {
-                sent: file.path.clone(),
-                stored: file.name().to_string(),
-                cp949: false,
-            });
+            let mut summary = self.web_file_summary(file);
+            summary.reason = reason;
+            summary.resumed = (from > 0).then_some(from);
             summary.received = file.size - from;
             let published = self.web_publish_file(target, file.name());
             summary.transfer = started.elapsed();
