@@ -211,6 +211,7 @@ fn the_operator_is_asked_once_and_a_denial_stores_nothing() {
             let body = body.to_string();
             let request = format!(
                 "POST /offer HTTP/1.1\r\nHost: x\r\nUser-Agent: Evil\u{202e}txt.exe\r\n\
+                 Content-Type: application/json\r\n\
                  Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
@@ -392,11 +393,47 @@ fn hostile_requests_are_bounded_and_answered_once() {
         "HTTP/1.1 400 Bad Request"
     );
     // An offer over its limit is refused from its length alone.
-    let huge = "POST /offer HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n";
+    let huge = "POST /offer HTTP/1.1\r\nContent-Type: application/json\r\n\
+                Content-Length: 2000000\r\n\r\n";
     assert_eq!(
         status_of(&raw(&server, huge.as_bytes())),
         "HTTP/1.1 413 Content Too Large"
     );
+    // Another site: its name resolving here (DNS rebinding), its page posting here, or a
+    // form that is not JSON.
+    let rebound = "GET / HTTP/1.1\r\nHost: files.example.com:5425\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        status_of(&raw(&server, rebound.as_bytes())),
+        "HTTP/1.1 421 Misdirected Request"
+    );
+    let offer = r#"{"key":"0123456789abcdef0123456789abcdef","files":[{"name":"x","size":1}]}"#;
+    let cross = format!(
+        "POST /offer HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\n\
+         Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{offer}",
+        server.addr,
+        offer.len()
+    );
+    assert_eq!(
+        status_of(&raw(&server, cross.as_bytes())),
+        "HTTP/1.1 403 Forbidden"
+    );
+    let form = format!(
+        "POST /offer HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{offer}",
+        server.addr,
+        offer.len()
+    );
+    assert_eq!(
+        status_of(&raw(&server, form.as_bytes())),
+        "HTTP/1.1 415 Unsupported Media Type"
+    );
+    let same = format!(
+        "POST /offer HTTP/1.1\r\nHost: {0}\r\nOrigin: http://{0}\r\n\
+         Content-Type: application/json\r\nConnection: close\r\nContent-Length: {1}\r\n\r\n{offer}",
+        server.addr,
+        offer.len()
+    );
+    assert_eq!(status_of(&raw(&server, same.as_bytes())), "HTTP/1.1 200 OK");
     let methods = "DELETE / HTTP/1.1\r\nConnection: close\r\n\r\n";
     assert_eq!(
         status_of(&raw(&server, methods.as_bytes())),

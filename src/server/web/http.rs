@@ -84,6 +84,86 @@ pub struct Head {
     pub agent: String,
     /// The `Content-Length` headers disagreed, or one was not a number.
     pub bad_length: bool,
+    /// `Host`, if sent.
+    pub host: Option<String>,
+    /// `Origin`, if sent (browsers send it with every POST and PUT).
+    pub origin: Option<String>,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+}
+
+impl Head {
+    /// Whether the request is one this server's own page could have made: its `Host` is an
+    /// address, `localhost`, a `.local` or a one-label name (a DNS name of someone else's
+    /// that resolves here, as in a rebinding attack, is not), and its `Origin`, if any, is
+    /// that same host (another site's page cannot make a browser post here).
+    ///
+    /// # Errors
+    ///
+    /// [`Status::Misdirected`] for another name, [`Status::Forbidden`] for another origin.
+    pub fn is_ours(&self) -> Result<(), Status> {
+        let Some(host) = &self.host else {
+            // HTTP/1.0 without a Host: no browser's.
+            return Ok(());
+        };
+        if !host_is_ours(host) {
+            return Err(Status::Misdirected);
+        }
+        match self.origin.as_deref() {
+            None => Ok(()),
+            Some(origin) => {
+                let same = origin
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+                if same { Ok(()) } else { Err(Status::Forbidden) }
+            }
+        }
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or address, and maybe a port) names this server
+/// the way its page is reached: an IP address, `localhost`, a `.local` name or a name of one
+/// label.
+///
+/// # Example
+///
+/// ```
+/// use fup::server::web::http::host_is_ours;
+///
+/// assert!(host_is_ours("192.168.1.7:5425") && host_is_ours("[fd00::7]:5425"));
+/// assert!(host_is_ours("laptop.local:5425") && host_is_ours("laptop") && host_is_ours("localhost"));
+/// assert!(!host_is_ours("files.example.com:5425") && !host_is_ours("evil.com"));
+/// assert!(!host_is_ours("[::1]:x") && !host_is_ours("a:b:c") && !host_is_ours(""));
+/// ```
+pub fn host_is_ours(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6.split_once(']').is_some_and(|(addr, port)| {
+                addr.parse::<std::net::Ipv6Addr>().is_ok() && is_port(port)
+            });
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let lower = name.to_ascii_lowercase();
+    !lower.is_empty()
+        && (lower.parse::<std::net::Ipv4Addr>().is_ok()
+            || lower == "localhost"
+            || lower.ends_with(".local")
+            || !lower.contains('.'))
+}
+
+/// `""` or `:` and digits.
+fn is_port(port: &str) -> bool {
+    match port.strip_prefix(':') {
+        Some(digits) => {
+            !digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())),
+    }
 }
 
 /// A connection's bytes read ahead of what was parsed: a head's end may bring the start of
@@ -239,6 +319,9 @@ fn parse(bytes: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         expect_continue: false,
         agent: String::new(),
         bad_length: false,
+        host: None,
+        origin: None,
+        content_type: None,
     };
     for header in request.headers.iter() {
         let value = String::from_utf8_lossy(header.value);
@@ -262,6 +345,12 @@ fn parse(bytes: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
             }
         } else if name.eq_ignore_ascii_case("expect") {
             head.expect_continue = value.eq_ignore_ascii_case("100-continue");
+        } else if name.eq_ignore_ascii_case("host") {
+            head.host = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("content-type") {
+            head.content_type = Some(value.to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("user-agent") {
             head.agent = crate::text::cut(value, MAX_AGENT).into_owned();
         }
@@ -294,6 +383,10 @@ pub enum Status {
     Conflict,
     /// 411: a body without a `Content-Length`.
     LengthRequired,
+    /// 415: an offer that is not JSON.
+    UnsupportedType,
+    /// 421: a `Host` that is not how this server's page is reached.
+    Misdirected,
     /// 413: a body over its limit.
     TooLarge,
     /// 431: a head over its limits.
@@ -315,6 +408,8 @@ impl Status {
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
             Status::Conflict => (409, "Conflict"),
             Status::LengthRequired => (411, "Length Required"),
+            Status::UnsupportedType => (415, "Unsupported Media Type"),
+            Status::Misdirected => (421, "Misdirected Request"),
             Status::TooLarge => (413, "Content Too Large"),
             Status::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Status::ServerError => (500, "Internal Server Error"),

@@ -236,6 +236,15 @@ impl Session<'_> {
                 false,
             );
         }
+        if let Err(status) = head.is_ours() {
+            let why = match status {
+                Status::Misdirected => {
+                    "this page answers to its address, localhost or a .local name, not to another site's name"
+                }
+                _ => "a request from another site's page",
+            };
+            return (Response::error(status, why), no_body);
+        }
         match (head.method, head.path.as_str()) {
             (Method::Get | Method::Head, "/") => (
                 Response {

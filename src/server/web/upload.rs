@@ -126,6 +126,21 @@ impl Session<'_> {
                 true,
             );
         };
+        // JSON, as the page sends it: another site's form cannot send that without the
+        // browser asking this server first (which it refuses).
+        if !head
+            .content_type
+            .as_deref()
+            .is_some_and(|kind| kind.starts_with("application/json"))
+        {
+            return (
+                Response::error(
+                    Status::UnsupportedType,
+                    "an offer is JSON (application/json)",
+                ),
+                len == 0,
+            );
+        }
         if len > MAX_OFFER_BODY as u64 {
             let why = format!("an offer of more than {MAX_OFFER_BODY} bytes");
             return (Response::error(Status::TooLarge, &why), false);
