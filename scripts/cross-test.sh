@@ -119,6 +119,27 @@ if start c env FUP_CONFIG_DIR="$(winpath "$work/c-s")" "$wine" "$win/fup-server.
   out=$(FUP_CONFIG_DIR="$work/c-c" timeout 60 "$native/fup-client" --plain --port "$port" 127.0.0.1 "$work/what?.txt" 2>&1)
   if [ ! -e "$work/c-in/what?.txt" ] && grep -q 'denied' <<<"$out"; then r=ok; else r=FAIL; fi
   row "Linux client -> Windows server (wine): \"what?.txt\" refused" "$r" "$(tail -n 1 <<<"$out")"
+  # The page on the same port, as a browser uses it (curl: an offer, then each file's PUT),
+  # over http and https; a file, and a folder with a Hangul name published whole.
+  page() { # scheme, then pairs of (name in the offer, local file)
+    local scheme=$1; shift
+    local files="" args=("$@") i token
+    for ((i = 0; i < ${#args[@]}; i += 2)); do
+      files+="${files:+,}{\"name\":\"${args[i]}\",\"size\":$(stat -c %s "${args[i + 1]}")}"
+    done
+    token=$(curl -sk -H 'Content-Type: application/json' \
+      --data "{\"key\":\"00112233445566778899aabbccddeeff\",\"files\":[$files]}" \
+      "$scheme://127.0.0.1:$port/offer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || return 1
+    for ((i = 0; i < ${#args[@]}; i += 2)); do
+      curl -skf -T "${args[i + 1]}" "$scheme://127.0.0.1:$port/file/$token/$((i / 2))?from=0" || return 1
+    done
+  }
+  out=$(page http web.txt "$src/small.txt" 2>&1)
+  cmp -s "$src/small.txt" "$work/c-in/web.txt" && r=ok || r=FAIL
+  row "browser (curl) -> Windows server (wine): the page over http" "$r" "$out"
+  out=$(page https "앨범/a.txt" "$src/small.txt" "앨범/sub/b.bin" "$src/five.bin" 2>&1)
+  cmp -s "$src/small.txt" "$work/c-in/앨범/a.txt" && cmp -s "$src/five.bin" "$work/c-in/앨범/sub/b.bin" && r=ok || r=FAIL
+  row "browser (curl) -> Windows server (wine): https, a folder whole" "$r" "$(tail -c 200 <<<"$out")"
   # A cut secure upload resumes: the client is killed once the server holds part of it.
   head -c 314572800 /dev/urandom > "$work/big.bin"
   FUP_CONFIG_DIR="$work/c-c" "$native/fup-client" -q --port "$port" 127.0.0.1 "$work/big.bin" > /dev/null 2>&1 &
