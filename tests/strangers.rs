@@ -454,7 +454,14 @@ fn a_silent_connection_is_cut_after_the_hello_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let server = Running::fup_server(
         dir.path(),
-        &["--yes", "--timeout", "30", "--hello-timeout", "1"],
+        &[
+            "--yes",
+            "--timeout",
+            "30",
+            "--hello-timeout",
+            "1",
+            "--no-web",
+        ],
         Input::Text(""),
     );
     let started = Instant::now();

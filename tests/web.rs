@@ -801,3 +801,34 @@ fn offers_count_against_the_memory_of_lists_in_flight_and_quiet_connections_end(
         started.elapsed()
     );
 }
+
+#[test]
+fn a_browsers_spare_connection_is_closed_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    for json in [false, true] {
+        let mut args = vec!["--yes", "--hello-timeout", "1"];
+        if json {
+            args.push("--json");
+        }
+        let server = Running::fup_server(dir.path(), &args, Input::Text(""));
+        // Browsers open a connection ahead of need: it is closed after the hello time.
+        let started = Instant::now();
+        let mut spare = TcpStream::connect(server.addr).unwrap();
+        spare.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert!(read_until_closed(&mut spare).is_empty());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let page = Page::http(&server);
+        let offer = page.offer(&[("after.txt", 1)]);
+        assert_eq!(page.put(&token_of(&offer), 0, 0, b"!").0, 200);
+        let line = server.line();
+        match json {
+            // Not a line for people: the next one is the upload's.
+            false => assert!(line.starts_with("stored \"after.txt\""), "{line}"),
+            // One object per connection still.
+            true => {
+                let idle: Value = serde_json::from_str(&line).unwrap();
+                assert_eq!(idle["verdict"], "idle", "{line}");
+            }
+        }
+    }
+}

@@ -402,8 +402,14 @@ impl Log {
                 if let Some(screen) = screen {
                     screen.set_status(&mut io::stderr().lock(), summary.connection, None);
                 }
-                // A browser's connection: its uploads had their own lines.
-                if matches!(summary.end, End::Web(_)) || self.quiet && !summary.is_failed() {
+                // A browser's connection: its uploads had their own lines. One that sent
+                // nothing (a browser's spare) is no event for people; --json still says so.
+                let quiet_end = match summary.end {
+                    End::Web(_) => true,
+                    End::Idle(_) => !self.json,
+                    _ => false,
+                };
+                if quiet_end || self.quiet && !summary.is_failed() {
                     return;
                 }
                 if self.json {

@@ -134,6 +134,15 @@ impl<'a> Session<'a> {
                 Ok(n) => got += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if got == 0 && err.kind() == io::ErrorKind::UnexpectedEof => break,
+                // Browsers open a connection ahead of need and may never use it: with the
+                // page on, nothing at all within the hello time is that, not a failure.
+                Err(err)
+                    if got == 0
+                        && self.server.web.is_some()
+                        && err.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return Ok(End::Idle(hello));
+                }
                 Err(err) => return Err(deadline.error(err, MsgType::Request)),
             }
         }

@@ -39,6 +39,9 @@ pub enum End {
     /// A browser's connection to the upload page ended after this many requests; each
     /// upload on it was reported on its own.
     Web(u32),
+    /// With the page on: the peer sent nothing at all within the hello time (browsers open
+    /// a connection ahead of need and may never use it), and it was closed.
+    Idle(std::time::Duration),
 }
 
 /// What happened on one connection, for the server's log.
@@ -123,7 +126,8 @@ impl Summary {
     }
 
     /// What the connection came to, in one word: `stored`, `refused`, `denied`, `dropped`,
-    /// `failed`, `no request` or `page` (a browser's, its uploads reported on their own).
+    /// `failed`, `no request`, `page` (a browser's, its uploads reported on their own) or
+    /// `idle` (nothing sent).
     pub fn verdict(&self) -> &'static str {
         match self.end {
             End::Stored(_) | End::Batch(_) => "stored",
@@ -133,6 +137,7 @@ impl Summary {
             End::Failed(_) => "failed",
             End::NoRequest => "no request",
             End::Web(_) => "page",
+            End::Idle(_) => "idle",
         }
     }
 
@@ -388,6 +393,12 @@ impl fmt::Display for Summary {
                     "{}: connection failed before a request: {err}",
                     self.peer
                 ),
+                End::Idle(limit) => write!(
+                    f,
+                    "{}: sent nothing within {} s; closed",
+                    self.peer,
+                    limit.as_secs_f64()
+                ),
                 End::Web(requests) => {
                     write!(f, "{}, {}: {requests} request(s)", self.peer, self.client)
                 }
@@ -463,6 +474,7 @@ impl fmt::Display for Summary {
             ),
             End::NoRequest => write!(f, "{}: connection closed without a request", self.peer),
             End::Web(requests) => write!(f, "{}: {requests} page request(s)", self.peer),
+            End::Idle(_) => Ok(()),
             End::Batch(_) | End::BatchRefused(_) => Ok(()),
         }
     }
