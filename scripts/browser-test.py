@@ -83,6 +83,49 @@ class Server:
         self.proc.wait(timeout=WAIT)
 
 
+class CuttingProxy:
+    """A TCP proxy in front of a server that cuts the first PUT once `cut` bytes of it went
+    through (as a phone's Wi-Fi might), then passes everything."""
+
+    def __init__(self, target, cut):
+        self.target, self.cut = target, cut
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.cuts = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            client, _ = self.sock.accept()
+            host, port = self.target.rsplit(":", 1)
+            server = socket.create_connection((host, int(port)), timeout=WAIT)
+            threading.Thread(target=self.pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(server, client, False), daemon=True).start()
+
+    def pipe(self, src, dst, upward):
+        sent, cut_at = 0, None
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                # Browsers send the PUT on a connection they used before (keep-alive).
+                if upward and cut_at is None and self.cuts == 0 and b"PUT /file/" in data:
+                    cut_at = sent + self.cut
+                    self.cuts += 1
+                sent += len(data)
+                dst.sendall(data)
+                if cut_at is not None and sent >= cut_at:
+                    break
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def browser():
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
@@ -202,6 +245,17 @@ def main():
         ok = len(rows) == 2 and all(end == "stored: in album" for _, end in rows) and same(
             os.path.join(album, "sub", "b.txt"), os.path.join(inbox, "album", "sub", "b.txt"))
         row("a folder picked whole is stored whole", ok, str(rows))
+
+        # 5b. The connection drops in the middle of a file (a proxy cuts it): the page asks
+        #     the server how much it kept and sends the rest, on its own.
+        proxy = CuttingProxy(server.addr, 2 << 20)
+        flaky = make(os.path.join(src, "flaky.bin"), 6 << 20, 8)
+        rows, _ = send(driver, f"http://{proxy.addr}/", [flaky],
+                       on_submit=lambda: (server.question(), server.answer("y")))
+        line = server.line_with("flaky.bin")
+        ok = (proxy.cuts == 1 and rows[0][1].startswith("stored")
+              and same(flaky, os.path.join(inbox, "flaky.bin")))
+        row("the connection drops mid-file: the page resumes it by itself", ok, f"{rows} {line}")
 
         # 6. Over https on the same port, the certificate accepted: the page shows the
         #    fingerprint the server printed, and stores.

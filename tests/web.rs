@@ -630,7 +630,10 @@ fn a_cut_file_resumes_from_what_the_server_holds_and_is_checked() {
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     read_until_closed(&mut stream);
     let line = server.line();
-    assert!(line.starts_with("failed \"movie.bin\""), "{line}");
+    assert!(
+        line.starts_with("failed \"movie.bin\" after 300000 of 1048576 bytes"),
+        "{line}"
+    );
     assert!(line.contains("to resume"), "{line}");
     assert!(visible(dir.path()).is_empty());
     // The same file chosen again from the same browser: the server says how much it holds
@@ -831,4 +834,61 @@ fn a_browsers_spare_connection_is_closed_quietly() {
             }
         }
     }
+}
+
+/// A raw request from `from` (a loopback address of the test's choosing) to `server`.
+fn raw_from(from: &str, server: &Running, request: &str) -> String {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = stream.write_all(request.as_bytes());
+    String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned()
+}
+
+#[test]
+fn a_page_asks_how_much_was_kept_and_only_its_address_may_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::fup_server(dir.path(), &["--yes"], Input::Text(""));
+    let page = Page::http(&server);
+    let file = pattern(200_000);
+    let offer = page.offer(&[("flaky.bin", file.len() as u64)]);
+    let token = token_of(&offer);
+    // Another address (another device on the network) can neither ask nor send.
+    for request in [
+        format!("GET /file/{token}/0 HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        format!(
+            "PUT /file/{token}/0 HTTP/1.1\r\nConnection: close\r\nContent-Length: 200000\r\n\r\n"
+        ),
+    ] {
+        let answer = raw_from("127.0.0.2", &server, &request);
+        assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+    }
+    let (_, state, _) = page.get(&format!("/file/{token}/0"));
+    assert!(state.starts_with("application/json"));
+    let status = |page: &Page| -> Value {
+        let (code, _, body) = page.get(&format!("/file/{token}/0"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(status(&page), json!({"state": "waiting", "from": 0}));
+    // Cut after 70,000 bytes: the same offer says so, and takes the rest.
+    let head = format!(
+        "PUT /file/{token}/0 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        file.len()
+    );
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&file[..70_000]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    read_until_closed(&mut stream);
+    assert!(server.line().contains("kept"));
+    assert_eq!(status(&page), json!({"state": "waiting", "from": 70_000}));
+    assert_eq!(page.put(&token, 0, 70_000, &file[70_000..]).0, 200);
+    assert!(std::fs::read(dir.path().join("flaky.bin")).unwrap() == file);
+    // Stored: the offer is spent (the page learns it from its own answer).
+    assert_eq!(page.get(&format!("/file/{token}/0")).0, 404);
 }

@@ -8,7 +8,8 @@
 //! The page ([`PAGE`]) speaks four requests: `GET /` (the page), `POST /offer` (the
 //! selection's names and sizes, answered once decided, with a token and, for each file,
 //! where to resume), `PUT /file/TOKEN/INDEX?from=N` (one file's bytes from `N` on, the raw
-//! body, its length exact) and nothing else.
+//! body, its length exact), `GET /file/TOKEN/INDEX` (how much a cut try of it left, to
+//! send the rest) and nothing else.
 
 pub mod http;
 pub mod offer;
@@ -256,6 +257,9 @@ impl Session<'_> {
                 no_body,
             ),
             (Method::Post, "/offer") => self.web_offer(web, conn, buf, head, https),
+            (Method::Get | Method::Head, path) if path.starts_with("/file/") => {
+                (self.web_file_status(web, &path["/file/".len()..]), no_body)
+            }
             (Method::Put, path) if path.starts_with("/file/") => {
                 self.web_file(web, conn, buf, head, &path["/file/".len()..])
             }

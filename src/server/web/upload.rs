@@ -21,7 +21,7 @@ use crate::server::budget::address_key;
 use crate::server::names::RequestName;
 use crate::server::partial::{Key, Opened, Partial};
 use crate::server::policy::{Decision, Reason};
-use crate::server::session::{BatchAsk, Session};
+use crate::server::session::{BatchAsk, Resuming, Session};
 use crate::server::store::Incoming;
 use crate::server::summary::{End, Summary};
 use crate::server::{Event, Progress};
@@ -72,6 +72,14 @@ fn query_from(query: Option<&str>) -> Option<u64> {
         }
     }
     Some(from)
+}
+
+/// `TOKEN/INDEX` of a file's path: 32 hex digits, then at most 6 digits.
+fn parse_target(rest: &str) -> Option<([u8; 16], usize)> {
+    let (token, index) = rest.split_once('/')?;
+    let digits = !index.is_empty() && index.len() <= 6 && index.bytes().all(|b| b.is_ascii_digit());
+    let index = digits.then(|| index.parse::<usize>().ok()).flatten()?;
+    Some((text::unhex::<16>(token)?, index))
 }
 
 /// A time in milliseconds since the Unix epoch, as a system time (none before it).
@@ -265,7 +273,42 @@ impl Session<'_> {
             refused: (!refused.is_empty()).then_some((refused.len(), why)),
         };
         let single = accepted.len() == 1 && refused.is_empty() && !first.in_folder();
-        self.decide_upload(conn, &name, totals.bytes, (!single).then_some(&ask), None)
+        // What this page's cut tries left counts as there already (the question says so);
+        // what other partials miss stays free for them.
+        let resuming = self.server.partials().map(|partials| Resuming {
+            held: accepted
+                .iter()
+                .map(|file| self.web_held(&offered.key, file))
+                .fold(0, u64::saturating_add),
+            reserved: partials.reserved(&Key::of_browser_file(
+                &offered.key,
+                &first.path,
+                first.size,
+                first.modified,
+            )),
+        });
+        self.decide_upload(
+            conn,
+            &name,
+            totals.bytes,
+            (!single).then_some(&ask),
+            resuming,
+        )
+    }
+
+    /// The bytes of `file` a cut try from this page left, if the server keeps them.
+    fn web_held(&self, page: &[u8; 16], file: &OfferedFile) -> u64 {
+        let Some(partials) = self.server.partials() else {
+            return 0;
+        };
+        let key = Key::of_browser_file(page, &file.path, file.size, file.modified);
+        let Ok(Opened::Partial(partial)) = partials.open(key, &owner(page), false) else {
+            return 0;
+        };
+        match partial.open_data(0) {
+            Ok(Some(data)) => data.metadata().map_or(0, |meta| meta.len()).min(file.size),
+            _ => 0,
+        }
     }
 
     /// The answer to a denied offer, and its log line: every file denied, each with its
@@ -328,6 +371,38 @@ impl Session<'_> {
         }
     }
 
+    /// `GET /file/TOKEN/INDEX`: how much of an accepted file the server holds from a try of
+    /// this same offer that was cut, for the page to send the rest (`{"from": N}`), or that
+    /// it is being received still, or stored.
+    pub(super) fn web_file_status(&self, web: &Web, rest: &str) -> Response {
+        let Some((token, index)) = parse_target(rest) else {
+            return Response::error(Status::NotFound, "no such upload");
+        };
+        let Some(shared) = web.offers.get(&token) else {
+            return Response::error(Status::NotFound, "no such upload");
+        };
+        let offer = lock(&shared);
+        if offer.owner != address_key(self.summary.peer.ip()) {
+            return Response::error(
+                Status::Forbidden,
+                "this upload was offered from another address",
+            );
+        }
+        let Some(file) = offer.files.get(index) else {
+            return Response::error(Status::NotFound, "no such file in this upload");
+        };
+        let state = match &offer.states[index] {
+            ItemState::Refused => json!({"state": "denied"}),
+            ItemState::Waiting => {
+                json!({"state": "waiting", "from": self.web_held(&offer.page, file)})
+            }
+            ItemState::Receiving => json!({"state": "receiving"}),
+            ItemState::Received(_) => json!({"state": "received"}),
+            ItemState::Stored(name) => json!({"state": "stored", "stored": name}),
+        };
+        Response::json(Status::Ok, &state)
+    }
+
     /// `PUT /file/TOKEN/INDEX?from=N`: one accepted file's bytes from `N` on, exactly the
     /// rest of it; stored when whole (with its folder, once the folder is whole).
     pub(super) fn web_file<C: Conn>(
@@ -339,15 +414,7 @@ impl Session<'_> {
         rest: &str,
     ) -> Refusal {
         let no_body = head.length.unwrap_or(0) == 0;
-        let target = rest.split_once('/').and_then(|(token, index)| {
-            let index = (!index.is_empty()
-                && index.len() <= 6
-                && index.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| index.parse::<usize>().ok())
-            .flatten()?;
-            Some((text::unhex::<16>(token)?, index))
-        });
-        let Some((token, index)) = target else {
+        let Some((token, index)) = parse_target(rest) else {
             return (Response::error(Status::NotFound, "no such upload"), no_body);
         };
         let Some(from) = query_from(head.query.as_deref()) else {
@@ -580,9 +647,15 @@ impl Session<'_> {
         while got < len {
             let chunk = (len - got).min(BUFFER_LEN as u64 * 4);
             let deadline = Deadline::after(self.server.timeout);
-            mover
-                .receive(conn, target.file(), chunk, deadline)
-                .map_err(|err| (deadline.error(err, crate::wire::MsgType::Data), got))?;
+            if let Err(err) = mover.receive(conn, target.file(), chunk, deadline) {
+                // What arrived of the chunk is in the file: its length says how much.
+                let written = target
+                    .file()
+                    .metadata()
+                    .map_or(from + got, |meta| meta.len());
+                let err = deadline.error(err, crate::wire::MsgType::Data);
+                return Err((err, written.saturating_sub(from)));
+            }
             got += chunk;
             self.web_progress(file, from + got);
         }
