@@ -31,6 +31,10 @@ pub const MAX_OFFERS_PER_ADDRESS: usize = 8;
 /// How long an accepted offer waits for its next file before it is dropped (with what its
 /// folders received; cut files stay as partials).
 pub const OFFER_IDLE: Duration = Duration::from_secs(30 * 60);
+/// How long an offer whose every file is stored (or refused) is still known, for a page
+/// whose last answer was lost to ask what became of its files. At most [`MAX_OFFERS`] of
+/// them are kept (the oldest go first); they count against no limit.
+pub const FINISHED_KEEP: Duration = Duration::from_secs(10 * 60);
 
 /// Why an offer's JSON was refused whole.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -262,16 +266,29 @@ pub struct Offer {
     pub folder_started: HashMap<String, Instant>,
     /// Its last request.
     pub touched: Instant,
+    /// When its last file was stored (or refused), if that is done.
+    pub finished: Option<Instant>,
 }
 
 impl Offer {
-    /// Whether it is idle past [`OFFER_IDLE`] with nothing being received.
+    /// Whether it is idle past [`OFFER_IDLE`] with nothing being received, or finished
+    /// past [`FINISHED_KEEP`].
     fn expired(&self, now: Instant) -> bool {
+        if let Some(finished) = self.finished {
+            return now.duration_since(finished) > FINISHED_KEEP;
+        }
         now.duration_since(self.touched) > OFFER_IDLE
             && !self
                 .states
                 .iter()
                 .any(|state| matches!(state, ItemState::Receiving))
+    }
+
+    /// Whether every file is stored or refused.
+    pub fn is_done(&self) -> bool {
+        self.states
+            .iter()
+            .all(|state| matches!(state, ItemState::Refused | ItemState::Stored(_)))
     }
 
     /// The indexes of the files of folder `top` that were accepted.
@@ -301,24 +318,45 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Offers {
+    /// Drops what expired; says whether one more open offer from `owner` (an address key)
+    /// fits in `map`.
+    fn make_room(map: &mut HashMap<[u8; 16], Shared>, owner: IpAddr) -> Result<(), Reason> {
+        let now = Instant::now();
+        map.retain(|_, offer| !lock(offer).expired(now));
+        // Finished ones: at most MAX_OFFERS, the oldest go first.
+        let mut finished: Vec<(Instant, [u8; 16])> = map
+            .iter()
+            .filter_map(|(token, offer)| lock(offer).finished.map(|at| (at, *token)))
+            .collect();
+        if finished.len() > MAX_OFFERS {
+            finished.sort();
+            for (_, token) in &finished[..finished.len() - MAX_OFFERS] {
+                map.remove(token);
+            }
+        }
+        let open: Vec<IpAddr> = map
+            .values()
+            .filter_map(|offer| {
+                let offer = lock(offer);
+                offer.finished.is_none().then_some(offer.owner)
+            })
+            .collect();
+        if open.len() >= MAX_OFFERS {
+            return Err(Reason::BrowsersBusy(MAX_OFFERS));
+        }
+        if open.iter().filter(|&&o| o == owner).count() >= MAX_OFFERS_PER_ADDRESS {
+            return Err(Reason::BrowsersBusy(MAX_OFFERS_PER_ADDRESS));
+        }
+        Ok(())
+    }
+
     /// Drops the offers idle too long; says whether one more from `peer` would fit.
     ///
     /// # Errors
     ///
     /// The reason it would not.
     pub fn room_for(&self, peer: IpAddr) -> Result<(), Reason> {
-        let mut map = lock(&self.map);
-        let now = Instant::now();
-        map.retain(|_, offer| !lock(offer).expired(now));
-        let owner = address_key(peer);
-        if map.len() >= MAX_OFFERS {
-            return Err(Reason::BrowsersBusy(MAX_OFFERS));
-        }
-        let theirs = map.values().filter(|o| lock(o).owner == owner).count();
-        if theirs >= MAX_OFFERS_PER_ADDRESS {
-            return Err(Reason::BrowsersBusy(MAX_OFFERS_PER_ADDRESS));
-        }
-        Ok(())
+        Offers::make_room(&mut lock(&self.map), address_key(peer))
     }
 
     /// Keeps `offer` under a new random token, if there is room; returns the token.
@@ -327,10 +365,12 @@ impl Offers {
     ///
     /// The reason there is no room.
     pub fn insert(&self, offer: Offer) -> Result<[u8; 16], Reason> {
-        self.room_for(offer.owner)?;
+        let mut map = lock(&self.map);
+        Offers::make_room(&mut map, offer.owner)?;
         let mut token = [0; 16];
-        getrandom::fill(&mut token).map_err(|_| Reason::BrowsersBusy(0))?;
-        lock(&self.map).insert(token, Arc::new(Mutex::new(offer)));
+        // The system's random numbers: std's own hash maps need them too.
+        getrandom::fill(&mut token).expect("the system's random numbers are unavailable");
+        map.insert(token, Arc::new(Mutex::new(offer)));
         Ok(token)
     }
 
@@ -339,12 +379,7 @@ impl Offers {
         lock(&self.map).get(token).cloned()
     }
 
-    /// Drops the offer of `token` (all its files are stored or refused).
-    pub fn remove(&self, token: &[u8; 16]) {
-        lock(&self.map).remove(token);
-    }
-
-    /// How many are kept.
+    /// How many are kept, open or finished.
     pub fn len(&self) -> usize {
         lock(&self.map).len()
     }
@@ -426,6 +461,7 @@ mod tests {
             reason: None,
             folder_started: HashMap::new(),
             touched: Instant::now(),
+            finished: None,
         };
         for _ in 0..MAX_OFFERS_PER_ADDRESS {
             offers.insert(make("10.0.0.1")).unwrap();
@@ -442,6 +478,19 @@ mod tests {
             Err(Reason::BrowsersBusy(MAX_OFFERS))
         );
         assert_eq!(offers.len(), MAX_OFFERS);
+        // Finished ones take no room, and only so many are kept.
+        for offer in lock(&offers.map).values() {
+            lock(offer).finished = Some(Instant::now());
+        }
+        for i in 0..MAX_OFFERS {
+            let token = offers.insert(make(&format!("10.0.3.{i}"))).unwrap();
+            lock(&offers.get(&token).unwrap()).finished = Some(Instant::now());
+        }
+        offers.room_for("10.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(offers.len(), MAX_OFFERS);
+        for offer in lock(&offers.map).values() {
+            lock(offer).finished = None;
+        }
         // Idle offers go when room is needed; one whose file is being received stays.
         let long_ago = Instant::now().checked_sub(OFFER_IDLE + Duration::from_secs(1));
         let Some(long_ago) = long_ago else { return };

@@ -211,6 +211,7 @@ impl Session<'_> {
             reason: decision.reason.clone(),
             folder_started: Default::default(),
             touched: Instant::now(),
+            finished: None,
         };
         let token = match web.offers.insert(offer) {
             Ok(token) => token,
@@ -496,14 +497,11 @@ impl Session<'_> {
                 (stored, true)
             }
         };
-        let done = offer
-            .states
-            .iter()
-            .all(|state| matches!(state, ItemState::Refused | ItemState::Stored(_)));
-        drop(offer);
-        if done {
-            web.offers.remove(&token);
+        if offer.is_done() {
+            // Kept a while, for a page whose last answer was lost to ask.
+            offer.finished = Some(Instant::now());
         }
+        drop(offer);
         (response, consumed)
     }
 
