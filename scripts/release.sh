@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds fup's release archives into dist/:
 #
-#   scripts/release.sh VERSION      # VERSION must be Cargo.toml's (2.1.0)
+#   scripts/release.sh VERSION      # VERSION must be Cargo.toml's (2.2.0)
 #
 #   fup-VERSION-x86_64-unknown-linux-musl.tar.gz    static Linux, x86_64
 #   fup-VERSION-aarch64-unknown-linux-musl.tar.gz   static Linux, ARM 64-bit

@@ -14,6 +14,14 @@ pub enum Error {
     /// The underlying stream or file failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// A client's pairing failed (the code is spent).
+    #[error("pairing with client {id} failed: {err}; the code is spent")]
+    Pair {
+        /// The client's identity.
+        id: crate::secure::Identity,
+        /// Why.
+        err: crate::secure::pair::PairError,
+    },
     /// A browser's request to the upload page could not be read or served.
     #[error(transparent)]
     Http(#[from] crate::server::web::http::HttpError),

@@ -112,7 +112,7 @@ fn relay(target: SocketAddr, answer: Answer) -> (u16, thread::JoinHandle<Vec<u8>
     (port, handle)
 }
 
-const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0];
+const PROBE: [u8; 16] = [b'F', b'U', b'P', b'S', 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 0];
 
 #[test]
 fn a_secure_upload_shows_nothing_of_the_file_on_the_wire() {

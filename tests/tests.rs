@@ -7,6 +7,7 @@ mod cli;
 mod conventions;
 mod dialect;
 mod hostile;
+mod pair;
 mod pty;
 mod resume;
 mod secure;

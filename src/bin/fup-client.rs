@@ -12,10 +12,13 @@ use anyhow::Context;
 use clap::Parser;
 use fup::ResponseByte;
 use fup::batch::Totals;
-use fup::client::command::{self, Digest, Event, FileResult, Plan, Report, Spooled, Verdict};
+use fup::client::command::{
+    self, Digest, Event, FileResult, PairPlan, Plan, Report, Spooled, Verdict,
+};
 use fup::client::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_TIMEOUT};
 use fup::secure::dial::{FirstContact, Mode, Note};
 use fup::secure::files::{self, HostPort};
+use fup::secure::pair::Code;
 use fup::secure::{Identity, keys};
 use fup::term::args::{
     Address, Seconds, address, chunk_size, parse_with_address, response_byte, seconds,
@@ -58,13 +61,29 @@ use indicatif::ProgressBar;
     after_help = "Examples:\n  fup-client 192.0.2.7 report.pdf photos/*.jpg\n  fup-client --port 6000 -q backup.host db.dump"
 )]
 struct Args {
-    /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT)
-    #[arg(value_parser = address)]
-    host: Address,
+    /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT);
+    /// with --code, the first file (the server is --server's)
+    #[arg(value_name = "HOST")]
+    target: String,
     /// Files to upload; `-` is standard input (with --name), read to its end into an unlinked
     /// temporary file first, since the protocol sends the size before the data
-    #[arg(required = true)]
+    #[arg(required_unless_present = "code")]
     files: Vec<PathBuf>,
+    /// The server, read from the arguments.
+    #[arg(skip)]
+    host: Address,
+    /// The pairing code the server's operator got from `fup-server --pair` (N-word-word-word):
+    /// proves this first contact both ways (pins the server; the server trusts this client
+    /// from then on). Works once; then the files go
+    #[arg(long, value_name = "CODE", requires = "server", conflicts_with_all = ["plain", "pin"], value_parser = str::parse::<Code>)]
+    code: Option<Code>,
+    /// With --code: the server's address (HOST or HOST:PORT)
+    #[arg(long, value_name = "HOST[:PORT]", requires = "code", value_parser = address)]
+    server: Option<Address>,
+    /// With --code: what the server calls this client in its trusted clients (default: this
+    /// computer's name)
+    #[arg(long, value_name = "LABEL", requires = "code")]
+    label: Option<String>,
     /// The name to upload standard input (`-`) under
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -135,7 +154,10 @@ fn main() -> ExitCode {
     fup::sys::enable_escapes();
     // --completions and --man are answered before the usual parsing: see Args.
     fup::term::generate::handle::<Args>(true);
-    let args: Args = parse_with_address(|a: &mut Args| (&mut a.host, &mut a.port));
+    let args: Args = parse_with_address(|a: &mut Args| {
+        a.resolve_target();
+        (&mut a.host, &mut a.port)
+    });
     let stdin_files = args.files.iter().filter(|p| is_stdin(p)).count();
     if stdin_files > 1 || (stdin_files == 1) != args.name.is_some() {
         use clap::CommandFactory;
@@ -152,6 +174,24 @@ fn main() -> ExitCode {
             eprintln!("fup-client: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+impl Args {
+    /// The server and the files, from the arguments: with --code, every argument is a file
+    /// and the server is --server's; else the first is the server.
+    fn resolve_target(&mut self) {
+        use clap::CommandFactory;
+        if self.code.is_some() {
+            self.files.insert(0, PathBuf::from(&self.target));
+            self.host = self.server.clone().unwrap_or_default();
+            return;
+        }
+        self.host = address(&self.target).unwrap_or_else(|why| {
+            Args::command()
+                .error(clap::error::ErrorKind::ValueValidation, why)
+                .exit()
+        });
     }
 }
 
@@ -185,7 +225,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             host: args.host.host.clone(),
             port: args.port,
         },
-        mode: match (args.plain, args.secure || args.pin.is_some()) {
+        mode: match (
+            args.plain,
+            args.secure || args.pin.is_some() || args.code.is_some(),
+        ) {
             (true, _) => Mode::Plain,
             (false, true) => Mode::Secure,
             (false, false) => Mode::Auto,
@@ -203,11 +246,22 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         accept_byte: args.accept_byte,
         parallel: args.parallel.into(),
         retry: args.retry,
+        pair: args.code.clone().map(|code| PairPlan {
+            code,
+            label: args
+                .label
+                .clone()
+                .or_else(fup::sys::host_name)
+                .unwrap_or_else(|| "fup-client".to_string()),
+        }),
     };
+    let paired = args.code.is_some();
     let first_contact = |host: &HostPort, id: &Identity| match io::stdin().is_terminal()
         && io::stderr().is_terminal()
         && args.name.is_none()
     {
+        // The code proves it: nothing to ask, nothing recorded before the proof.
+        _ if paired => FirstContact::Deferred,
         false => FirstContact::Recorded,
         true => {
             presenter.hold();

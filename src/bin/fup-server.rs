@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use fup::ResponseByte;
+use fup::secure::pair::Pairing;
 use fup::secure::web_cert::WebCert;
 use fup::secure::{Identity, files, keys, tls};
 use fup::server::policy::Cidr;
@@ -137,6 +138,14 @@ struct Args {
     /// `a` (always) at the prompt adds the client to it
     #[arg(long, value_name = "FILE", env = "FUP_TRUSTED_CLIENTS")]
     trusted_clients: Option<PathBuf>,
+    /// Print a pairing code (`code: N-word-word-word`) for a client's first contact:
+    /// `fup-client --code CODE --server HOST FILES` proves it both ways, pins this server and
+    /// is trusted here from then on. A code works once (a wrong one spends it too)
+    #[arg(long)]
+    pair: bool,
+    /// How long a pairing code is good for
+    #[arg(long, value_name = "DURATION", env = "FUP_PAIR_TIMEOUT", default_value = "10m", value_parser = seconds)]
+    pair_timeout: Seconds,
     /// Do not serve the upload page (browsers, over http:// and https://, on the same port)
     #[arg(long)]
     no_web: bool,
@@ -193,6 +202,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_web {
         server = server.with_web(web_page());
     }
+    // Pairing is always possible; a code is opened only when the operator asks (--pair).
+    let pairing = Arc::new(Pairing::new(args.pair_timeout.into()));
+    let code = args.pair.then(|| pairing.open());
+    server = server.with_pairing(pairing);
     if args.max_partial > 0 {
         match Partials::in_dir(&args.dir, args.keep_partial.into(), args.max_partial) {
             Ok(partials) => {
@@ -249,6 +262,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "reachable": reachable.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "web": pages,
             "web_fingerprint": fingerprint,
+            "code": code.as_ref().map(ToString::to_string),
         })
         .to_string(),
         false => {
@@ -259,6 +273,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             if bound.ip().is_unspecified() {
                 let list: Vec<String> = reachable.iter().map(ToString::to_string).collect();
                 lines.push(format!("reachable at {}", list.join(", ")));
+            }
+            if let Some(code) = &code {
+                lines.push(format!(
+                    "code: {code} (for one client's first contact: fup-client --code {code} \
+                     --server ADDRESS FILES; works once, for {})",
+                    humantime::format_duration(args.pair_timeout.into())
+                ));
             }
             lines.extend(pages.iter().map(|page| format!("web: {page}")));
             if let Some(fingerprint) = fingerprint {
@@ -321,7 +342,15 @@ fn secure_mode(args: &Args) -> anyhow::Result<(SecureMode, Identity)> {
             .join(files::TRUSTED_CLIENTS),
     };
     let trusted = TrustedClients::load(&file).context("cannot read the trusted clients")?;
-    Ok((SecureMode { config, trusted }, keys.identity()))
+    let identity = keys.identity();
+    Ok((
+        SecureMode {
+            config,
+            trusted,
+            identity,
+        },
+        identity,
+    ))
 }
 
 /// The upload page: over HTTPS too with the certificate kept in the configuration directory
@@ -454,6 +483,15 @@ impl Log {
             })
             .to_string(),
             Event::Swept(swept) => self.stamped(&swept.to_string()),
+            Event::Paired(paired) if self.json => serde_json::json!({
+                "time": now(),
+                "paired": paired.id.to_string(),
+                "peer": paired.peer.to_string(),
+                "label": fup::text::defuse(&paired.label),
+                "trusted_clients": paired.file.as_ref().ok().map(|f| f.to_string_lossy()),
+            })
+            .to_string(),
+            Event::Paired(paired) => self.stamped(&paired.to_string()),
         };
         let mut out = io::stdout().lock();
         match screen {

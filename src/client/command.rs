@@ -22,7 +22,7 @@ use crate::batch::{Entry, Kind, Limits, Totals, check};
 use crate::error::Error;
 use crate::secure::dial::{DialError, Dialer, FirstContact, Link, Mode, Note};
 use crate::secure::files::HostPort;
-use crate::secure::{Identity, Keys, probe};
+use crate::secure::{Identity, Keys, pair, probe};
 use crate::text;
 use crate::wire::ResponseByte;
 
@@ -34,6 +34,15 @@ pub struct Spooled {
     pub name: String,
     /// Where its bytes are.
     pub file: tempfile::NamedTempFile,
+}
+
+/// A first contact proven by a pairing code (see [`pair`](crate::secure::pair)).
+#[derive(Clone, Debug)]
+pub struct PairPlan {
+    /// The code the server's operator gave.
+    pub code: pair::Code,
+    /// What this client is called in the server's trusted clients.
+    pub label: String,
 }
 
 /// What one run of the command sends, where, and how.
@@ -65,6 +74,9 @@ pub struct Plan {
     pub parallel: usize,
     /// Connections made again after a cut (secure, resuming), or while a server is down.
     pub retry: u32,
+    /// A pairing code to prove the first contact with (the dialer then pins nothing before
+    /// the proof, and the server trusts this client after it).
+    pub pair: Option<PairPlan>,
 }
 
 /// How a file ended.
@@ -456,8 +468,23 @@ pub fn run(
             return *lock(&teller.report);
         }
     };
+    let link = match (link, &plan.pair) {
+        (Some(mut link), Some(pairing)) => {
+            match pair_over(&mut link, pairing, keys, &mut dialer, plan) {
+                Ok(note) => {
+                    teller.tell(Event::Note(note));
+                    Some(link)
+                }
+                Err(why) => {
+                    fail_all(&teller, &prepared.found, Cause::Identity, why, true);
+                    return *lock(&teller.report);
+                }
+            }
+        }
+        (link, _) => link,
+    };
     match link.map(|link| (link.version(), link)) {
-        Some((Some(version), _)) if version < probe::VERSION => {
+        Some((Some(version), _)) if version < probe::BATCHES => {
             let why = format!(
                 "the server speaks an older secure mode ({version}, this client {}): update fup-server to 2.0 or later; nothing was sent",
                 probe::VERSION
@@ -645,6 +672,53 @@ fn fail_all(teller: &Teller<'_>, found: &[Found], code: Cause, reason: String, s
         totals: None,
         files,
     });
+}
+
+/// Proves a first contact on `link` with `pairing`'s code (both ways, bound to the TLS
+/// session), then pins the server. Says, on failure, why; nothing was sent or pinned then.
+fn pair_over(
+    link: &mut Link,
+    pairing: &PairPlan,
+    keys: Option<&Keys>,
+    dialer: &mut Dialer<'_>,
+    plan: &Plan,
+) -> Result<Note, String> {
+    let failed = |why: String| {
+        format!(
+            "pairing with {} failed: {why}; nothing was sent or pinned",
+            plan.host
+        )
+    };
+    let Link::Secure(tls, version) = link else {
+        return Err(failed(
+            "it does not offer secure mode, which a pairing code needs".into(),
+        ));
+    };
+    if *version < probe::PAIRING {
+        return Err(failed(pair::PairError::TooOld(*version).to_string()));
+    }
+    let (Some(keys), Some(server)) = (keys, tls.peer()) else {
+        return Err(failed("no identity on one side".into()));
+    };
+    let channel = tls
+        .exporter(pair::EXPORTER_LABEL)
+        .map_err(|err| failed(err.to_string()))?;
+    let binding = pair::Binding {
+        client: keys.identity(),
+        server,
+        channel,
+    };
+    let _ = crate::net::Conn::set_read_timeout(&**tls, Some(plan.timeout));
+    pair::client(&mut **tls, &pairing.code, &pairing.label, &binding)
+        .map_err(|err| failed(err.to_string()))?;
+    let file = dialer
+        .pin_proven(server)
+        .map_err(|err| failed(err.to_string()))?;
+    Ok(Note::Paired {
+        id: server,
+        file,
+        label: pairing.label.clone(),
+    })
 }
 
 /// Reaches the server, with `--retry` also while it is down (restarting); says what the
@@ -1435,6 +1509,7 @@ mod tests {
             let secure = SecureMode {
                 config: tls::server_config(&self.server_keys).unwrap(),
                 trusted: TrustedClients::load(&self.upload.path().join("none")).unwrap(),
+                identity: self.server_keys.identity(),
             };
             let partials =
                 Partials::in_dir(self.upload.path(), Duration::from_secs(3600), 1 << 30).unwrap();
@@ -1464,6 +1539,7 @@ mod tests {
                 accept_byte: None,
                 parallel: 1,
                 retry: 0,
+                pair: None,
             }
         }
 

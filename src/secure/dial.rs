@@ -228,6 +228,16 @@ pub enum Note {
         /// The file.
         file: PathBuf,
     },
+    /// Paired by code: the server proved it holds the code and is pinned in this file; it
+    /// trusts this client from now on, under this label.
+    Paired {
+        /// The server's identity.
+        id: Identity,
+        /// The file it is pinned in.
+        file: PathBuf,
+        /// The label this client gave itself.
+        label: String,
+    },
 }
 
 /// What became of a server identity met for the first time.
@@ -240,6 +250,9 @@ pub enum FirstContact {
     /// Trusted by a person who was asked, however long that took: the server's clock for
     /// this connection may have run out meanwhile, so the dialer connects again, pinned.
     Answered,
+    /// To be proven on the connection by the caller (a pairing code): nothing is recorded
+    /// yet; [`Dialer::pin_proven`] records it once proven.
+    Deferred,
 }
 
 /// Decides on a server identity met for the first time.
@@ -311,6 +324,26 @@ impl<'a> Dialer<'a> {
     /// The server's pin, if it has one.
     pub fn pin(&self) -> Option<&Pin> {
         self.pin.as_ref()
+    }
+
+    /// Pins `id` for this server in `known_hosts` (unless it is pinned already), once the
+    /// caller proved it on the connection (a pairing code); later connections check it.
+    /// Returns the file.
+    ///
+    /// # Errors
+    ///
+    /// If `known_hosts` cannot be written or read.
+    pub fn pin_proven(&mut self, id: Identity) -> Result<PathBuf, DialError> {
+        if self.pin.as_ref().is_some_and(|pin| pin.id() == id) {
+            return Ok(self.known_hosts.clone());
+        }
+        add_known_host(&self.known_hosts, &self.host, &id)?;
+        self.pin = Some(Pin::Known {
+            id,
+            file: self.known_hosts.clone(),
+            line: known_host(&self.known_hosts, &self.host)?.map_or(0, |known| known.line),
+        });
+        Ok(self.known_hosts.clone())
     }
 
     /// Opens a connection for one upload, secure or (when allowed) plain, and says what the
@@ -435,18 +468,17 @@ impl<'a> Dialer<'a> {
             return Ok((link, None));
         }
         let answer = (self.first_contact)(&self.host, &id);
-        if answer == FirstContact::Refused {
-            return Err(DialError::NotTrusted {
-                host: self.host.clone(),
-                id,
-            });
+        match answer {
+            FirstContact::Refused => {
+                return Err(DialError::NotTrusted {
+                    host: self.host.clone(),
+                    id,
+                });
+            }
+            FirstContact::Deferred => return Ok((link, None)),
+            FirstContact::Recorded | FirstContact::Answered => {}
         }
-        add_known_host(&self.known_hosts, &self.host, &id)?;
-        self.pin = Some(Pin::Known {
-            id,
-            file: self.known_hosts.clone(),
-            line: known_host(&self.known_hosts, &self.host)?.map_or(0, |known| known.line),
-        });
+        self.pin_proven(id)?;
         let note = Some(Note::Pinned {
             id,
             file: self.known_hosts.clone(),

@@ -10,6 +10,7 @@ pub mod dial;
 pub mod files;
 pub mod id;
 pub mod keys;
+pub mod pair;
 pub mod probe;
 pub mod stream;
 pub mod tls;

@@ -14,7 +14,8 @@
 //! from a request by the first message's type; 3 checks every file of a batch end to end and
 //! resumes cut batches; 4 types every file's result (a reason code and a short text), refuses
 //! files one by one by policy inside an accepted batch, carries modification times, and lets
-//! hidden names inside folders and two top items of one name through.
+//! hidden names inside folders and two top items of one name through; 5 adds pairing, a
+//! first contact proven by a short code ([`pair`](super::pair)), and is 4 otherwise.
 
 use crate::wire::{Body, HEADER_LEN, Message};
 
@@ -22,7 +23,11 @@ use crate::wire::{Body, HEADER_LEN, Message};
 pub const PROBE_ID: u32 = u32::from_le_bytes(*b"FUPS");
 
 /// The version of secure mode this build speaks at best, carried in `seq`.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
+/// The oldest version whose batches are this build's (4): older peers are told to update.
+pub const BATCHES: u16 = 4;
+/// The first version with pairing codes.
+pub const PAIRING: u16 = 5;
 /// The oldest version this build still speaks (a peer from before the current one).
 pub const OLDEST: u16 = 3;
 
@@ -75,7 +80,7 @@ mod tests {
         // What a plain server's reader makes of it: bodylen 0, so nothing more is awaited.
         assert_eq!(
             PROBE,
-            [0x46, 0x55, 0x50, 0x53, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0]
+            [0x46, 0x55, 0x50, 0x53, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 0]
         );
         // A data message of an upload is not a probe, even an empty last one.
         let data = Message::read_from(&crate::wire::data_header(1, 0, false, true, 0)[..])
@@ -94,13 +99,16 @@ mod tests {
             [0x46, 0x55, 0x50, 0x53, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0]
         );
         assert_eq!(version, 3);
-        assert_eq!(answer(4), (PROBE, 4));
+        // A client of 2.1 (version 4) is answered in version 4: batches as it knows them.
+        assert_eq!(answer(4), (probe(4), 4));
+        assert_eq!(answer(5), (PROBE, 5));
         // A later client is answered with what this build speaks.
-        assert_eq!(answer(9), (PROBE, 4));
+        assert_eq!(answer(9), (PROBE, 5));
         assert_eq!(answered(&probe(3)), Some(3));
-        assert_eq!(answered(&PROBE), Some(4));
+        assert_eq!(answered(&probe(4)), Some(4));
+        assert_eq!(answered(&PROBE), Some(5));
         assert_eq!(answered(&probe(2)), None, "too old to speak");
-        assert_eq!(answered(&probe(5)), None, "not what was offered");
+        assert_eq!(answered(&probe(6)), None, "not what was offered");
         let mut other = PROBE;
         other[4] = 1;
         assert_eq!(answered(&other), None);

@@ -166,6 +166,19 @@ where
         Ok(Tls { conn, sock, peer })
     }
 
+    /// 32 bytes of keying material exported from the session under `label` (RFC 8446, 7.5):
+    /// the same on both ends of one TLS session, different on any other, for binding what
+    /// runs inside to this channel.
+    ///
+    /// # Errors
+    ///
+    /// If rustls cannot export (the handshake is not complete).
+    pub fn exporter(&self, label: &[u8]) -> io::Result<[u8; 32]> {
+        self.conn
+            .export_keying_material([0; 32], label, None)
+            .map_err(io::Error::other)
+    }
+
     /// Ends the session with TLS's `close_notify`, best effort: the peer then knows nothing
     /// was cut.
     pub fn close(&mut self) {

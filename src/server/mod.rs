@@ -39,6 +39,7 @@ pub use trust::{Client, SecureMode, TrustedClients};
 use crate::error::Error;
 pub use crate::net::listen::DEFAULT_MAX_CONNECTIONS;
 use crate::net::{self, Accepted, ListenEvent};
+use crate::secure::pair::Pairing;
 use crate::wire::ResponseByte;
 
 /// Default time allowed for each message to arrive whole (see [`Server::with_timeout`]).
@@ -85,6 +86,42 @@ pub enum Event {
     /// The trusted clients' file changed and cannot be read: no one is trusted from it until
     /// it can. Reported once per problem.
     TrustedClientsUnreadable(crate::secure::files::FileError),
+    /// A client brought the open pairing code and is trusted from now on.
+    Paired(Paired),
+}
+
+/// A client paired by code.
+#[derive(Debug)]
+pub struct Paired {
+    /// Its address.
+    pub peer: SocketAddr,
+    /// Its identity.
+    pub id: crate::secure::Identity,
+    /// The label it gave itself (as sent).
+    pub label: String,
+    /// The trusted clients' file it was added to, or why it could not be.
+    pub file: Result<std::path::PathBuf, String>,
+}
+
+impl fmt::Display for Paired {
+    /// `paired with client ID "label" from ADDR: trusted from now on (added to FILE)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "paired with client {} \"{}\" from {} by its code: ",
+            self.id,
+            crate::text::from_peer(&self.label),
+            self.peer
+        )?;
+        match &self.file {
+            Ok(file) => write!(
+                f,
+                "trusted from now on (added to {})",
+                crate::text::visible(&file.to_string_lossy())
+            ),
+            Err(err) => write!(f, "trusted for this connection only: {err}"),
+        }
+    }
 }
 
 /// A FUP server: where files go, which rules decide without asking, who is asked otherwise,
@@ -102,6 +139,7 @@ pub struct Server {
     budget: Budget,
     per_address: usize,
     web: Option<web::Web>,
+    pairing: Option<Arc<Pairing>>,
     stopping: AtomicBool,
 }
 
@@ -133,6 +171,7 @@ impl Server {
             budget: Budget::default(),
             per_address: budget::DEFAULT_PER_ADDRESS,
             web: None,
+            pairing: None,
             stopping: AtomicBool::new(false),
         }
     }
@@ -189,6 +228,18 @@ impl Server {
     pub fn with_web(mut self, web: web::Web) -> Server {
         self.web = Some(web);
         self
+    }
+
+    /// Pairs clients that bring the code `pairing` has open (see
+    /// [`pair`](crate::secure::pair)): each one that confirms it is trusted from then on.
+    pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Server {
+        self.pairing = Some(pairing);
+        self
+    }
+
+    /// The pairing codes, if this server pairs.
+    pub fn pairing(&self) -> Option<&Arc<Pairing>> {
+        self.pairing.as_ref()
     }
 
     /// The upload page, if served.

@@ -21,7 +21,7 @@ use super::{Event, Progress, Server};
 use crate::batch::{self, Totals};
 use crate::error::{Error, Result};
 use crate::net::{Conn, Deadline, Mover, discard};
-use crate::secure::{Identity, probe, stream as tls};
+use crate::secure::{Identity, pair, probe, stream as tls};
 use crate::wire::{
     Body, HEADER_LEN, Limit, MAX_DATA_LEN, Message, MsgType, Outcome, RESPONSE_ID, RESULT_ID,
     ResponseByte, Verdict,
@@ -179,7 +179,11 @@ impl<'a> Session<'a> {
                 "the peer showed no certificate",
             ))
         })?;
-        self.authenticated(&mut tls, id, version)
+        // What a pairing binds itself to: this TLS session, and no other.
+        let channel = tls
+            .exporter(pair::EXPORTER_LABEL)
+            .map_err(Error::Handshake)?;
+        self.authenticated(&mut tls, id, version, channel)
     }
 
     /// Serves what follows secure mode's handshake on `stream`, for a client that proved it
@@ -192,16 +196,24 @@ impl<'a> Session<'a> {
         version: u16,
     ) -> Summary {
         let started = Instant::now();
+        // No TLS here: a pairing binds itself to no channel.
         self.summary.end = self
-            .authenticated(&mut stream, id, version)
+            .authenticated(&mut stream, id, version, [0; 32])
             .unwrap_or_else(End::Failed);
         self.summary.elapsed = started.elapsed();
         self.summary
     }
 
-    /// Inside secure mode, from a client that is `id` and speaks `version`: a batch or one
+    /// Inside secure mode, from a client that is `id` and speaks `version` over the TLS
+    /// session `channel` stands for: a pairing first, if it brings one; then a batch or one
     /// request, told apart by the first message's type.
-    fn authenticated<S: Conn>(&mut self, tls: &mut S, id: Identity, version: u16) -> Result<End> {
+    fn authenticated<S: Conn>(
+        &mut self,
+        tls: &mut S,
+        id: Identity,
+        version: u16,
+        channel: [u8; 32],
+    ) -> Result<End> {
         let trusted = self.server.secure.as_ref().and_then(|secure| {
             if let (Some(err), Some(report)) = (secure.trusted.refresh(), self.report) {
                 report(Event::TrustedClientsUnreadable(err));
@@ -217,22 +229,21 @@ impl<'a> Session<'a> {
         // Then the first message within the timeout: the client may have asked its user
         // whether to trust this server first.
         let deadline = Deadline::after(self.server.timeout);
-        let mut head = [0; HEADER_LEN];
-        match deadline.reader(tls).read(&mut head[..1]) {
-            // Closed (with or without TLS's close_notify) before a request.
-            Ok(0) => return Ok(End::NoRequest),
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(End::NoRequest),
-            Ok(_) => {}
-            Err(err) => return Err(deadline.error(err, MsgType::Request)),
+        let Some(mut head) = first_header(tls, deadline)? else {
+            return Ok(End::NoRequest);
+        };
+        if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) == pair::PAIR {
+            self.pair(tls, id, version, &head, channel)?;
+            let deadline = Deadline::after(self.server.timeout);
+            let Some(next) = first_header(tls, deadline)? else {
+                return Ok(End::NoRequest);
+            };
+            head = next;
         }
-        deadline
-            .reader(tls)
-            .read_exact(&mut head[1..])
-            .map_err(|err| deadline.error(err, MsgType::Request))?;
         if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) == batch::frame::MANIFEST {
             let frame = batch::frame::Frame::read_from(&mut &head[..])?
                 .ok_or(Error::Closed(MsgType::Request))?;
-            if version < probe::VERSION {
+            if version < probe::BATCHES {
                 return Ok(self.too_old(tls, version));
             }
             return self.batch(tls, frame);
@@ -244,6 +255,60 @@ impl<'a> Session<'a> {
             Err(err) => return Err(err),
         };
         self.request(tls, first)
+    }
+
+    /// A pairing, the first frame's header `head` read: the open code is spent on it, right
+    /// or wrong; a client that confirms it is trusted from now on (and said so in the log).
+    fn pair<S: Conn>(
+        &mut self,
+        tls: &mut S,
+        id: Identity,
+        version: u16,
+        head: &[u8; HEADER_LEN],
+        channel: [u8; 32],
+    ) -> Result<()> {
+        let failed = |err| Error::Pair { id, err };
+        let (Some(secure), Some(pairing)) = (&self.server.secure, &self.server.pairing) else {
+            let no = pair::PairError::Refused("this server does not pair by code".into());
+            let _ = pair::finish(tls, Err("this server does not pair by code"));
+            return Err(failed(no));
+        };
+        if version < probe::PAIRING {
+            return Err(Error::BatchOrder("a pairing, in a secure mode without one"));
+        }
+        let frame = batch::frame::Frame::read_from(&mut &head[..])?
+            .ok_or(Error::Closed(MsgType::Request))?;
+        let deadline = Deadline::after(self.server.timeout);
+        let offer = pair::read_offer(&mut deadline.reader(tls), frame.len).map_err(failed)?;
+        let binding = pair::Binding {
+            client: id,
+            server: secure.identity,
+            channel,
+        };
+        let code = pairing.take().map_err(|closed| closed.to_string());
+        let code = code.as_ref().map_err(String::as_str);
+        pair::server(tls, &offer, code, &binding, deadline).map_err(failed)?;
+        let label = crate::text::defuse(&offer.label);
+        let label = (!label.trim().is_empty()).then_some(label);
+        let added = secure
+            .trusted
+            .add(&id, label.as_deref())
+            .map(|()| secure.trusted.file().to_path_buf())
+            .map_err(|err| err.to_string());
+        pair::finish(tls, Ok(()))?;
+        self.summary.client = Client::Secure {
+            id,
+            trusted: Some(label.clone()),
+        };
+        if let Some(report) = self.report {
+            report(Event::Paired(super::Paired {
+                peer: self.summary.peer,
+                id,
+                label: label.unwrap_or_default(),
+                file: added,
+            }));
+        }
+        Ok(())
     }
 
     /// The exchange that follows a request, `msg`: name checks, decision, answer, data.
@@ -352,7 +417,7 @@ impl<'a> Session<'a> {
         self.summary.trusted_now = Some(
             secure
                 .trusted
-                .add(&id)
+                .add(&id, None)
                 .map(|()| secure.trusted.file().to_path_buf())
                 .map_err(|err| err.to_string()),
         );
@@ -489,6 +554,23 @@ impl<'a> Session<'a> {
             elapsed,
         }));
     }
+}
+
+/// The first header of what a secure client sends, by `deadline`; `None` if it closes first
+/// (with or without TLS's `close_notify`).
+fn first_header<S: Conn>(tls: &mut S, deadline: Deadline) -> Result<Option<[u8; HEADER_LEN]>> {
+    let mut head = [0; HEADER_LEN];
+    match deadline.reader(tls).read(&mut head[..1]) {
+        Ok(0) => return Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(_) => {}
+        Err(err) => return Err(deadline.error(err, MsgType::Request)),
+    }
+    deadline
+        .reader(tls)
+        .read_exact(&mut head[1..])
+        .map_err(|err| deadline.error(err, MsgType::Request))?;
+    Ok(Some(head))
 }
 
 /// The state of an accepted upload's data: what every data message must match.

@@ -195,15 +195,15 @@ impl TrustedClients {
     /// # Errors
     ///
     /// If the file cannot be written (the client is then not trusted).
-    pub fn add(&self, id: &Identity) -> io::Result<()> {
+    pub fn add(&self, id: &Identity, label: Option<&str>) -> io::Result<()> {
         let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
         if read.list.iter().any(|trusted| trusted.id == *id) {
             return Ok(());
         }
-        add_trusted(&self.file, id, None)?;
+        add_trusted(&self.file, id, label)?;
         read.list.push(Trusted {
             id: *id,
-            label: None,
+            label: label.map(str::to_string),
         });
         // What was added is known; a change by someone else after it is read next time.
         read.stamp = stamp(&self.file);
@@ -218,6 +218,8 @@ pub struct SecureMode {
     pub config: Arc<ServerConfig>,
     /// The clients accepted without asking.
     pub trusted: TrustedClients,
+    /// The server's own identity (what its certificate shows), bound into pairings.
+    pub identity: Identity,
 }
 
 #[cfg(test)]
@@ -253,7 +255,7 @@ mod tests {
         assert_eq!(trusted.find(&id(2)), None);
         fs::remove_file(&file).unwrap();
         assert_eq!(trusted.refresh(), None);
-        trusted.add(&id(3)).unwrap();
+        trusted.add(&id(3), None).unwrap();
         assert_eq!(trusted.find(&id(3)), Some(None));
         assert_eq!(trusted.refresh(), None);
         assert_eq!(trusted.find(&id(3)), Some(None));

@@ -384,6 +384,15 @@ pub fn usual_mode<'x, 'a, 'b>(
 /// unix.
 pub fn enable_escapes() {}
 
+/// This computer's name (`uname -n`), if it has one.
+pub fn host_name() -> Option<String> {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -496,3 +496,10 @@ impl Dir {
         }
     }
 }
+
+/// This computer's name (`COMPUTERNAME`), if it has one.
+pub fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+}

@@ -87,7 +87,7 @@ pub fn seconds_or_zero(text: &str) -> Result<Seconds, String> {
 }
 
 /// A server's address as typed: a host name or IP address, with a port when one was given.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Address {
     /// The host name or IP address, without brackets.
     pub host: String,

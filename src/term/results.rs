@@ -237,6 +237,12 @@ pub fn note_line(note: &Note, host: &str, asked: bool) -> String {
              (no terminal to ask)",
             shown(file)
         ),
+        Note::Paired { id, file, label } => format!(
+            "fup-client: paired with {host} by its code: pinned its identity {id} in {}; it \
+             trusts this client as \"{}\" from now on",
+            shown(file),
+            text::escape(label)
+        ),
     }
 }
 

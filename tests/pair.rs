@@ -1,0 +1,187 @@
+//! Pairing codes: `fup-server --pair` and `fup-client --code`, real binaries on 127.0.0.1.
+
+use std::process::{Command, Output};
+
+use crate::util::{Input, Install, Running, TIMEOUT, install, text};
+
+/// `fup-server --pair EXTRA DIR` as `server`, stdin closed (no one to ask): the server and
+/// the code it printed.
+fn pairing_server(server: &Install, dir: &std::path::Path, extra: &[&str]) -> (Running, String) {
+    let mut args = vec!["--pair", "--json"];
+    args.extend_from_slice(extra);
+    let running = server.server(dir, &args, Input::Text(""));
+    let ready: serde_json::Value = serde_json::from_str(&running.ready).unwrap();
+    let code = ready["code"].as_str().expect("a code").to_string();
+    (running, code)
+}
+
+/// `fup-client ARGS` as `client`.
+fn client(client: &Install, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fup-client"));
+    cmd.env("FUP_CONFIG_DIR", client.dir.path()).args(args);
+    assert_cmd::Command::from_std(cmd)
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap()
+}
+
+fn file(dir: &std::path::Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_right_code_pairs_both_ways_and_the_next_upload_needs_neither_code_nor_question() {
+    let (server, laptop) = (install(), install());
+    let inbox = tempfile::tempdir().unwrap();
+    let (running, code) = pairing_server(&server, inbox.path(), &[]);
+    let words: Vec<&str> = code.split('-').collect();
+    assert_eq!(words.len(), 4, "{code}");
+    let src = tempfile::tempdir().unwrap();
+    let first = file(src.path(), "first.txt", "one");
+    let addr = running.addr.to_string();
+    let out = client(
+        &laptop,
+        &[
+            "--code",
+            &code,
+            "--server",
+            &addr,
+            "--label",
+            "my laptop",
+            &first,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("paired with 127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pinned its identity {}", server.id)),
+        "{stderr}"
+    );
+    // The server said so, and keeps the client with its label.
+    let paired: serde_json::Value = serde_json::from_str(&running.line()).unwrap();
+    assert_eq!(paired["paired"], laptop.id);
+    assert_eq!(paired["label"], "my laptop");
+    let trusted = std::fs::read_to_string(server.dir.path().join("trusted_clients")).unwrap();
+    assert_eq!(trusted, format!("{} my laptop\n", laptop.id));
+    let stored: serde_json::Value = serde_json::from_str(&running.line()).unwrap();
+    assert_eq!(stored["verdict"], "stored");
+    assert_eq!(stored["reason"], "trusted client \"my laptop\"");
+    // Next time: no code, no question (stdin is closed: a question would be a denial).
+    let second = file(src.path(), "second.txt", "two");
+    let out = client(&laptop, &["--secure", &addr, &second]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        std::fs::read(inbox.path().join("second.txt")).unwrap(),
+        b"two"
+    );
+    let known = std::fs::read_to_string(laptop.dir.path().join("known_hosts")).unwrap();
+    assert_eq!(known, format!("{addr} {}\n", server.id));
+}
+
+#[test]
+fn a_wrong_code_fails_spends_the_code_and_is_logged() {
+    let (server, stranger, friend) = (install(), install(), install());
+    let inbox = tempfile::tempdir().unwrap();
+    let (running, code) = pairing_server(&server, inbox.path(), &[]);
+    let src = tempfile::tempdir().unwrap();
+    let sent = file(src.path(), "x.txt", "x");
+    let addr = running.addr.to_string();
+    // Same number, other words.
+    let number = code.split('-').next().unwrap();
+    let wrong = format!("{number}-abandon-ability-able");
+    let out = client(&stranger, &["--code", &wrong, "--server", &addr, &sent]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the code did not match"), "{stderr}");
+    assert!(stderr.contains("nothing was sent or pinned"), "{stderr}");
+    assert!(!stranger.dir.path().join("known_hosts").exists());
+    let log: serde_json::Value = serde_json::from_str(&running.line()).unwrap();
+    let error = log["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("pairing with client {} failed", stranger.id)),
+        "{error}"
+    );
+    assert!(error.ends_with("the code is spent"), "{error}");
+    // The right code is worth nothing now.
+    let out = client(&friend, &["--code", &code, "--server", &addr, &sent]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no pairing code is open on this server"),
+        "{stderr}"
+    );
+    assert!(!inbox.path().join("x.txt").exists());
+    assert!(!server.dir.path().join("trusted_clients").exists());
+}
+
+#[test]
+fn another_servers_code_pins_nothing_and_a_code_expires() {
+    let (a, b, laptop) = (install(), install(), install());
+    let (inbox_a, inbox_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_running_a, code_a) = pairing_server(&a, inbox_a.path(), &[]);
+    let (running_b, _code_b) = pairing_server(&b, inbox_b.path(), &[]);
+    let src = tempfile::tempdir().unwrap();
+    let sent = file(src.path(), "x.txt", "x");
+    let out = client(
+        &laptop,
+        &[
+            "--code",
+            &code_a,
+            "--server",
+            &running_b.addr.to_string(),
+            &sent,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("the code did not match"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!laptop.dir.path().join("known_hosts").exists());
+    assert!(!b.dir.path().join("trusted_clients").exists());
+    // A code good for a millisecond has expired by the time anyone uses it.
+    let c = install();
+    let inbox_c = tempfile::tempdir().unwrap();
+    let (running_c, code_c) = pairing_server(&c, inbox_c.path(), &["--pair-timeout", "1ms"]);
+    let out = client(
+        &laptop,
+        &[
+            "--code",
+            &code_c,
+            "--server",
+            &running_c.addr.to_string(),
+            &sent,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("the pairing code expired"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn codes_are_checked_before_connecting() {
+    let laptop = install();
+    for (code, says) in [
+        ("17-apple-orbit", "a pairing code is a number and 3 words"),
+        (
+            "17-apple-orbit-zebrra",
+            "\"zebrra\" is not a word of pairing codes",
+        ),
+    ] {
+        let out = client(&laptop, &["--code", code, "--server", "127.0.0.1:9", "f"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out).1.contains(says), "{:?}", text(&out));
+    }
+    // --code needs the server's address, and --server needs a code.
+    let out = client(&laptop, &["--code", "17-apple-orbit-crane", "f"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = client(&laptop, &["--server", "127.0.0.1", "127.0.0.1", "f"]);
+    assert_eq!(out.status.code(), Some(2));
+}
