@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,6 +16,7 @@ use fup::client::command::{
     self, Digest, Event, FileResult, PairPlan, Plan, Report, Spooled, Verdict,
 };
 use fup::client::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_TIMEOUT};
+use fup::net::discover;
 use fup::secure::dial::{FirstContact, Mode, Note};
 use fup::secure::files::{self, HostPort};
 use fup::secure::pair::Code;
@@ -62,22 +63,27 @@ use indicatif::ProgressBar;
 )]
 struct Args {
     /// Server: host name or IP address, with :PORT if you like (IPv6 as ::1 or [::1]:PORT);
-    /// with --code, the first file (the server is --server's)
-    #[arg(value_name = "HOST")]
-    target: String,
+    /// with --code, the first file (the server is --server's, or found on the LAN)
+    #[arg(value_name = "HOST", required_unless_present = "find")]
+    target: Option<String>,
     /// Files to upload; `-` is standard input (with --name), read to its end into an unlinked
     /// temporary file first, since the protocol sends the size before the data
-    #[arg(required_unless_present = "code")]
+    #[arg(required_unless_present_any = ["code", "find"])]
     files: Vec<PathBuf>,
+    /// List the fup servers announced on the LAN (heard within 2 s): name, address, port,
+    /// identity, whether it is pinned here, and an open pairing code's number; then exit
+    #[arg(long, conflicts_with_all = ["code", "server"])]
+    find: bool,
     /// The server, read from the arguments.
     #[arg(skip)]
     host: Address,
     /// The pairing code the server's operator got from `fup-server --pair` (N-word-word-word):
     /// proves this first contact both ways (pins the server; the server trusts this client
     /// from then on). Works once; then the files go
-    #[arg(long, value_name = "CODE", requires = "server", conflicts_with_all = ["plain", "pin"], value_parser = str::parse::<Code>)]
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["plain", "pin"], value_parser = str::parse::<Code>)]
     code: Option<Code>,
-    /// With --code: the server's address (HOST or HOST:PORT)
+    /// With --code: the server's address (HOST or HOST:PORT); without it, the server is the one
+    /// on the LAN whose announcement carries the code's number
     #[arg(long, value_name = "HOST[:PORT]", requires = "code", value_parser = address)]
     server: Option<Address>,
     /// With --code: what the server calls this client in its trusted clients (default: this
@@ -182,12 +188,16 @@ impl Args {
     /// and the server is --server's; else the first is the server.
     fn resolve_target(&mut self) {
         use clap::CommandFactory;
+        let target = self.target.clone().unwrap_or_default();
+        if self.find {
+            return;
+        }
         if self.code.is_some() {
-            self.files.insert(0, PathBuf::from(&self.target));
+            self.files.insert(0, PathBuf::from(target));
             self.host = self.server.clone().unwrap_or_default();
             return;
         }
-        self.host = address(&self.target).unwrap_or_else(|why| {
+        self.host = address(&target).unwrap_or_else(|why| {
             Args::command()
                 .error(clap::error::ErrorKind::ValueValidation, why)
                 .exit()
@@ -195,7 +205,107 @@ impl Args {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// `--find`: the servers heard on the LAN, a line each, their words escaped.
+fn find(args: &Args) -> anyhow::Result<ExitCode> {
+    let found = discover::find(Duration::from_secs(2), |_| false)
+        .context("cannot listen for servers on the LAN (mDNS)")?;
+    let known_hosts = files::config_dir(|name| std::env::var(name).ok())
+        .unwrap_or_default()
+        .join(files::KNOWN_HOSTS);
+    if args.json {
+        for server in &found {
+            println!("{}", found_json(server, &known_hosts));
+        }
+    } else if found.is_empty() {
+        eprintln!("fup-client: no fup server answered on the LAN within 2 s");
+    } else {
+        for server in &found {
+            println!("{}", found_line(server, &known_hosts));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `server` is pinned here at one of its addresses, with the identity it claims.
+fn pinned(server: &discover::Found, known_hosts: &Path) -> bool {
+    server.addrs.iter().any(|addr| {
+        let host = HostPort {
+            host: addr.to_string(),
+            port: server.port,
+        };
+        matches!(files::known_host(known_hosts, &host), Ok(Some(known)) if Some(known.id) == server.id)
+    })
+}
+
+fn found_line(server: &discover::Found, known_hosts: &Path) -> String {
+    let addr = server
+        .addrs
+        .first()
+        .map(|addr| {
+            HostPort {
+                host: addr.to_string(),
+                port: server.port,
+            }
+            .to_string()
+        })
+        .unwrap_or_else(|| format!("?:{}", server.port));
+    let id = server
+        .id
+        .map_or("(no identity)".to_string(), |id| id.to_string());
+    let pinned = match pinned(server, known_hosts) {
+        true => "pinned",
+        false => "not pinned",
+    };
+    let pairing = server
+        .pair
+        .map(|n| format!(", pairing code {n}-…"))
+        .unwrap_or_default();
+    format!(
+        "\"{}\"  {addr}  {id}  ({pinned}{pairing})",
+        fup::text::from_peer(&server.name)
+    )
+}
+
+fn found_json(server: &discover::Found, known_hosts: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "name": fup::text::defuse(&server.name),
+        "addresses": server.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "port": server.port,
+        "identity": server.id.map(|id| id.to_string()),
+        "pinned": pinned(server, known_hosts),
+        "pairing": server.pair,
+    })
+}
+
+/// With --code and no --server: the server on the LAN whose announcement carries the code's
+/// number (a hint: the pairing proves it).
+fn find_pairing(code: &Code, port: &mut u16) -> anyhow::Result<Address> {
+    let number = code.number();
+    let found = discover::find(Duration::from_secs(5), |server| server.pair == Some(number))
+        .context("cannot look for the server on the LAN (mDNS); give --server HOST")?;
+    let server = found
+        .iter()
+        .find(|server| server.pair == Some(number) && !server.addrs.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no fup server on the LAN has pairing code {number}-… open (heard {} server(s) in 5 s); give --server HOST",
+                found.len()
+            )
+        })?;
+    *port = server.port;
+    Ok(Address {
+        host: server.addrs[0].to_string(),
+        port: Some(server.port),
+    })
+}
+
+fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    if args.find {
+        return find(&args);
+    }
+    if let (Some(code), true) = (&args.code, args.host.host.is_empty()) {
+        args.host = find_pairing(code, &mut args.port)?;
+    }
     let presenter = Arc::new(Presenter::new(&args));
     // On a signal: what the server keeps, then 128 + its number.
     let on_signal = Arc::clone(&presenter);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use fup::ResponseByte;
+use fup::net::discover::Announcer;
 use fup::secure::pair::Pairing;
 use fup::secure::web_cert::WebCert;
 use fup::secure::{Identity, files, keys, tls};
@@ -146,6 +147,11 @@ struct Args {
     /// How long a pairing code is good for
     #[arg(long, value_name = "DURATION", env = "FUP_PAIR_TIMEOUT", default_value = "10m", value_parser = seconds)]
     pair_timeout: Seconds,
+    /// Do not announce this server on the LAN (mDNS/DNS-SD `_fup._tcp`: its name, port,
+    /// identity and open pairing code's number, for `fup-client --find` and `--code`). A
+    /// server bound to a loopback address is never announced
+    #[arg(long)]
+    no_announce: bool,
     /// Do not serve the upload page (browsers, over http:// and https://, on the same port)
     #[arg(long)]
     no_web: bool,
@@ -298,6 +304,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             lines.join("\n")
         }
     };
+    // On the LAN for fup-client --find and --code; the open code's number kept current.
+    let _announcer = (!args.no_announce && !bound.ip().is_loopback())
+        .then(|| announce(bound.port(), &identity, server.pairing().cloned()))
+        .flatten();
     // One write, and not println!: a reader that closes stdout after the first line (or at
     // any time) must not make the server panic; its log lines are dropped the same way.
     let _ = io::stdout()
@@ -351,6 +361,40 @@ fn secure_mode(args: &Args) -> anyhow::Result<(SecureMode, Identity)> {
         },
         identity,
     ))
+}
+
+/// Announces the server on the LAN, the open pairing code's number with it (checked every
+/// second); a warning and no announcement when mDNS cannot start.
+fn announce(
+    port: u16,
+    identity: &Identity,
+    pairing: Option<Arc<Pairing>>,
+) -> Option<Arc<Announcer>> {
+    let name = fup::sys::host_name().unwrap_or_else(|| "fup-server".to_string());
+    let number = pairing.as_ref().and_then(|p| p.number());
+    match Announcer::start(&name, port, identity, number) {
+        Ok(announcer) => {
+            let announcer = Arc::new(announcer);
+            if let Some(pairing) = pairing {
+                let watched = Arc::clone(&announcer);
+                let _ = std::thread::Builder::new()
+                    .name("fup-announce".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                            let _ = watched.set_pair(pairing.number());
+                        }
+                    });
+            }
+            Some(announcer)
+        }
+        Err(err) => {
+            eprintln!(
+                "fup-server: warning: not announced on the LAN (fup-client --find will not see it): {err}"
+            );
+            None
+        }
+    }
 }
 
 /// The upload page: over HTTPS too with the certificate kept in the configuration directory

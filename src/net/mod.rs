@@ -6,6 +6,7 @@
 //! client's upload run over it unchanged.
 
 pub mod deadline;
+pub mod discover;
 pub mod listen;
 pub mod transfer;
 
