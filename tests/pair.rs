@@ -183,3 +183,76 @@ fn codes_are_checked_before_connecting() {
     let out = client(&laptop, &["--server", "127.0.0.1", "127.0.0.1", "f"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A relay between a client and a server that ends TLS on each side with a key of its own
+/// and passes every frame inside along, as someone in the middle would: a frame from the
+/// client, one from the server, and so on, until either side stops.
+fn relay(server: std::net::SocketAddr) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use fup::batch::frame::{self, Frame};
+    use fup::secure::{probe, stream, tls};
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let keys_dir = tempfile::tempdir().unwrap();
+        let keys = fup::secure::Keys::load_or_create(keys_dir.path()).unwrap();
+        let deadline = fup::net::Deadline::after(TIMEOUT);
+        let (mut client_side, _) = listener.accept().unwrap();
+        client_side.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut offered = [0; 16];
+        client_side.read_exact(&mut offered).unwrap();
+        let (answer, _) = probe::answer(u16::from_le_bytes([offered[14], offered[15]]));
+        client_side.write_all(&answer).unwrap();
+        let mut to_client =
+            stream::accept(client_side, tls::server_config(&keys).unwrap(), deadline).unwrap();
+        let mut server_side = std::net::TcpStream::connect(server).unwrap();
+        server_side.set_read_timeout(Some(TIMEOUT)).unwrap();
+        server_side.write_all(&probe::PROBE).unwrap();
+        let mut answered = [0; 16];
+        server_side.read_exact(&mut answered).unwrap();
+        let (config, _) = tls::client_config(&keys, None).unwrap();
+        let mut to_server = stream::connect(server_side, config, deadline).unwrap();
+        let pass = |from: &mut dyn Read, to: &mut dyn Write| -> Option<()> {
+            let mut from = from;
+            let mut to = to;
+            let head = Frame::read_from(&mut from).ok()??;
+            let body = frame::read_body(&mut from, head.len, 1 << 20).ok()?;
+            frame::send(&mut to, head.kind, head.id, head.last, &body).ok()?;
+            to.flush().ok()
+        };
+        for _ in 0..4 {
+            if pass(&mut to_client, &mut to_server).is_none()
+                || pass(&mut to_server, &mut to_client).is_none()
+            {
+                break;
+            }
+        }
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_relay_in_the_middle_fails_the_confirmation_and_pins_nothing() {
+    let (server, laptop) = (install(), install());
+    let inbox = tempfile::tempdir().unwrap();
+    let (running, code) = pairing_server(&server, inbox.path(), &[]);
+    let (relay_addr, relay) = relay(running.addr);
+    let src = tempfile::tempdir().unwrap();
+    let sent = file(src.path(), "secret.txt", "for the server only");
+    let out = client(
+        &laptop,
+        &["--code", &code, "--server", &relay_addr.to_string(), &sent],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the code did not match"), "{stderr}");
+    relay.join().unwrap();
+    assert!(!laptop.dir.path().join("known_hosts").exists());
+    assert!(!server.dir.path().join("trusted_clients").exists());
+    assert!(!inbox.path().join("secret.txt").exists());
+    let log: serde_json::Value = serde_json::from_str(&running.line()).unwrap();
+    assert!(
+        log["error"].as_str().unwrap().contains("the code is spent"),
+        "{log}"
+    );
+}
