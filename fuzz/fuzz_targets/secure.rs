@@ -14,7 +14,8 @@ use std::time::Duration;
 use fup::batch::frame::{self, Frame};
 use fup::secure::Identity;
 use fup::server::budget::{Budget, MemoryBudget};
-use fup::server::{Ask, Partials, Policy, Server, Store};
+use fup::secure::pair::{self, Pairing};
+use fup::server::{Ask, Partials, Policy, SecureMode, Server, Store, TrustedClients};
 use fup::testing::Duplex;
 use fup::Verdict;
 use libfuzzer_sys::fuzz_target;
@@ -38,6 +39,22 @@ fn entries(path: &Path, out: &mut Vec<String>, prefix: &str) {
     }
 }
 
+/// Secure mode with a key made once, and trusted clients in a file of its own (never written:
+/// no pairing succeeds).
+fn secure_mode() -> SecureMode {
+    static KEYS: OnceLock<(tempfile::TempDir, fup::secure::Keys)> = OnceLock::new();
+    let (keys_dir, keys) = KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = fup::secure::Keys::load_or_create(dir.path()).unwrap();
+        (dir, keys)
+    });
+    SecureMode {
+        config: fup::secure::tls::server_config(keys).unwrap(),
+        trusted: TrustedClients::load(&keys_dir.path().join("trusted_clients")).unwrap(),
+        identity: keys.identity(),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let dir = dir();
     // The first byte is the operator: bit 0 accepts (else denies), bit 1 sets a size policy
@@ -54,10 +71,16 @@ fuzz_target!(|data: &[u8]| {
         ..Budget::default()
     };
     let partials = Partials::in_dir(dir.path(), Duration::from_secs(3600), 1 << 20).unwrap();
+    // A server that pairs, with a code open: a pairing offer is read and answered (no
+    // fuzzer guesses the confirmation, so no one is ever trusted).
+    let pairing = Arc::new(Pairing::new(Duration::from_secs(3600)));
+    pairing.open();
     let server = Server::new(Store::open(dir.path()).unwrap(), policy)
         .with_operator(approve)
         .with_budget(budget)
-        .with_partials(partials);
+        .with_partials(partials)
+        .with_secure(secure_mode())
+        .with_pairing(pairing);
     let mut duplex = Duplex::new(&[client]);
     let id = Identity::of_public_key(&[7; 32]);
     let _summary = server
@@ -74,6 +97,8 @@ fuzz_target!(|data: &[u8]| {
             frame::DONE => drop(frame::decode_done(&body).expect("a done message decodes")),
             frame::ITEM => assert_eq!(frame::decode_done(&body).expect("an item decodes").len(), 1),
             frame::RESUME_AT => assert_eq!(body.len(), 8),
+            // A pairing's answers: 0 and what follows, or 1 and why.
+            pair::PAIR_REPLY | pair::PAIRED => assert!(matches!(body.first(), Some(0 | 1))),
             2 | 4 => assert_eq!(body.len(), 5),
             other => panic!("unexpected frame type {other:#x}"),
         }
