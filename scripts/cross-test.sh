@@ -172,6 +172,17 @@ if start d sh -c "printf 'n\ny\na\n' | FUP_CONFIG_DIR='$(winpath "$work/d-s")' e
   row "Windows server (wine): a, then the trusted client needs no question" "$r" "$why"
 fi
 
+# D1: the Windows server pairs by code: the Linux client proves the first contact with it,
+# pins the server, is trusted there under its label, and sends.
+mkdir -p "$work/p-in"
+if start p sh -c "FUP_CONFIG_DIR='$(winpath "$work/p-s")' exec '$wine' '$win/fup-server.exe' --pair --bind 127.0.0.1 --port 0 '$(winpath "$work/p-in")' < /dev/null"; then
+  for _ in $(seq 100); do grep -aq '^code: ' "$work/p.log" && break; sleep 0.1; done
+  code=$(sed -n 's/^code: \([^ ]*\).*/\1/p' "$work/p.log" | tr -d '\r')
+  out=$(FUP_CONFIG_DIR="$work/p-c" timeout 60 "$native/fup-client" --code "$code" --server "127.0.0.1:$port" --label "linux box" "$src/small.txt" 2>&1)
+  if cmp -s "$src/small.txt" "$work/p-in/small.txt" && grep -q 'linux box' "$work/p-s/trusted_clients" && grep -q "127.0.0.1:$port" "$work/p-c/known_hosts"; then r=ok; else r=FAIL; fi
+  row "Linux client -> Windows server (wine): paired by code, then sent" "$r" "$(grep -v '^sent' <<<"$out" | head -n 1)"
+fi
+
 # D2: Ctrl-C (wine turns SIGINT into the console's Ctrl-C event) ends the Windows server as
 # SIGINT does elsewhere: what was waiting is denied, exit status 130.
 mkdir -p "$work/k-in"
