@@ -6,8 +6,6 @@
 //! partial is kept only under the server's own directory of partials.
 #![no_main]
 
-use std::fs;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,24 +18,9 @@ use fup::testing::Duplex;
 use fup::Verdict;
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    // tmpfs when there is one: the target writes files on accepted runs.
-    DIR.get_or_init(|| tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap())
-}
+mod common;
 
-/// Everything under `path`, relative, for the checks; then it is emptied for the next run.
-fn entries(path: &Path, out: &mut Vec<String>, prefix: &str) {
-    for entry in fs::read_dir(path).unwrap() {
-        let entry = entry.unwrap();
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-        let kind = entry.file_type().unwrap();
-        out.push(name.clone());
-        if kind.is_dir() {
-            entries(&entry.path(), out, &format!("{name}/"));
-        }
-    }
-}
+use common::{check_and_clear, dir};
 
 /// Secure mode with a key made once, and trusted clients in a file of its own (never written:
 /// no pairing succeeds).
@@ -103,16 +86,5 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("unexpected frame type {other:#x}"),
         }
     }
-    let mut all = Vec::new();
-    entries(dir.path(), &mut all, "");
-    for name in &all {
-        assert!(!name.starts_with(".fup-") || name.starts_with(".fup-partial"), "left behind: {name}");
-    }
-    for entry in fs::read_dir(dir.path()).unwrap() {
-        let entry = entry.unwrap();
-        match entry.file_type().unwrap().is_dir() {
-            true => fs::remove_dir_all(entry.path()).unwrap(),
-            false => fs::remove_file(entry.path()).unwrap(),
-        }
-    }
+    check_and_clear(dir.path());
 });

@@ -5,9 +5,7 @@
 //! was stored whole (or partials under the server's own directory).
 #![no_main]
 
-use std::fs;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fup::server::budget::{Budget, MemoryBudget};
@@ -17,21 +15,9 @@ use fup::testing::Duplex;
 use fup::Verdict;
 use libfuzzer_sys::fuzz_target;
 
-fn dir() -> &'static tempfile::TempDir {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap())
-}
+mod common;
 
-fn entries(path: &Path, out: &mut Vec<String>, prefix: &str) {
-    for entry in fs::read_dir(path).unwrap() {
-        let entry = entry.unwrap();
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-        out.push(name.clone());
-        if entry.file_type().unwrap().is_dir() {
-            entries(&entry.path(), out, &format!("{name}/"));
-        }
-    }
-}
+use common::{check_and_clear, dir};
 
 /// Reads the responses in `out`: each a status line, headers, and the body its length says.
 fn check_responses(mut out: &[u8]) {
@@ -89,16 +75,5 @@ fuzz_target!(|data: &[u8]| {
     if fup::server::web::kind_of(client) == Some(fup::server::web::Kind::Http) {
         check_responses(&duplex.output);
     }
-    let mut all = Vec::new();
-    entries(dir.path(), &mut all, "");
-    for name in &all {
-        assert!(!name.starts_with(".fup-") || name.starts_with(".fup-partial"), "left behind: {name}");
-    }
-    for entry in fs::read_dir(dir.path()).unwrap() {
-        let entry = entry.unwrap();
-        match entry.file_type().unwrap().is_dir() {
-            true => fs::remove_dir_all(entry.path()).unwrap(),
-            false => fs::remove_file(entry.path()).unwrap(),
-        }
-    }
+    check_and_clear(dir.path());
 });

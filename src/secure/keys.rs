@@ -72,37 +72,16 @@ impl Keys {
     /// If the directory or key cannot be made or read, the key file may be read by others,
     /// or it does not hold an Ed25519 key.
     pub fn load_or_create(dir: &Path) -> Result<Keys, KeyError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| KeyError::Io { path, error }
-        };
-        crate::sys::make_private_dir(dir).map_err(io_error(dir))?;
+        crate::sys::make_private_dir(dir).map_err(|error| KeyError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
         let path = dir.join(KEY_FILE);
         let bad = |problem: String| KeyError::Bad {
             path: path.clone(),
             problem,
         };
-        let pair = match fs::read_to_string(&path) {
-            Ok(pem) => {
-                check_private(&path).map_err(KeyError::Exposed)?;
-                KeyPair::from_pem(&pem).map_err(|e| bad(e.to_string()))?
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let pair = KeyPair::generate_for(&PKCS_ED25519).map_err(|e| bad(e.to_string()))?;
-                match create_private(&path, pair.serialize_pem().as_bytes()) {
-                    Ok(()) => pair,
-                    // Another program of this installation made it first: use that one.
-                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                        return Keys::load_or_create(dir);
-                    }
-                    Err(err) => return Err(io_error(&path)(err)),
-                }
-            }
-            Err(err) => return Err(io_error(&path)(err)),
-        };
-        if pair.algorithm() != &PKCS_ED25519 {
-            return Err(bad("the key is not Ed25519".into()));
-        }
+        let pair = key_pair(&path, &PKCS_ED25519, "Ed25519")?;
         let cert = CertificateParams::new(vec!["fup".to_string()])
             .and_then(|params| params.self_signed(&pair))
             .map_err(|e| bad(e.to_string()))?;
@@ -139,6 +118,51 @@ impl Keys {
     pub fn key_der(&self) -> PrivateKeyDer<'static> {
         PrivatePkcs8KeyDer::from(self.pair.serialize_der()).into()
     }
+}
+
+/// The key pair in the private file `path` (PKCS#8 PEM, mode 0600), made with `alg` on
+/// first use; if another program of this installation makes it first, that one is used.
+///
+/// # Errors
+///
+/// If the file cannot be made or read, may be read by others, or holds no key of `alg`
+/// (named `alg_name` in the message).
+pub(super) fn key_pair(
+    path: &Path,
+    alg: &'static rcgen::SignatureAlgorithm,
+    alg_name: &str,
+) -> Result<KeyPair, KeyError> {
+    let io_error = |error| KeyError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let bad = |problem: String| KeyError::Bad {
+        path: path.to_path_buf(),
+        problem,
+    };
+    // Twice at most: made by us, or read after another program made it.
+    for _ in 0..2 {
+        let pair = match fs::read_to_string(path) {
+            Ok(pem) => {
+                check_private(path).map_err(KeyError::Exposed)?;
+                KeyPair::from_pem(&pem).map_err(|e| bad(e.to_string()))?
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let pair = KeyPair::generate_for(alg).map_err(|e| bad(e.to_string()))?;
+                match create_private(path, pair.serialize_pem().as_bytes()) {
+                    Ok(()) => pair,
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(err) => return Err(io_error(err)),
+                }
+            }
+            Err(err) => return Err(io_error(err)),
+        };
+        if pair.algorithm() != alg {
+            return Err(bad(format!("the key is not {alg_name}")));
+        }
+        return Ok(pair);
+    }
+    Err(io_error(io::ErrorKind::AlreadyExists.into()))
 }
 
 /// The installation's keys, in the configuration directory that `var` (the environment)

@@ -21,8 +21,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
-use super::files::{check_private, create_private};
-use super::keys::KeyError;
+use super::files::create_private;
+use super::keys::{KeyError, key_pair};
 
 /// The browser key's file name in the configuration directory.
 pub const WEB_KEY_FILE: &str = "web.key";
@@ -70,28 +70,7 @@ impl WebCert {
             path: path.to_path_buf(),
             problem,
         };
-        let pair = match fs::read_to_string(&key_path) {
-            Ok(pem) => {
-                check_private(&key_path).map_err(KeyError::Exposed)?;
-                KeyPair::from_pem(&pem).map_err(|e| bad(&key_path, e.to_string()))?
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let pair = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-                    .map_err(|e| bad(&key_path, e.to_string()))?;
-                match create_private(&key_path, pair.serialize_pem().as_bytes()) {
-                    Ok(()) => pair,
-                    // Another program of this installation made it first: use that one.
-                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                        return WebCert::load_or_create(dir);
-                    }
-                    Err(err) => return Err(io_error(&key_path)(err)),
-                }
-            }
-            Err(err) => return Err(io_error(&key_path)(err)),
-        };
-        if pair.algorithm() != &PKCS_ECDSA_P256_SHA256 {
-            return Err(bad(&key_path, "the key is not ECDSA P-256".into()));
-        }
+        let pair = key_pair(&key_path, &PKCS_ECDSA_P256_SHA256, "ECDSA P-256")?;
         let key = PrivatePkcs8KeyDer::from(pair.serialize_der()).into();
         let cert_path = dir.join(WEB_CERT_FILE);
         if let Some(cert) = current_cert(&cert_path) {

@@ -74,6 +74,11 @@ impl OfferedFile {
         self.path.contains('/')
     }
 
+    /// The key of its partial, for the page whose key is `page`.
+    pub fn key(&self, page: &[u8; 16]) -> Key {
+        Key::of_browser_file(page, &self.path, self.size, self.modified)
+    }
+
     /// Its name (the last component).
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or_default()

@@ -19,7 +19,7 @@ use crate::net::transfer::BUFFER_LEN;
 use crate::net::{Conn, Deadline, Mover};
 use crate::server::budget::address_key;
 use crate::server::names::RequestName;
-use crate::server::partial::{Key, Opened, Partial};
+use crate::server::partial::{Opened, Partial};
 use crate::server::policy::{Decision, Reason};
 use crate::server::session::{BatchAsk, Resuming, Session};
 use crate::server::store::Incoming;
@@ -281,12 +281,7 @@ impl Session<'_> {
                 .iter()
                 .map(|file| self.web_held(&offered.key, file))
                 .fold(0, u64::saturating_add),
-            reserved: partials.reserved(&Key::of_browser_file(
-                &offered.key,
-                &first.path,
-                first.size,
-                first.modified,
-            )),
+            reserved: partials.reserved(&first.key(&offered.key)),
         });
         self.decide_upload(
             conn,
@@ -299,17 +294,25 @@ impl Session<'_> {
 
     /// The bytes of `file` a cut try from this page left, if the server keeps them.
     fn web_held(&self, page: &[u8; 16], file: &OfferedFile) -> u64 {
-        let Some(partials) = self.server.partials() else {
-            return 0;
+        self.web_held_data(page, file)
+            .map_or(0, |(_, _, held)| held.min(file.size))
+    }
+
+    /// `file`'s partial from this page, locked, its data file and that file's length, if
+    /// the server keeps partials and holds one.
+    fn web_held_data(
+        &self,
+        page: &[u8; 16],
+        file: &OfferedFile,
+    ) -> Option<(Box<Partial>, File, u64)> {
+        let partials = self.server.partials()?;
+        let Ok(Opened::Partial(partial)) = partials.open(file.key(page), &owner(page), false)
+        else {
+            return None;
         };
-        let key = Key::of_browser_file(page, &file.path, file.size, file.modified);
-        let Ok(Opened::Partial(partial)) = partials.open(key, &owner(page), false) else {
-            return 0;
-        };
-        match partial.open_data(0) {
-            Ok(Some(data)) => data.metadata().map_or(0, |meta| meta.len()).min(file.size),
-            _ => 0,
-        }
+        let data = partial.open_data(0).ok().flatten()?;
+        let held = data.metadata().map_or(0, |meta| meta.len());
+        Some((partial, data, held))
     }
 
     /// The answer to a denied offer, and its log line: every file denied, each with its
@@ -352,17 +355,9 @@ impl Session<'_> {
     /// How much of `file` the server holds from this page's cut try, and the SHA-256 of
     /// those bytes (for the page to compare with its own copy before it sends the rest).
     fn web_resume_point(&self, page: &[u8; 16], file: &OfferedFile) -> (u64, Option<String>) {
-        let Some(partials) = self.server.partials() else {
+        let Some((_locked, mut data, held)) = self.web_held_data(page, file) else {
             return (0, None);
         };
-        let key = Key::of_browser_file(page, &file.path, file.size, file.modified);
-        let Ok(Opened::Partial(partial)) = partials.open(key, &owner(page), false) else {
-            return (0, None);
-        };
-        let Ok(Some(mut data)) = partial.open_data(0) else {
-            return (0, None);
-        };
-        let held = data.metadata().map_or(0, |meta| meta.len());
         if held == 0 || held > file.size {
             return (0, None);
         }
@@ -560,6 +555,13 @@ impl Session<'_> {
     ) -> Result<Target, (Status, String)> {
         let server_error =
             |err: io::Error| (Status::ServerError, format!("cannot store it: {err}"));
+        let temp = || {
+            self.server
+                .store
+                .incoming()
+                .map(Target::Temp)
+                .map_err(server_error)
+        };
         let Some(partials) = self.server.partials() else {
             if from > 0 {
                 return Err((
@@ -567,15 +569,9 @@ impl Session<'_> {
                     "this server keeps nothing of cut uploads: send the file from 0".into(),
                 ));
             }
-            return self
-                .server
-                .store
-                .incoming()
-                .map(Target::Temp)
-                .map_err(server_error);
+            return temp();
         };
-        let key = Key::of_browser_file(page, &file.path, file.size, file.modified);
-        let mut partial = match partials.open(key, &owner(page), true) {
+        let mut partial = match partials.open(file.key(page), &owner(page), true) {
             Ok(Opened::Partial(partial)) => partial,
             Ok(Opened::InUse | Opened::Absent) => {
                 return Err((
@@ -590,12 +586,7 @@ impl Session<'_> {
                 if from > 0 {
                     return Err(server_error(err));
                 }
-                return self
-                    .server
-                    .store
-                    .incoming()
-                    .map(Target::Temp)
-                    .map_err(server_error);
+                return temp();
             }
         };
         partial.state.total = file.size;
@@ -756,12 +747,7 @@ impl Session<'_> {
                     offer.states[index] = ItemState::Waiting;
                     return Response::error(Status::ServerError, &format!("cannot keep it: {err}"));
                 }
-                Held::Partial(Key::of_browser_file(
-                    page,
-                    &file.path,
-                    file.size,
-                    file.modified,
-                ))
+                Held::Partial(file.key(page))
             }
         };
         offer.states[index] = ItemState::Received(held);
